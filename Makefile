@@ -1,0 +1,40 @@
+# imgsearch — `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# GX and Prefect phone home unless told not to; this machine has no internet.
+export GX_ANALYTICS_ENABLED := False
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast validate-dev bench
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# pip (not uv): torch and torchvision install from this machine's local wheel store.
+	$(BIN)/pip install -e '.[test,bench]'
+	touch $@
+
+install: $(BIN)/.installed ## create the virtual environment and install the project
+
+demo: install ## run the main job on the embedded sample dataset
+	$(BIN)/imgsearch demo
+
+test: install ## run the whole test suite
+	$(BIN)/python -m pytest
+
+test-fast: install ## run the tests without integration and real-data tests
+	$(BIN)/python -m pytest -m "not integration and not realdata"
+
+validate-dev: install ## validate ../shared/data/practicum-dev
+	$(BIN)/imgsearch validate ../shared/data/practicum-dev
+
+bench: install ## run the benchmarks on ../shared/data/practicum-dev (writes bench/results/)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,199 @@
+"""Runs a contract (a GX Core 1.x expectation suite built in code) on a DataFrame.
+
+A failed contract raises `ContractError`, which carries the GX result and a message naming the
+table, the file, the column and a few offending rows (by their `line` in the file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+MAX_ROWS_SHOWN = 5
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def quiet_telemetry() -> None:
+    """GX and Prefect phone home unless told not to; this machine has no internet."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A named suite: `build()` returns the expectations; `index` names the columns that locate a row."""
+
+    name: str
+    build: Callable[[], list[Any]]
+    index: tuple[str, ...] = ("line",)
+
+
+@dataclass(frozen=True)
+class Failure:
+    expectation: str
+    column: str | None
+    why: str
+    unexpected_count: int | None
+    examples: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"column '{self.column}'" if self.column else "table"
+        count = f"{self.unexpected_count} bad row(s)" + (", e.g." if self.examples else "") if self.unexpected_count else "failed"
+        rows = "".join(f"\n      {example}" for example in self.examples)
+        return f"{where}: {self.expectation} ({self.why}) — {count}{rows}"
+
+
+@dataclass(frozen=True)
+class ContractResult:
+    contract: str
+    source: str
+    rows: int
+    evaluated: int
+    failures: list[Failure]
+    gx_result: Any = field(repr=False, default=None)
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+
+class ContractError(Exception):
+    """A contract failed: nothing downstream may run on this data."""
+
+    def __init__(self, result: ContractResult):
+        self.result = result
+        lines = [
+            f"contract '{result.contract}' failed for {result.source}: "
+            f"{len(result.failures)} of {result.evaluated} checks failed on {result.rows} rows"
+        ]
+        lines += [f"  - {f.describe()}" for f in result.failures]
+        super().__init__("\n".join(lines))
+
+
+def _context():
+    """One ephemeral GX context per process, made on first use (never at import)."""
+    with _lock:
+        if "context" not in _state:
+            quiet_telemetry()
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            _state["context"] = context
+            _state["source"] = context.data_sources.add_pandas("imgsearch")
+            _state["docs_dir"] = None
+        return _state["context"]
+
+
+def enable_data_docs(directory: Path) -> None:
+    """Write Data Docs HTML for every later validation into `directory`."""
+    context = _context()
+    directory = Path(directory)
+    with _lock:
+        if _state.get("docs_dir") == directory:
+            return
+        for site in list(context.get_site_names()):
+            context.delete_data_docs_site(site)
+        context.add_data_docs_site(
+            site_name="imgsearch",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        _state["docs_dir"] = directory
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _example(row: Any, index: tuple[str, ...], column: str | None) -> str:
+    """One offending row as 'line 7: 5' or 'table X, line 3, image Y' (flag columns are left out)."""
+    if not isinstance(row, dict):
+        return repr(_plain(row))
+    where = ", ".join(f"{k} {_plain(row[k])}" for k in index if k in row and row[k] not in ("", None))
+    values = {k: _plain(v) for k, v in row.items() if k not in index}
+    values = {k: v for k, v in values.items() if not isinstance(v, bool)}
+    if not values:
+        return where
+    if column and column in values:
+        return f"{where}: {values[column]!r}"
+    return f"{where}: {', '.join(f'{k}={v!r}' for k, v in values.items())}"
+
+
+def _failures(gx_result: Any, index: tuple[str, ...]) -> list[Failure]:
+    failures = []
+    for item in gx_result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        kwargs = config.kwargs
+        column = kwargs.get("column") or (", ".join(kwargs["column_list"]) if "column_list" in kwargs else None)
+        result = item.result or {}
+        rows = result.get("unexpected_index_list") or []
+        examples = [_example(r, index, kwargs.get("column")) for r in rows[:MAX_ROWS_SHOWN]]
+        if not examples and result.get("observed_value") is not None:
+            examples = [f"observed {result['observed_value']!r}"]
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            examples.append(str(item.exception_info.get("exception_message"))[:200])
+        failures.append(
+            Failure(
+                expectation=config.type,
+                column=column,
+                why=(config.meta or {}).get("why", ""),
+                unexpected_count=result.get("unexpected_count"),
+                examples=examples,
+            )
+        )
+    return failures
+
+
+def run_contract(frame: pd.DataFrame, contract: Contract, source: str) -> ContractResult:
+    """Validate `frame` against `contract`; the result lists each failed expectation with example rows."""
+    import great_expectations as gx
+
+    context = _context()
+    with _lock:
+        asset_name = f"{contract.name}-{len(_state.setdefault('assets', []))}"
+        _state["assets"].append(asset_name)
+        asset = _state["source"].add_dataframe_asset(asset_name)
+        batch = asset.add_batch_definition_whole_dataframe("all")
+        suite = gx.ExpectationSuite(name=asset_name, expectations=contract.build())
+        suite = context.suites.add(suite)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=suite))
+        result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": list(contract.index)}
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if _state.get("docs_dir") else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(name=asset_name, validation_definitions=[definition], actions=actions, result_format=result_format)
+        )
+        # The GX context is shared and not thread-safe: Prefect may run contracts on several threads.
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+    gx_result = next(iter(run.run_results.values()))
+    return ContractResult(
+        contract=contract.name,
+        source=source,
+        rows=len(frame),
+        evaluated=len(gx_result.results),
+        failures=_failures(gx_result, contract.index),
+        gx_result=gx_result,
+    )
+
+
+def enforce(frame: pd.DataFrame, contract: Contract, source: str) -> ContractResult:
+    """Run the contract and raise `ContractError` when it fails."""
+    result = run_contract(frame, contract, source)
+    if not result.success:
+        raise ContractError(result)
+    return result

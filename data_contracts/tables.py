@@ -1,0 +1,156 @@
+"""Contracts for the five input tables and the two image folders."""
+
+from __future__ import annotations
+
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from data_contracts.runner import Contract
+
+IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
+QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
+
+
+def _why(expectation, why: str):
+    expectation.meta = {"why": why}
+    return expectation
+
+
+def _image_column(column: str = "image") -> list:
+    return [
+        # Rows without an image cannot be joined to pixels.
+        _why(gxe.ExpectColumnValuesToNotBeNull(column=column), "every row names an image"),
+        # Names are file names in the image folder, not paths: no traversal, no captions ids.
+        _why(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=IMAGE_NAME), "an image is a .jpg file name"),
+    ]
+
+
+def _query_id_column() -> list:
+    return [
+        # query_id encodes which image the caption was written for; later stages parse it.
+        _why(gxe.ExpectColumnValuesToMatchRegex(column="query_id", regex=QUERY_ID), "query_id is <image>.jpg#<n>"),
+    ]
+
+
+def _pair_unique() -> list:
+    return [
+        # One rating or one pair per (image, query_id): duplicates would double-weight a pair.
+        _why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
+    ]
+
+
+def _text_column(column: str = "query_text") -> list:
+    return [
+        # An empty caption embeds to noise and cannot be screened for child content.
+        _why(gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1), "no empty texts"),
+    ]
+
+
+def _train() -> list:
+    return _image_column() + _query_id_column() + _text_column() + _pair_unique()
+
+
+def _crowd() -> list:
+    rating_checks = []
+    for column in ("share_yes", "count_yes", "count_no"):
+        # A blank or non-numeric rating would silently become a missing target.
+        rating_checks.append(_why(gxe.ExpectColumnValuesToNotBeNull(column=column), "ratings are numbers"))
+    return (
+        _image_column()
+        + _query_id_column()
+        + _pair_unique()
+        + rating_checks
+        + [
+            # share_yes is the fraction of raters who said yes: the training target for crowd pairs.
+            _why(gxe.ExpectColumnValuesToBeBetween(column="share_yes", min_value=0, max_value=1), "share in [0, 1]"),
+            # Counts of raters are whole and non-negative.
+            _why(gxe.ExpectColumnValuesToBeBetween(column="count_yes", min_value=0), "count_yes >= 0"),
+            _why(gxe.ExpectColumnValuesToBeBetween(column="count_no", min_value=0), "count_no >= 0"),
+            _why(gxe.ExpectColumnValuesToBeInSet(column="counts_whole", value_set=[True]), "counts are integers"),
+            # share must agree with the counts, or one of the two columns was shifted or mistyped.
+            _why(
+                gxe.ExpectColumnValuesToBeInSet(column="share_matches_counts", value_set=[True]),
+                "share_yes = count_yes / (count_yes + count_no)",
+            ),
+        ]
+    )
+
+
+def _prepare_crowd(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    yes, no = out["count_yes"], out["count_no"]
+    out["counts_whole"] = ((yes % 1 == 0) & (no % 1 == 0)) | yes.isna() | no.isna()
+    total = yes + no
+    share = (yes / total.where(total > 0)).fillna(0.0)
+    out["share_matches_counts"] = ((share - out["share_yes"]).abs() <= 0.011) | out["share_yes"].isna() | total.isna()
+    return out
+
+
+def _expert() -> list:
+    checks = _image_column() + _query_id_column() + _pair_unique()
+    for column in ("expert_1", "expert_2", "expert_3"):
+        # Experts answer on a 1..4 scale; anything else is a typo or a shifted column.
+        checks.append(_why(gxe.ExpectColumnValuesToNotBeNull(column=column), "expert ratings are numbers"))
+        checks.append(
+            _why(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[1, 2, 3, 4]), "expert ratings are integers 1..4")
+        )
+    return checks
+
+
+def _queries() -> list:
+    return (
+        _image_column()
+        + _query_id_column()
+        + _text_column()
+        + [
+            # Each test query is evaluated once; a repeated id would count twice in retrieval metrics.
+            _why(gxe.ExpectColumnValuesToBeUnique(column="query_id"), "query_id unique"),
+            # The relevant image of a test query is the one its caption was written for.
+            _why(gxe.ExpectColumnValuesToBeInSet(column="names_own_image", value_set=[True]), "query_id names the row's image"),
+        ]
+    )
+
+
+def _prepare_queries(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["names_own_image"] = out["query_id"].str.rsplit("#", n=1).str[0] == out["image"]
+    return out
+
+
+def _test_images() -> list:
+    return _image_column() + [
+        # The gallery lists each image once.
+        _why(gxe.ExpectColumnValuesToBeUnique(column="image"), "image unique"),
+    ]
+
+
+def _image_references() -> list:
+    return [
+        # A row that names an image not in its folder would train or evaluate on nothing.
+        _why(gxe.ExpectColumnValuesToBeInSet(column="found", value_set=[True]), "every referenced image exists in its folder"),
+    ]
+
+
+def _image_files() -> list:
+    return [
+        # A truncated or corrupt file would crash the embedding stage far from its cause.
+        _why(gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]), "every image file decodes"),
+    ]
+
+
+TRAIN_CONTRACT = Contract("train_dataset", _train)
+CROWD_CONTRACT = Contract("crowd_annotations", _crowd)
+EXPERT_CONTRACT = Contract("expert_annotations", _expert)
+QUERIES_CONTRACT = Contract("test_queries", _queries)
+TEST_IMAGES_CONTRACT = Contract("test_images", _test_images)
+IMAGE_REFERENCES_CONTRACT = Contract("image_references", _image_references, index=("table", "line", "image", "folder"))
+IMAGE_FILES_CONTRACT = Contract("image_files", _image_files, index=("folder", "image", "error"))
+
+TABLE_CONTRACTS: dict[str, tuple[Contract, object]] = {
+    # table name -> (contract, function adding the derived columns it checks)
+    "train": (TRAIN_CONTRACT, None),
+    "crowd": (CROWD_CONTRACT, _prepare_crowd),
+    "expert": (EXPERT_CONTRACT, None),
+    "queries": (QUERIES_CONTRACT, _prepare_queries),
+    "test_images": (TEST_IMAGES_CONTRACT, None),
+}

@@ -1,0 +1,1 @@
+"""Prefect flows: they compose tasks and carry one typed parameter model each."""

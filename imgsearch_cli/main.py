@@ -1,0 +1,131 @@
+"""The `imgsearch` command line: sample data, validation, and the pipeline run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="imgsearch: text-to-image relevance search with a child-safety guarantee.", no_args_is_help=True)
+
+DEFAULT_SAMPLE_TRAIN = 200
+DEFAULT_SAMPLE_TEST = 50
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main() -> None:
+    from data_contracts.runner import quiet_telemetry
+
+    quiet_telemetry()
+
+
+@app.command()
+def sample(
+    out_dir: Path = typer.Argument(..., help="Folder to write the sample dataset into (created if missing)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same files."),
+    train_images: int = typer.Option(DEFAULT_SAMPLE_TRAIN, help="Number of training images to draw."),
+    test_images: int = typer.Option(DEFAULT_SAMPLE_TEST, help="Number of test images to draw."),
+) -> None:
+    """Write the embedded sample dataset (five tables plus JPEG folders) into OUT_DIR."""
+    from tasks.sample_data import generate_sample
+
+    if out_dir.exists() and any(out_dir.iterdir()):
+        _fail(f"{out_dir}: folder is not empty; choose an empty or new folder (nothing was written)")
+    try:
+        summary = generate_sample(out_dir, seed=seed, n_train=train_images, n_test=test_images)
+    except ValueError as err:
+        _fail(str(err), code=2)
+    typer.echo(
+        f"wrote {summary.train_images} train and {summary.test_images} test images, {summary.train_pairs} train pairs, "
+        f"{summary.crowd_rows} crowd and {summary.expert_rows} expert ratings, {summary.test_queries} test queries "
+        f"to {summary.out_dir}"
+    )
+
+
+def _ingest_or_exit(data_dir: Path, docs: bool):
+    from data_contracts.runner import ContractError
+    from tasks.ingest import ingest_dataset
+    from tasks.tables import TableReadError
+    from tasks.workspace import Workspace
+
+    docs_dir = Workspace.from_env().data_docs if docs else None
+    try:
+        return ingest_dataset(data_dir, docs_dir=docs_dir), docs_dir
+    except (TableReadError, ContractError, FileNotFoundError) as err:
+        _fail(f"validation failed: {err}")
+
+
+@app.command()
+def validate(
+    data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
+    docs: bool = typer.Option(True, help="Write GX Data Docs HTML into the workspace's reports/data_docs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Check every contract on a dataset and print row counts, dropped rows and contract results."""
+    started = time.perf_counter()
+    dataset, docs_dir = _ingest_or_exit(data_dir, docs)
+    if as_json:
+        typer.echo(json.dumps(dataset.summary.as_dict(), indent=2))
+        return
+    typer.echo(dataset.summary.render())
+    if docs_dir:
+        typer.echo(f"data docs: {docs_dir / 'index.html'}")
+    typer.echo(f"valid ({time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
+def run(
+    data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
+    seed: int = typer.Option(0, help="Seed for every random choice in the run."),
+) -> None:
+    """Run the pipeline flow on DATA_DIR (Prefect starts a local server if none is configured)."""
+    from pydantic import ValidationError
+
+    from data_contracts.runner import ContractError
+    from flows.pipeline import RunParams, run_pipeline
+    from tasks.tables import TableReadError
+
+    try:
+        params = RunParams(data_dir=data_dir, seed=seed)
+    except ValidationError as err:
+        _fail(f"bad parameters: {err}", code=2)
+    started = time.perf_counter()
+    try:
+        result = run_pipeline(params)
+    except (TableReadError, ContractError, FileNotFoundError) as err:
+        _fail(f"run failed: {err}")
+    summary = result.ingest
+    typer.echo(f"ingested {summary['data_dir']}: " + ", ".join(f"{k} {v}" for k, v in summary["rows"].items()))
+    typer.echo(f"run finished in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(0, help="Seed for the sample dataset and the run."),
+) -> None:
+    """Make the embedded sample dataset in the workspace (once per seed) and run the pipeline on it."""
+    from tasks.sample_data import generate_sample
+    from tasks.workspace import Workspace, atomic_dir
+
+    target = Workspace.from_env().samples / f"seed-{seed}"
+    if not (target / "test_images.csv").is_file():
+        with atomic_dir(target) as tmp:
+            generate_sample(tmp, seed=seed)
+        typer.echo(f"sample dataset written to {target}")
+    run(data_dir=target, seed=seed)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

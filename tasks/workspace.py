@@ -1,0 +1,144 @@
+"""The one module that owns the on-disk layout: workspace root, its sub-folders, atomic writes.
+
+Nothing else in the project builds workspace paths by hand; ask a `Workspace` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_HOME = "IMGSEARCH_HOME"
+DEFAULT_HOME = Path("~/.imgsearch")
+
+
+def workspace_root() -> Path:
+    """Read the workspace root from the environment when called (never at import time)."""
+    return Path(os.environ.get(ENV_HOME, str(DEFAULT_HOME))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths under one workspace root. Creating the object makes no directories."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> "Workspace":
+        return cls(workspace_root())
+
+    def _dir(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def reports(self) -> Path:
+        return self._dir("reports")
+
+    @property
+    def data_docs(self) -> Path:
+        return self._dir("reports", "data_docs")
+
+    @property
+    def datasets(self) -> Path:
+        return self._dir("datasets")
+
+    @property
+    def cache(self) -> Path:
+        return self._dir("cache")
+
+    @property
+    def embeddings(self) -> Path:
+        return self._dir("cache", "embeddings")
+
+    @property
+    def models(self) -> Path:
+        return self._dir("models")
+
+    @property
+    def quarantine(self) -> Path:
+        return self._dir("quarantine")
+
+    @property
+    def samples(self) -> Path:
+        return self._dir("samples")
+
+    def dataset_dir(self, version: str) -> Path:
+        return self._dir("datasets", version)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds.
+
+    A crash or an exception inside the block leaves the previous `target` untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(target: Path, text: str) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def write_json_atomic(target: Path, payload: Any) -> Path:
+    return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet_atomic(target: Path, frame: Any) -> Path:
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it into place when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,61 @@
+"""Shared fixtures: a session-wide sample dataset, corrupted copies of it, a Prefect test harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+PRACTICUM_DIR = Path(os.environ.get("IMGSEARCH_PRACTICUM_DIR", REPO.parent / "shared" / "data" / "practicum-dev"))
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """A small sample dataset, made once per session. Tests must not modify it: use `sample_copy`."""
+    from tasks.sample_data import generate_sample
+
+    out = tmp_path_factory.mktemp("sample") / "data"
+    generate_sample(out, seed=0, n_train=60, n_test=12)
+    return out
+
+
+@pytest.fixture
+def sample_copy(sample_dir, tmp_path) -> Path:
+    """A private copy of the sample dataset that a test may corrupt."""
+    target = tmp_path / "data"
+    shutil.copytree(sample_dir, target)
+    return target
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    from tasks.workspace import Workspace
+
+    root = tmp_path / "workspace"
+    monkeypatch.setenv("IMGSEARCH_HOME", str(root))
+    return Workspace(root)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def practicum_dir() -> Path:
+    if not (PRACTICUM_DIR / "train_dataset.csv").is_file():
+        pytest.skip(f"the practicum-dev dataset is not at {PRACTICUM_DIR} (set IMGSEARCH_PRACTICUM_DIR)")
+    return PRACTICUM_DIR
