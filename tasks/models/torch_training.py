@@ -1,0 +1,37 @@
+"""Small shared pieces for the torch models: seeding, input scaling, holding out groups for early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def seed_torch(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@dataclass
+class Standardizer:
+    """Per-column mean/std scaling, fitted on training rows and saved with the model."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardizer":
+        return cls(x.mean(axis=0).astype(np.float32), (x.std(axis=0) + 1e-6).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+
+def holdout_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of rows whose group (image) is held out, so early stopping never sees a training image."""
+    unique = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(unique, size=max(1, int(len(unique) * fraction)), replace=False).tolist())
+    return np.array([g in held for g in groups])

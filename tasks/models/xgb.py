@@ -1,0 +1,81 @@
+"""XGBoost on the study's concatenated features, with a seeded random search over group-aware folds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+from tasks.models.base import TrainingData, concat_features, pairwise_score_matrix, write_kind
+
+SEARCH_SPACE = {
+    "max_depth": [3, 4, 6],
+    "learning_rate": [0.03, 0.06, 0.1],
+    "n_estimators": [150, 300],
+    "subsample": [0.7, 0.9],
+    "colsample_bytree": [0.2, 0.4],
+    "min_child_weight": [1, 5],
+    "reg_lambda": [1.0, 5.0],
+}
+
+
+class XGBoostModel:
+    kind = "xgboost"
+
+    def __init__(self, n_search: int = 6, n_folds: int = 3, n_jobs: int = 2):
+        self.n_search = n_search
+        self.n_folds = n_folds
+        self.n_jobs = n_jobs
+        self.booster = None
+        self.best_params: dict = {}
+        self.search_results: list[dict] = []
+
+    def _regressor(self, params: dict, seed: int):
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(
+            objective="reg:squarederror", tree_method="hist", n_jobs=self.n_jobs, random_state=seed, **params
+        )
+
+    def fit(self, data: TrainingData, seed: int) -> "XGBoostModel":
+        rng = np.random.default_rng(seed)
+        features = concat_features(data.text, data.image)
+        candidates = [{k: v[rng.integers(len(v))] for k, v in SEARCH_SPACE.items()} for _ in range(self.n_search)]
+        folds = list(GroupKFold(n_splits=self.n_folds).split(features, data.target, data.groups))
+        self.search_results = []
+        for params in candidates:
+            errors = []
+            for train_idx, val_idx in folds:
+                model = self._regressor(params, seed).fit(features[train_idx], data.target[train_idx])
+                pred = np.clip(model.predict(features[val_idx]), 0, 1)
+                errors.append(float(np.sqrt(np.mean((pred - data.target[val_idx]) ** 2))))
+            self.search_results.append({"params": params, "cv_rmse": float(np.mean(errors))})
+        best = min(self.search_results, key=lambda r: r["cv_rmse"])
+        self.best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best["params"].items()}
+        self.booster = self._regressor(self.best_params, seed).fit(features, data.target)
+        return self
+
+    def predict(self, text: np.ndarray, image: np.ndarray) -> np.ndarray:
+        return np.clip(self.booster.predict(concat_features(text, image)), 0.0, 1.0).astype(np.float32)
+
+    def score_matrix(self, text: np.ndarray, image: np.ndarray) -> np.ndarray:
+        return pairwise_score_matrix(self, text, image)
+
+    def save(self, directory: Path) -> None:
+        self.booster.save_model(Path(directory) / "xgboost.json")
+        (Path(directory) / "search.json").write_text(
+            json.dumps({"best_params": self.best_params, "results": self.search_results}, indent=2, default=str)
+        )
+        write_kind(directory, self.kind)
+
+    @classmethod
+    def load(cls, directory: Path) -> "XGBoostModel":
+        from xgboost import XGBRegressor
+
+        model = cls()
+        model.booster = XGBRegressor()
+        model.booster.load_model(Path(directory) / "xgboost.json")
+        model.best_params = json.loads((Path(directory) / "search.json").read_text())["best_params"]
+        return model

@@ -1,0 +1,244 @@
+"""Training and evaluation: split by image, fit every model on the same features, one metrics table.
+
+Pure functions on frames and arrays; the Prefect tasks that call them live in `tasks/training_tasks.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit
+
+from tasks.evaluation import RETRIEVAL_KEYS, kendall_tau_c, random_scores, regression_metrics, retrieval_metrics
+from tasks.models import PairModel, TrainingData, model_classes
+
+LOWER_IS_BETTER = {"rmse", "mae"}
+DEFAULT_MODELS = ("ridge", "xgboost", "study_mlp", "two_tower")
+
+
+class EmbeddingLookup(Protocol):
+    """Anything that returns embedding rows for keys (query ids or image names), in order."""
+
+    def lookup(self, keys) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RetrievalSet:
+    """Queries against a gallery: query q's relevant image is gallery row `relevant[q]`."""
+
+    text: np.ndarray
+    image: np.ndarray
+    relevant: np.ndarray
+    safe: np.ndarray  # the query passes the child-content screen
+
+    def __len__(self) -> int:
+        return len(self.relevant)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    val: TrainingData
+    val_expert: np.ndarray  # mean expert score in [0, 1], NaN where no expert rated the pair
+    val_retrieval: RetrievalSet
+    test_retrieval: RetrievalSet | None = None
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    train_pairs: int
+    val_pairs: int
+    train_images: int
+    val_images: int
+    train_positives: int
+    val_queries: int
+    test_queries: int
+
+
+def split_by_image(pairs: pd.DataFrame, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the train and validation sides; no image is on both."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+    train_idx, val_idx = next(splitter.split(pairs, groups=pairs["image"]))
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def retrieval_set(
+    queries: pd.DataFrame, gallery: list[str], text_emb: EmbeddingLookup, image_emb: EmbeddingLookup
+) -> RetrievalSet:
+    """`queries` has query_id, image (the relevant one) and safe; only queries whose image is in the gallery count."""
+    position = {name: k for k, name in enumerate(gallery)}
+    queries = queries[queries["image"].isin(position)]
+    return RetrievalSet(
+        text=text_emb.lookup(queries["query_id"].tolist()),
+        image=image_emb.lookup(list(gallery)),
+        relevant=queries["image"].map(position).to_numpy(),
+        safe=queries["safe"].to_numpy(dtype=bool),
+    )
+
+
+def build_datasets(
+    pairs: pd.DataFrame,
+    captions: pd.DataFrame,
+    text_emb: EmbeddingLookup,
+    image_emb: EmbeddingLookup,
+    val_fraction: float,
+    seed: int,
+    test_queries: pd.DataFrame | None = None,
+    test_gallery: list[str] | None = None,
+    test_image_emb: EmbeddingLookup | None = None,
+) -> tuple[TrainingData, EvalData, SplitSummary]:
+    """Assemble aligned arrays for training and evaluation.
+
+    pairs: image, query_id, target, expert_score (NaN when no expert) — already safety-filtered.
+    captions: query_id, image (the image the caption describes), safe — the known, unflagged captions
+      whose image is a training image; they feed the contrastive loss and validation retrieval.
+    test_queries: query_id, image, safe — evaluated against `test_gallery` (test image names).
+    """
+    pairs = pairs.reset_index(drop=True)
+    train_idx, val_idx = split_by_image(pairs, val_fraction, seed)
+    train_pairs, val_pairs = pairs.iloc[train_idx], pairs.iloc[val_idx]
+    train_images, val_images = set(train_pairs["image"]), set(val_pairs["image"])
+
+    own = captions[captions["image"].isin(train_images)]
+    train = TrainingData(
+        text=text_emb.lookup(train_pairs["query_id"].tolist()),
+        image=image_emb.lookup(train_pairs["image"].tolist()),
+        target=train_pairs["target"].to_numpy(dtype=np.float32),
+        groups=train_pairs["image"].to_numpy(),
+        positives_text=text_emb.lookup(own["query_id"].tolist()) if len(own) else None,
+        positives_image=image_emb.lookup(own["image"].tolist()) if len(own) else None,
+        positives_groups=own["image"].to_numpy() if len(own) else None,
+    )
+    val = TrainingData(
+        text=text_emb.lookup(val_pairs["query_id"].tolist()),
+        image=image_emb.lookup(val_pairs["image"].tolist()),
+        target=val_pairs["target"].to_numpy(dtype=np.float32),
+        groups=val_pairs["image"].to_numpy(),
+    )
+    val_gallery = sorted(val_images)
+    val_queries = captions[captions["image"].isin(val_images)]
+    test = None
+    if test_queries is not None and test_gallery is not None and test_image_emb is not None:
+        test = retrieval_set(test_queries, test_gallery, text_emb, test_image_emb)
+    eval_data = EvalData(
+        val=val,
+        val_expert=val_pairs["expert_score"].to_numpy(dtype=float),
+        val_retrieval=retrieval_set(val_queries, val_gallery, text_emb, image_emb),
+        test_retrieval=test,
+    )
+    summary = SplitSummary(
+        train_pairs=len(train_pairs),
+        val_pairs=len(val_pairs),
+        train_images=len(train_images),
+        val_images=len(val_images),
+        train_positives=len(own),
+        val_queries=len(eval_data.val_retrieval),
+        test_queries=len(test) if test is not None else 0,
+    )
+    return train, eval_data, summary
+
+
+def _retrieval_rows(prefix: str, scores: np.ndarray, rs: RetrievalSet, mask: np.ndarray | None = None) -> dict:
+    if mask is not None:
+        scores, relevant = scores[mask], rs.relevant[mask]
+    else:
+        relevant = rs.relevant
+    return {f"{prefix}{k}": v for k, v in retrieval_metrics(scores, relevant).items()}
+
+
+def metrics_from_scores(
+    val_pred: np.ndarray, eval_data: EvalData, val_scores: np.ndarray, test_scores: np.ndarray | None
+) -> dict[str, float]:
+    row = regression_metrics(val_pred, eval_data.val.target)
+    row["tau_c"] = kendall_tau_c(val_pred, eval_data.val_expert)
+    row |= _retrieval_rows("val_", val_scores, eval_data.val_retrieval)
+    if test_scores is not None and eval_data.test_retrieval is not None:
+        rs = eval_data.test_retrieval
+        row |= _retrieval_rows("", test_scores, rs)
+        row |= _retrieval_rows("safe_", test_scores, rs, rs.safe)
+    return row
+
+
+def evaluate_model(model: PairModel, eval_data: EvalData) -> dict[str, float]:
+    val_pred = model.predict(eval_data.val.text, eval_data.val.image)
+    vr = eval_data.val_retrieval
+    val_scores = model.score_matrix(vr.text, vr.image)
+    test_scores = None
+    if eval_data.test_retrieval is not None:
+        tr = eval_data.test_retrieval
+        test_scores = model.score_matrix(tr.text, tr.image)
+    return metrics_from_scores(val_pred, eval_data, val_scores, test_scores)
+
+
+def baseline_metrics(train: TrainingData, eval_data: EvalData, seed: int) -> dict[str, dict[str, float]]:
+    """Reference rows: a constant predictor (the training mean) and a random ranking."""
+    vr, tr = eval_data.val_retrieval, eval_data.test_retrieval
+    n_val = len(eval_data.val.target)
+    constant = np.full(n_val, float(train.target.mean()), dtype=np.float32)
+    rows = {
+        "constant": metrics_from_scores(
+            constant, eval_data, np.zeros((len(vr), len(vr.image))), None if tr is None else np.zeros((len(tr), len(tr.image)))
+        )
+    }
+    rng_pred = np.random.default_rng(seed).random(n_val).astype(np.float32)
+    rows["random"] = metrics_from_scores(
+        rng_pred,
+        eval_data,
+        random_scores(len(vr), len(vr.image), seed),
+        None if tr is None else random_scores(len(tr), len(tr.image), seed + 1),
+    )
+    return rows
+
+
+@dataclass
+class TrainingOutcome:
+    models: dict[str, PairModel]
+    metrics: pd.DataFrame  # one row per model (and baseline), one column per metric
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    best: str = ""
+    primary_metric: str = ""
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Is value a strictly better than b on this metric?"""
+    if np.isnan(b):
+        return not np.isnan(a)
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def select_best(metrics: pd.DataFrame, primary: str, candidates: list[str]) -> str:
+    if primary not in metrics.columns:
+        raise ValueError(f"primary metric {primary!r} is not one of {sorted(metrics.columns)}")
+    values = metrics.loc[candidates, primary]
+    return str(values.idxmin() if primary in LOWER_IS_BETTER else values.idxmax())
+
+
+def train_and_evaluate(
+    train: TrainingData,
+    eval_data: EvalData,
+    kinds: tuple[str, ...] = DEFAULT_MODELS,
+    seed: int = 0,
+    primary_metric: str = "val_mrr",
+    model_options: dict[str, dict] | None = None,
+) -> TrainingOutcome:
+    classes = model_classes()
+    unknown = [k for k in kinds if k not in classes]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(classes)}")
+    models, rows, seconds = {}, {}, {}
+    for kind in kinds:
+        started = time.perf_counter()
+        model = classes[kind](**(model_options or {}).get(kind, {})).fit(train, seed)
+        seconds[kind] = time.perf_counter() - started
+        models[kind] = model
+        rows[kind] = evaluate_model(model, eval_data)
+    rows |= baseline_metrics(train, eval_data, seed)
+    metrics = pd.DataFrame.from_dict(rows, orient="index")
+    best = select_best(metrics, primary_metric, list(kinds))
+    return TrainingOutcome(models, metrics, seconds, best, primary_metric)
+
+
+__all__ = ["RETRIEVAL_KEYS", "DEFAULT_MODELS", "train_and_evaluate", "build_datasets", "select_best", "better"]
