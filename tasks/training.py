@@ -44,6 +44,7 @@ class EvalData:
     val: TrainingData
     val_expert: np.ndarray  # mean expert score in [0, 1], NaN where no expert rated the pair
     val_retrieval: RetrievalSet
+    val_pairs: pd.DataFrame  # image, query_id of each validation row, aligned with `val`
     test_retrieval: RetrievalSet | None = None
 
 
@@ -127,6 +128,7 @@ def build_datasets(
         val=val,
         val_expert=val_pairs["expert_score"].to_numpy(dtype=float),
         val_retrieval=retrieval_set(val_queries, val_gallery, text_emb, image_emb),
+        val_pairs=val_pairs[["image", "query_id"]].reset_index(drop=True),
         test_retrieval=test,
     )
     summary = SplitSummary(

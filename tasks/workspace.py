@@ -75,6 +75,14 @@ class Workspace:
     def dataset_dir(self, version: str) -> Path:
         return self._dir("datasets", version)
 
+    def index_dir(self, name: str) -> Path:
+        """A gallery index; the folder itself appears only when the index is written (atomically)."""
+        return self._dir("index") / name
+
+    def detector_path(self, image_encoder: str) -> Path:
+        """The child-image detector trained on one image encoder's embeddings."""
+        return self._dir("safety") / f"child-detector-{image_encoder}.joblib"
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:

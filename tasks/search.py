@@ -1,0 +1,302 @@
+"""Search and pair scoring over an indexed gallery, safety first.
+
+Order of checks, for every request: the text screen (a flagged query is refused before any model
+work), then the gallery's child flags (flagged images are not in the searchable index at all, so
+no query can return them), then the champion model. Scores are the champion's relevance in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.workspace import Workspace, atomic_dir
+
+MAX_QUERY_CHARS = 500
+MAX_K = 100
+
+
+class SearchUnavailableError(RuntimeError):
+    """Search needs a champion model and a gallery index; says which is missing and how to make it."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    image: str
+    path: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    refused: bool
+    notice: str | None
+    results: list[Hit] = field(default_factory=list)
+    matches: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"query": self.query, "refused": self.refused, "notice": self.notice,
+                "results": [asdict(h) for h in self.results]}
+
+
+@dataclass(frozen=True)
+class PairScore:
+    text: str
+    image: str
+    score: float | None
+    refused: bool
+    notice: str | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, best first; ties keep gallery order (stable)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    order = np.lexsort((part, -scores[part]))
+    return part[order]
+
+
+def validate_query(query: str, k: int) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise ValueError("query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+    return query
+
+
+@dataclass
+class GalleryIndex:
+    """What search needs about a folder of images. Flagged images carry no vectors and are never served."""
+
+    folder: str
+    images: list[str]  # searchable (unflagged) images, row-aligned with `embeddings`
+    embeddings: np.ndarray  # raw image-encoder embeddings of the searchable images
+    flagged: pd.DataFrame  # image, source ("captions" | "detector"), detail — kept for reports only
+    image_encoder: str
+    built: str = ""
+
+    def path_of(self, image: str) -> str:
+        return str(Path(self.folder) / image)
+
+    def save(self, directory: Path) -> None:
+        with atomic_dir(directory) as tmp:
+            np.save(tmp / "embeddings.npy", self.embeddings.astype(np.float32))
+            pd.DataFrame({"image": self.images}).to_parquet(tmp / "images.parquet", index=False)
+            self.flagged.to_parquet(tmp / "flagged.parquet", index=False)
+            meta = {"folder": self.folder, "image_encoder": self.image_encoder, "built": self.built,
+                    "searchable": len(self.images), "flagged": len(self.flagged)}
+            (tmp / "index.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> "GalleryIndex":
+        directory = Path(directory)
+        if not (directory / "index.json").is_file():
+            raise SearchUnavailableError(f"no gallery index at {directory}; run `imgsearch index DIR` (or `imgsearch run`) first")
+        meta = json.loads((directory / "index.json").read_text())
+        return cls(
+            folder=meta["folder"],
+            images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
+            embeddings=np.load(directory / "embeddings.npy"),
+            flagged=pd.read_parquet(directory / "flagged.parquet"),
+            image_encoder=meta["image_encoder"],
+            built=meta.get("built", ""),
+        )
+
+
+def gallery_flags(
+    images: list[str], caption_flags: pd.DataFrame | None, detector_flags: np.ndarray | None, detector_scores: np.ndarray | None
+) -> pd.DataFrame:
+    """Why each flagged image is flagged. Caption flags and detector flags are OR-ed: either one hides an image."""
+    rows = []
+    by_caption = {}
+    if caption_flags is not None and len(caption_flags):
+        flagged_caps = caption_flags[caption_flags["flagged"]]
+        by_caption = {r.image: ", ".join(r.terms) if hasattr(r, "terms") else "" for r in flagged_caps.itertuples()}
+    for k, image in enumerate(images):
+        if image in by_caption:
+            rows.append((image, "captions", by_caption[image]))
+        elif detector_flags is not None and detector_flags[k]:
+            rows.append((image, "detector", f"score {float(detector_scores[k]):.3f}"))
+    return pd.DataFrame(rows, columns=["image", "source", "detail"])
+
+
+def build_gallery_index(
+    folder: Path,
+    workspace: Workspace,
+    image_encoder_id: str,
+    detector,
+    caption_flags: pd.DataFrame | None = None,
+) -> GalleryIndex:
+    """Embed every image in `folder` (through the cache), flag children, keep vectors of the rest."""
+    from tasks.embedding_cache import embed_image_files
+    from tasks.encoders import get_image_encoder
+
+    folder = Path(folder).resolve()
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not names:
+        raise ValueError(f"{folder}: no .jpg/.jpeg/.png images to index")
+    embeddings = embed_image_files([folder / n for n in names], get_image_encoder(image_encoder_id), workspace)
+    scores = detector.scores(embeddings)
+    flags = gallery_flags(names, caption_flags, detector.predict(embeddings), scores)
+    hidden = set(flags["image"])
+    keep = np.array([n not in hidden for n in names])
+    return GalleryIndex(
+        folder=str(folder),
+        images=[n for n, k in zip(names, keep) if k],
+        embeddings=embeddings[keep],
+        flagged=flags,
+        image_encoder=image_encoder_id,
+        built=datetime.now(timezone.utc).isoformat(),
+    )
+
+
+class Searcher:
+    """Answers queries and scores pairs with the champion model over one gallery index."""
+
+    def __init__(self, model, record, text_encoder, image_encoder, index: GalleryIndex, content_filter, detector, workspace: Workspace):
+        if index.image_encoder != record.image_encoder:
+            raise SearchUnavailableError(
+                f"the gallery was embedded with {index.image_encoder!r} but the champion uses {record.image_encoder!r}; "
+                "re-run `imgsearch index`"
+            )
+        self.model, self.record = model, record
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
+        self.index, self.content_filter, self.detector, self.workspace = index, content_filter, detector, workspace
+        # Two-tower champions score by a dot product: project the gallery once, then a query is one matrix-vector product.
+        self._projected = model.embed_images(index.embeddings) if hasattr(model, "embed_images") and len(index.images) else None
+        self._known = {name: k for k, name in enumerate(index.images)}
+        self._flagged = set(index.flagged["image"]) if len(index.flagged) else set()
+
+    @classmethod
+    def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> "Searcher":
+        from tasks.encoders import get_image_encoder, get_text_encoder
+        from tasks.registry import ModelRegistry
+        from tasks.safety import ChildContentFilter, ChildImageDetector
+
+        workspace = workspace or Workspace.from_env()
+        registry = ModelRegistry(workspace.models)
+        record = registry.champion()
+        if record is None:
+            raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+        detector_path = workspace.detector_path(record.image_encoder)
+        if not detector_path.is_file():
+            raise SearchUnavailableError(f"no child-image detector at {detector_path}; run `imgsearch run DATA_DIR` first")
+        return cls(
+            model=registry.load(record.version),
+            record=record,
+            text_encoder=get_text_encoder(record.text_encoder),
+            image_encoder=get_image_encoder(record.image_encoder),
+            index=GalleryIndex.load(workspace.index_dir(index_name)),
+            content_filter=ChildContentFilter(),
+            detector=ChildImageDetector.load(detector_path),
+            workspace=workspace,
+        )
+
+    # -- search -------------------------------------------------------------------------------------
+    def _query_vector(self, query: str) -> np.ndarray:
+        from tasks.embedding_cache import embed_texts
+
+        return embed_texts([query], self.text_encoder, self.workspace)
+
+    def get_pictures(self, query: str, k: int = 5) -> SearchResult:
+        from tasks.safety import NOTICE
+
+        query = validate_query(query, k)
+        screen = self.content_filter.screen(query)
+        if screen.flagged:
+            return SearchResult(query, True, NOTICE, [], list(screen.matches))
+        if not self.index.images:
+            return SearchResult(query, False, None, [])
+        text = self._query_vector(query)
+        if self._projected is not None:
+            scores = self.model.calibrate(self.model.embed_texts(text) @ self._projected.T)[0]
+        else:
+            scores = self.model.score_matrix(text, self.index.embeddings)[0]
+        hits = [Hit(self.index.images[i], self.index.path_of(self.index.images[i]), float(scores[i])) for i in top_k(scores, k)]
+        return SearchResult(query, False, None, hits)
+
+    # -- pair scoring ------------------------------------------------------------------------------
+    def score_pairs(self, texts: list[str], image_paths: list[Path]) -> list[PairScore]:
+        """Score aligned (text, image) pairs; flagged texts and images get the notice instead of a score."""
+        from tasks.embedding_cache import embed_image_files, embed_texts
+        from tasks.safety import NOTICE
+
+        screens = self.content_filter.screen_many(texts)
+        paths = [Path(p).resolve() for p in image_paths]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"image file(s) not found: {missing[:5]}")
+        unique = sorted(set(paths))
+        image_vecs = embed_image_files(unique, self.image_encoder, self.workspace)
+        flagged_by_detector = self.detector.predict(image_vecs)
+        row_of = {p: k for k, p in enumerate(unique)}
+        image_flag = {p: bool(flagged_by_detector[row_of[p]]) or self._is_flagged_gallery_image(p) for p in unique}
+        ok = [k for k, (s, p) in enumerate(zip(screens, paths)) if not s.flagged and not image_flag[p]]
+        scores = np.full(len(texts), np.nan, dtype=np.float32)
+        if ok:
+            text_vecs = embed_texts([texts[k] for k in ok], self.text_encoder, self.workspace)
+            scores[ok] = self.model.predict(text_vecs, image_vecs[[row_of[paths[k]] for k in ok]])
+        out = []
+        for k, (text, path) in enumerate(zip(texts, paths)):
+            if screens[k].flagged:
+                out.append(PairScore(text, str(path), None, True, NOTICE, "text about children: " + ", ".join(screens[k].matches)))
+            elif image_flag[path]:
+                out.append(PairScore(text, str(path), None, True, NOTICE, "image shows a child"))
+            else:
+                out.append(PairScore(text, str(path), float(scores[k]), False))
+        return out
+
+    def score(self, text: str, image_path: Path) -> PairScore:
+        return self.score_pairs([text], [Path(image_path)])[0]
+
+    def _is_flagged_gallery_image(self, path: Path) -> bool:
+        return Path(self.index.folder) == path.parent and path.name in self._flagged
+
+
+def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5000) -> dict:
+    """Stream a CSV with `image` (a path) and `query_text` columns into `out` with a `score` column.
+
+    Batches keep memory flat, so a million rows fit; relative image paths are read relative to the
+    CSV's folder. The output appears atomically when every row is scored.
+    """
+    from tasks.workspace import atomic_path
+
+    source = Path(source)
+    header = pd.read_csv(source, nrows=0).columns
+    missing = [c for c in ("image", "query_text") if c not in header]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; found {list(header)}")
+    counts = {"rows": 0, "scored": 0, "refused": 0}
+    with atomic_path(Path(out)) as tmp:
+        first = True
+        for chunk in pd.read_csv(source, chunksize=batch_size, dtype={"image": str, "query_text": str}, keep_default_na=False):
+            paths = [p if Path(p).is_absolute() else source.parent / p for p in chunk["image"]]
+            results = searcher.score_pairs(chunk["query_text"].tolist(), paths)
+            chunk = chunk.copy()
+            chunk["score"] = [r.score for r in results]
+            chunk["refused"] = [r.refused for r in results]
+            chunk["notice"] = [r.notice or "" for r in results]
+            chunk.to_csv(tmp, mode="w" if first else "a", header=first, index=False)
+            first = False
+            counts["rows"] += len(chunk)
+            counts["refused"] += int(chunk["refused"].sum())
+        counts["scored"] = counts["rows"] - counts["refused"]
+    return counts
