@@ -123,6 +123,98 @@ def demo(
     run(data_dir=target, seed=seed)
 
 
+def _searcher(index_name: str):
+    from tasks.search import Searcher, SearchUnavailableError
+
+    try:
+        return Searcher.from_workspace(index_name=index_name)
+    except SearchUnavailableError as err:
+        _fail(str(err))
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="What the images should show, e.g. 'a dog jumps over a fence'."),
+    k: int = typer.Option(5, "-k", "--top", help="How many images to return (1..100)."),
+    as_json: bool = typer.Option(False, "--json", help="Print {query, refused, notice, results} as JSON."),
+    html_out: Path = typer.Option(None, "--html", help="Also write an HTML page with thumbnails and scores to this file."),
+    index_name: str = typer.Option("gallery", "--index", help="Name of the gallery index in the workspace."),
+) -> None:
+    """Find the top K gallery images for QUERY with the champion model (flagged queries are refused)."""
+    from tasks.search_report import search_page
+
+    try:
+        result = _searcher(index_name).get_pictures(query, k)
+    except ValueError as err:
+        _fail(f"bad query: {err}", code=2)
+    if html_out:
+        from tasks.workspace import write_text_atomic
+
+        write_text_atomic(html_out, search_page(result))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    elif result.refused:
+        typer.echo(result.notice)
+    else:
+        for hit in result.results:
+            typer.echo(f"{hit.score:.3f}  {hit.path}")
+
+
+@app.command()
+def score(
+    pairs: Path = typer.Argument(..., help="CSV with columns image (a path; relative to the CSV's folder) and query_text."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output CSV (default: PAIRS with .scored.csv)."),
+    batch_size: int = typer.Option(5000, help="Rows per batch; memory stays flat for any table size."),
+    index_name: str = typer.Option("gallery", "--index", help="Gallery index whose child flags also apply."),
+) -> None:
+    """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead."""
+    from tasks.search import score_table
+
+    if not pairs.is_file():
+        _fail(f"{pairs}: file not found", code=2)
+    if batch_size < 1:
+        _fail("--batch-size must be at least 1", code=2)
+    out = out or pairs.with_suffix(".scored.csv")
+    try:
+        counts = score_table(_searcher(index_name), pairs, out, batch_size)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(f"scored {counts['scored']} of {counts['rows']} rows ({counts['refused']} refused) into {out}")
+
+
+@app.command()
+def index(
+    folder: Path = typer.Argument(..., help="Folder of images to make searchable."),
+    name: str = typer.Option("gallery", help="Name of the index in the workspace (search uses 'gallery')."),
+) -> None:
+    """Embed a folder of images (incrementally, through the cache), flag children, store the search index."""
+    from tasks.gallery_tasks import index_folder
+    from tasks.search import SearchUnavailableError
+
+    if not folder.is_dir():
+        _fail(f"{folder}: not a folder", code=2)
+    try:
+        summary = index_folder(folder, name)
+    except (SearchUnavailableError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"indexed {summary['searchable']} searchable images, {summary['flagged']} hidden as showing children, into '{name}'")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    index_name: str = typer.Option("gallery", "--index", help="Gallery index to search."),
+) -> None:
+    """Start the web page and JSON API (search, score, healthz)."""
+    import uvicorn
+
+    from webapp.app import create_app
+
+    searcher = _searcher(index_name)  # fail here, with a clear message, rather than on the first request
+    uvicorn.run(create_app(lambda: searcher), host=host, port=port)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

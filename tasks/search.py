@@ -84,13 +84,20 @@ def validate_query(query: str, k: int) -> str:
 
 @dataclass
 class GalleryIndex:
-    """What search needs about a folder of images. Flagged images carry no vectors and are never served."""
+    """What search needs about a folder of images. Flagged images carry no vectors and are never served.
+
+    `embeddings` are the raw image-encoder vectors (memory-mapped on load, so a large gallery costs
+    little resident memory); `projected` are the champion's own image vectors when it is a two-tower
+    model, computed once at index time for model `projected_for`.
+    """
 
     folder: str
-    images: list[str]  # searchable (unflagged) images, row-aligned with `embeddings`
-    embeddings: np.ndarray  # raw image-encoder embeddings of the searchable images
+    images: list[str]  # searchable (unflagged) images, row-aligned with the vectors
+    embeddings: np.ndarray | None
     flagged: pd.DataFrame  # image, source ("captions" | "detector"), detail — kept for reports only
     image_encoder: str
+    projected: np.ndarray | None = None
+    projected_for: str = ""
     built: str = ""
 
     def path_of(self, image: str) -> str:
@@ -98,11 +105,14 @@ class GalleryIndex:
 
     def save(self, directory: Path) -> None:
         with atomic_dir(directory) as tmp:
-            np.save(tmp / "embeddings.npy", self.embeddings.astype(np.float32))
+            if self.embeddings is not None:
+                np.save(tmp / "embeddings.npy", np.asarray(self.embeddings, dtype=np.float32))
+            if self.projected is not None:
+                np.save(tmp / "projected.npy", np.asarray(self.projected, dtype=np.float32))
             pd.DataFrame({"image": self.images}).to_parquet(tmp / "images.parquet", index=False)
             self.flagged.to_parquet(tmp / "flagged.parquet", index=False)
             meta = {"folder": self.folder, "image_encoder": self.image_encoder, "built": self.built,
-                    "searchable": len(self.images), "flagged": len(self.flagged)}
+                    "projected_for": self.projected_for, "searchable": len(self.images), "flagged": len(self.flagged)}
             (tmp / "index.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -111,14 +121,27 @@ class GalleryIndex:
         if not (directory / "index.json").is_file():
             raise SearchUnavailableError(f"no gallery index at {directory}; run `imgsearch index DIR` (or `imgsearch run`) first")
         meta = json.loads((directory / "index.json").read_text())
+
+        def vectors(name: str) -> np.ndarray | None:
+            path = directory / name
+            return np.load(path, mmap_mode="r") if path.is_file() else None
+
         return cls(
             folder=meta["folder"],
             images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
-            embeddings=np.load(directory / "embeddings.npy"),
+            embeddings=vectors("embeddings.npy"),
             flagged=pd.read_parquet(directory / "flagged.parquet"),
             image_encoder=meta["image_encoder"],
+            projected=vectors("projected.npy"),
+            projected_for=meta.get("projected_for", ""),
             built=meta.get("built", ""),
         )
+
+
+def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+    """A two-tower model's image vectors for a gallery, in chunks so memory stays bounded."""
+    parts = [model.embed_images(np.asarray(embeddings[i : i + chunk])) for i in range(0, len(embeddings), chunk)]
+    return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def gallery_flags(
@@ -144,6 +167,8 @@ def build_gallery_index(
     image_encoder_id: str,
     detector,
     caption_flags: pd.DataFrame | None = None,
+    model=None,
+    model_version: str = "",
 ) -> GalleryIndex:
     """Embed every image in `folder` (through the cache), flag children, keep vectors of the rest."""
     from tasks.embedding_cache import embed_image_files
@@ -158,12 +183,15 @@ def build_gallery_index(
     flags = gallery_flags(names, caption_flags, detector.predict(embeddings), scores)
     hidden = set(flags["image"])
     keep = np.array([n not in hidden for n in names])
+    projected = project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
     return GalleryIndex(
         folder=str(folder),
         images=[n for n, k in zip(names, keep) if k],
         embeddings=embeddings[keep],
         flagged=flags,
         image_encoder=image_encoder_id,
+        projected=projected,
+        projected_for=model_version if projected is not None else "",
         built=datetime.now(timezone.utc).isoformat(),
     )
 
@@ -180,8 +208,16 @@ class Searcher:
         self.model, self.record = model, record
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
         self.index, self.content_filter, self.detector, self.workspace = index, content_filter, detector, workspace
-        # Two-tower champions score by a dot product: project the gallery once, then a query is one matrix-vector product.
-        self._projected = model.embed_images(index.embeddings) if hasattr(model, "embed_images") and len(index.images) else None
+        # Two-tower champions score by a dot product: the gallery is projected once (at index time when
+        # the index was built for this champion), then a query is one matrix-vector product.
+        self._projected = None
+        if hasattr(model, "embed_images") and index.images:
+            if index.projected is not None and index.projected_for == record.version:
+                self._projected = np.ascontiguousarray(index.projected)
+            elif index.embeddings is not None:
+                self._projected = project_gallery(model, index.embeddings)
+        if self._projected is None and index.images and index.embeddings is None:
+            raise SearchUnavailableError("the gallery index has no raw embeddings for this champion; re-run `imgsearch index`")
         self._known = {name: k for k, name in enumerate(index.images)}
         self._flagged = set(index.flagged["image"]) if len(index.flagged) else set()
 
@@ -266,6 +302,10 @@ class Searcher:
 
     def score(self, text: str, image_path: Path) -> PairScore:
         return self.score_pairs([text], [Path(image_path)])[0]
+
+    def searchable(self, image: str) -> bool:
+        """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
+        return image in self._known
 
     def _is_flagged_gallery_image(self, path: Path) -> bool:
         return Path(self.index.folder) == path.parent and path.name in self._flagged

@@ -79,6 +79,11 @@ class Workspace:
         """A gallery index; the folder itself appears only when the index is written (atomically)."""
         return self._dir("index") / name
 
+    @property
+    def caption_flags_path(self) -> Path:
+        """Images flagged by their own captions, over every known caption (written by the pipeline)."""
+        return self._dir("safety") / "caption_image_flags.parquet"
+
     def detector_path(self, image_encoder: str) -> Path:
         """The child-image detector trained on one image encoder's embeddings."""
         return self._dir("safety") / f"child-detector-{image_encoder}.joblib"

@@ -1,0 +1,55 @@
+"""Indexing a gallery folder for search: a plain function for the CLI and a Prefect task for the flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.search import SearchUnavailableError, build_gallery_index
+from tasks.workspace import Workspace
+
+
+def index_folder(folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None) -> dict:
+    """Index `folder` with the champion's image encoder and the matching child detector."""
+    from tasks.registry import ModelRegistry
+    from tasks.safety import ChildImageDetector
+
+    workspace = workspace or Workspace.from_env()
+    registry = ModelRegistry(workspace.models)
+    champion = registry.champion()
+    if champion is None:
+        raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+    image_encoder = image_encoder or champion.image_encoder
+    same_features = champion.image_encoder == image_encoder
+    model = registry.load(champion.version) if same_features else None
+    detector_path = workspace.detector_path(image_encoder)
+    if not detector_path.is_file():
+        raise SearchUnavailableError(f"no child-image detector for {image_encoder} at {detector_path}; run `imgsearch run DATA_DIR` first")
+    flags_path = workspace.caption_flags_path
+    caption_flags = pd.read_parquet(flags_path) if flags_path.is_file() else None
+    gallery = build_gallery_index(
+        folder, workspace, image_encoder, ChildImageDetector.load(detector_path), caption_flags,
+        model=model, model_version=champion.version if same_features else "",
+    )
+    gallery.save(workspace.index_dir(name))
+    by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
+    return {"name": name, "folder": str(folder), "searchable": len(gallery.images), "flagged": len(gallery.flagged),
+            "flagged_by": by_source, "image_encoder": image_encoder}
+
+
+@task(name="index-gallery", cache_policy=NO_CACHE)
+def index_gallery_task(folder: Path, workspace: Workspace, image_encoder: str, name: str = "gallery") -> dict:
+    summary = index_folder(folder, name, workspace, image_encoder)
+    create_markdown_artifact(
+        key="gallery-index",
+        markdown=(
+            f"## Gallery index `{name}`\n\nFolder `{folder}`: {summary['searchable']} searchable images, "
+            f"{summary['flagged']} hidden as showing children ({summary['flagged_by']}).\n"
+        ),
+        description="Search index built from the test images",
+    )
+    return summary

@@ -1,0 +1,1 @@
+"""The web page and JSON API over the search functions (FastAPI)."""
