@@ -69,6 +69,20 @@ class Workspace:
         return self._dir("quarantine")
 
     @property
+    def inbox(self) -> Path:
+        """Where new crowd or expert rating files are dropped."""
+        return self._dir("inbox")
+
+    @property
+    def inbox_archive(self) -> Path:
+        return self._dir("inbox", "archive")
+
+    @property
+    def ratings_batches(self) -> Path:
+        """The append-only ratings store: one Parquet file per merged batch."""
+        return self._dir("ratings", "batches")
+
+    @property
     def samples(self) -> Path:
         return self._dir("samples")
 
