@@ -20,7 +20,7 @@ def _training_pairs() -> list:
         _why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
         # A pair without text cannot be embedded or screened for child content.
         _why(gxe.ExpectColumnValuesToNotBeNull(column="query_text"), "every pair has its caption text"),
-        _why(gxe.ExpectColumnValueLengthsToBeBetween(column="text_length", min_value=1), "no empty caption texts"),
+        _why(gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1), "no empty caption texts"),
         # The provenance column is what the EDA and the model card report on.
         _why(gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES), "source is expert, crowd or both"),
         # Scores that exist must be on the [0, 1] scale too, or the blend was done on raw 1..4 scores.
