@@ -133,7 +133,7 @@ def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path) -> dict
     fig = _figure()
     ax = fig.subplots()
     for source, group in pairs.groupby("source"):
-        ax.hist(group["target"], bins=np.linspace(0, 1, 13), alpha=0.6, label=f"{source} ({len(group)})")
+        ax.hist(group["target"], bins=np.linspace(0, 1, 13), histtype="step", linewidth=2, label=f"{source} ({len(group)})")
     ax.set(xlabel="target", ylabel="pairs", title="Target distribution by rating source", yscale="log")
     ax.legend()
     figures["targets"] = _save(fig, out_dir / "targets.png")
