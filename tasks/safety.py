@@ -330,25 +330,31 @@ class ChildImageDetector:
     """Logistic regression on image embeddings, trained on the caption-derived image flags.
 
     The threshold is chosen on held-out images so that recall reaches `target_recall`: for this
-    legal requirement a missed child costs far more than a wrongly hidden image.
+    legal requirement a missed child costs far more than a wrongly hidden image. The default C is
+    small because there are about a thousand labelled images for 1280-dimensional features: on
+    practicum-dev (EfficientNet-Lite0), 5-fold ROC AUC is 0.87 at C=0.01 and 0.84 at C=1.
     """
 
-    def __init__(self, C: float = 1.0, target_recall: float = 0.95, seed: int = 0):
+    def __init__(self, C: float = 0.01, target_recall: float = 0.95, seed: int = 0):
         self.C = C
         self.target_recall = target_recall
         self.seed = seed
         self.model = None
         self.threshold = 0.5
 
-    def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "ChildImageDetector":
+    def pipeline(self):
+        """The unfitted scikit-learn estimator (scaling + balanced logistic regression)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.model = make_pipeline(
+        return make_pipeline(
             StandardScaler(),
             LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000, random_state=self.seed),
         )
+
+    def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "ChildImageDetector":
+        self.model = self.pipeline()
         self.model.fit(np.asarray(embeddings, dtype=np.float64), np.asarray(labels).astype(int))
         return self
 
@@ -403,7 +409,7 @@ class DetectorReport:
 def train_child_detector(
     embeddings: np.ndarray,
     labels: np.ndarray,
-    C: float = 1.0,
+    C: float = 0.01,
     target_recall: float = 0.95,
     validation_share: float = 0.2,
     test_share: float = 0.2,
