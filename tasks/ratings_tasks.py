@@ -18,7 +18,8 @@ def aggregate_ratings_task(dataset: IngestedDataset, params: RatingParams) -> Ag
 
     result = aggregate_ratings(dataset.expert, dataset.crowd, dataset.texts(), params)
     enforce(prepare_training_pairs(result.pairs), TRAINING_PAIRS_CONTRACT, "aggregated ratings")
-    counts = result.counts.as_dict() | {"crowd_unknown_text_dropped_at_ingest": dataset.summary.dropped.get("crowd_unknown_text", 0)}
+    counts = result.counts.as_dict()
+    counts["crowd_unknown_text_dropped_at_ingest"] = dataset.summary.dropped.get("crowd_unknown_text", 0)
     create_table_artifact(
         key="ratings-counts",
         table=[{"count": name, "value": value} for name, value in counts.items()],
