@@ -1,4 +1,4 @@
-"""The `imgsearch` command line: sample data, validation, and the pipeline run."""
+"""The `imgsearch` command line: sample data, validation, the pipeline run and the child-content screen."""
 
 from __future__ import annotations
 
@@ -104,7 +104,36 @@ def run(
         _fail(f"run failed: {err}")
     summary = result.ingest
     typer.echo(f"ingested {summary['data_dir']}: " + ", ".join(f"{k} {v}" for k, v in summary["rows"].items()))
+    if result.safety:
+        safety = result.safety
+        typer.echo(
+            f"child filter: {safety['texts_flagged']}/{safety['texts_screened']} texts, "
+            f"{safety['images_flagged']}/{safety['images_with_captions']} captioned images flagged; pairs "
+            f"{safety['pairs_before']} -> {safety['pairs_after']} ({safety['pairs_flagged']} removed: "
+            f"{safety['pairs_flagged_by_text']} by text, {safety['pairs_flagged_by_image']} by image)"
+        )
+    if result.eda_report:
+        typer.echo(f"EDA report: {result.eda_report}")
     typer.echo(f"run finished in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def screen(
+    text: str = typer.Argument(..., help="The text to screen, e.g. a search query or a caption."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"text", "flagged", "matches"} as JSON.'),
+) -> None:
+    """Screen TEXT with the child-content filter; print the verdict and the matched terms (exit code 0 either way)."""
+    from tasks.safety import NOTICE, ChildContentFilter
+
+    result = ChildContentFilter().screen(text)
+    if as_json:
+        typer.echo(json.dumps({"text": text, "flagged": result.flagged, "matches": result.matches}))
+        return
+    if result.flagged:
+        typer.echo(f"flagged: {', '.join(result.matches)}")
+        typer.echo(NOTICE)
+    else:
+        typer.echo("not flagged")
 
 
 @app.command()

@@ -49,6 +49,14 @@ class Workspace:
         return self._dir("reports", "data_docs")
 
     @property
+    def eda_reports(self) -> Path:
+        return self._dir("reports", "eda")
+
+    def eda_dir(self, version: str) -> Path:
+        """EDA report (PNGs + report.html) of one dataset version."""
+        return self._dir("reports", "eda", version)
+
+    @property
     def datasets(self) -> Path:
         return self._dir("datasets")
 
