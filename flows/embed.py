@@ -25,7 +25,13 @@ from tasks.embed_tasks import (
     embed_shard_task,
     publish_embed_summary,
 )
-from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, get_image_encoder, get_text_encoder
+from tasks.encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    IMAGE_BATCH_SIZE,
+    get_image_encoder,
+    get_text_encoder,
+)
 from tasks.ingest_tasks import ingest_task
 from tasks.workspace import Workspace
 
@@ -41,7 +47,7 @@ class EmbedParams(BaseModel):
     image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
     dask_address: str | None = Field(default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine")
-    batch_size: int = Field(default=32, ge=1, description="Images per model call")
+    batch_size: int = Field(default=IMAGE_BATCH_SIZE, ge=1, description="Images per model call")
     decode_threads: int = Field(default=2, ge=0, description="Threads per shard that decode and resize images")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch threads per shard; default: the worker's cores")
 

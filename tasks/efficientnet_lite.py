@@ -74,9 +74,14 @@ class SameConv2d(nn.Conv2d):
     """A bias-free convolution that pads like TensorFlow 'SAME': output size ceil(input / stride)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=False)
+        # With stride 1 and an odd kernel, 'SAME' is symmetric: the convolution pads by itself, no padded copy.
+        padding = kernel_size // 2 if stride == 1 else 0
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=padding, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
+        # Stride 2 pads asymmetrically (more on the bottom/right), which nn.Conv2d cannot express.
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
@@ -103,8 +108,9 @@ class MBConvBlock(nn.Module):
         self.residual = stride == 1 and in_filters == out_filters
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._expand_conv(inputs))) if self.expand else inputs
-        x = F.relu6(self._bn1(self._depthwise_conv(x)))
+        # In-place activations: batch norm just made a fresh tensor, and it halves peak memory per layer.
+        x = F.relu6(self._bn0(self._expand_conv(inputs)), inplace=True) if self.expand else inputs
+        x = F.relu6(self._bn1(self._depthwise_conv(x)), inplace=True)
         x = self._bn2(self._project_conv(x))
         return x + inputs if self.residual else x
 
@@ -134,10 +140,10 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(HEAD_FILTERS, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.embedding_cache import CacheReport, EmbeddingCache, Embeddings, hash_files, text_keys
 from tasks.encoders import (
+    IMAGE_BATCH_SIZE,
     configure_torch_threads,
     encode_image_files,
     encode_texts,
@@ -116,7 +117,7 @@ def plan_shards(kind: Kind, encoder_id: str, keys: Sequence[str], items: Sequenc
     ]
 
 
-def embed_shard(shard: Shard, batch_size: int = 32, num_workers: int = 2, torch_threads: int | None = None,
+def embed_shard(shard: Shard, batch_size: int = IMAGE_BATCH_SIZE, num_workers: int = 2, torch_threads: int | None = None,
                 progress: bool | None = None) -> ShardResult:
     """Embed one shard with the encoder its id names (built once per process)."""
     started = time.perf_counter()
@@ -130,7 +131,7 @@ def embed_shard(shard: Shard, batch_size: int = 32, num_workers: int = 2, torch_
 
 
 @task(name="embed-shard", cache_policy=NO_CACHE, retries=1)
-def embed_shard_task(shard: Shard, batch_size: int = 32, num_workers: int = 2,
+def embed_shard_task(shard: Shard, batch_size: int = IMAGE_BATCH_SIZE, num_workers: int = 2,
                      torch_threads: int | None = None) -> ShardResult:
     return embed_shard(shard, batch_size, num_workers, torch_threads, progress=False)
 
@@ -138,7 +139,7 @@ def embed_shard_task(shard: Shard, batch_size: int = 32, num_workers: int = 2,
 ShardRunner = Callable[[list[Shard]], Iterable[ShardResult]]
 
 
-def run_shards_here(shards: list[Shard], batch_size: int = 32, num_workers: int = 2) -> Iterator[ShardResult]:
+def run_shards_here(shards: list[Shard], batch_size: int = IMAGE_BATCH_SIZE, num_workers: int = 2) -> Iterator[ShardResult]:
     """Run shards one after another in this process (each already uses every core)."""
     for shard in shards:
         yield embed_shard(shard, batch_size, num_workers)

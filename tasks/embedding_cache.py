@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.encoders import ImageEncoder, TextEncoder, encode_image_files, encode_texts
+from tasks.encoders import IMAGE_BATCH_SIZE, ImageEncoder, TextEncoder, encode_image_files, encode_texts
 from tasks.workspace import Workspace, atomic_path, file_sha256, text_sha256
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def embed_image_files_report(
     paths: Sequence[Path],
     encoder: ImageEncoder,
     workspace: Workspace,
-    batch_size: int = 32,
+    batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
     progress: bool | None = None,
 ) -> tuple[np.ndarray, CacheReport]:
@@ -303,7 +303,7 @@ def embed_image_files(
     paths: list[Path],
     encoder: ImageEncoder,
     workspace: Workspace,
-    batch_size: int = 32,
+    batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
 ) -> np.ndarray:
     """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
