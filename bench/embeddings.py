@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = paths[: args.limit]
 
     main_run = measure_encoder(args.image_encoder, paths, args.batch_size, args.decode_threads)
+    peaks = {"after_image_encoder": round(peak_rss_mib(), 1)}
     stage = whole_stage(data_dir, args.text_encoder, args.image_encoder)
+    peaks["after_whole_stage"] = round(peak_rss_mib(), 1)
     comparisons = [
         measure_encoder(encoder_id, paths[: args.compare_limit], args.batch_size, args.decode_threads)
         for encoder_id in args.compare
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_s": round(stage["cold_s"], 2),
         "warm_s": round(stage["warm_s"], 2),
         "warm_images_only_s": main_run["warm_images_s"],
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_rss_mib": peaks["after_whole_stage"],
+        "peak_rss_mib_by_phase": {**peaks, "after_comparisons": round(peak_rss_mib(), 1)},
         "stage_texts": stage["texts"],
         "stage_images": stage["images"],
         "text_encoder": args.text_encoder,
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {
             "ratio>=0.9": main_run["ratio"] >= 0.9,
             "warm_s<5 (1000 images + texts)": stage["warm_s"] < 5,
-            "peak_rss<2GiB": peak_rss_mib() < 2048,
+            "peak_rss<2GiB": peaks["after_whole_stage"] < 2048,
         },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         (f"whole stage cold: {stage['texts']} texts + {stage['images']} images, s", result["cold_s"]),
         ("whole stage warm (all cached, contracts included), s (target < 5)", result["warm_s"]),
         ("images only warm, s", result["warm_images_only_s"]),
-        ("peak RSS, MiB (target < 2048)", result["peak_rss_mib"]),
+        ("peak RSS of the default stage, MiB (target < 2048)", result["peak_rss_mib"]),
+        ("peak RSS incl. comparison encoders, MiB", result["peak_rss_mib_by_phase"]["after_comparisons"]),
     ] + [(f"{c['encoder']} on {c['images']} images: plain / stage images/s", f"{c['plain_images_per_s']} / "
           f"{c['stage_images_per_s']}") for c in comparisons]
     width = max(len(label) for label, _ in rows)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from prefect import task
@@ -31,6 +31,9 @@ from tasks.encoders import (
 )
 from tasks.workspace import Workspace
 
+if TYPE_CHECKING:
+    from tasks.ingest import IngestedDataset
+
 Kind = Literal["text", "image"]
 DEFAULT_SHARD_SIZE = 512
 
@@ -45,7 +48,7 @@ class EmbedInputs:
     test_images: tuple[Path, ...]
 
     @classmethod
-    def from_dataset(cls, dataset) -> "EmbedInputs":
+    def from_dataset(cls, dataset: IngestedDataset) -> "EmbedInputs":
         """From an `IngestedDataset`: `texts()` and every file in the two image folders that ingestion listed."""
         texts = dataset.texts()
         files = dataset.image_files
@@ -239,7 +242,7 @@ def publish_embed_summary(summary: EmbedSummary, key: str = "embed-summary") -> 
 
 @task(name="embed", cache_policy=NO_CACHE, retries=0)
 def embed_task(
-    dataset,
+    dataset: IngestedDataset,
     workspace: Workspace,
     text_encoder: str,
     image_encoder: str,

@@ -36,6 +36,7 @@ ENV_RESNET18 = "IMGSEARCH_RESNET18_WEIGHTS"
 ENV_TORCH_THREADS = "IMGSEARCH_TORCH_THREADS"
 DEFAULT_TEXT_ENCODER = "minilm-l6"
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
+MINILM_DIM = 384
 # Short ids for the sentence-transformers models of the original study; anything else is looked up by its own name.
 TEXT_ALIASES = {"all-MiniLM-L6-v2": DEFAULT_TEXT_ENCODER, "sentence-transformers/all-MiniLM-L6-v2": DEFAULT_TEXT_ENCODER}
 LITE_PACKAGES = {
@@ -305,11 +306,13 @@ class _Lazy:
 class SentenceTransformerTextEncoder(_Lazy):
     """Any sentence-transformers model in a local folder; `locate` is only called when the model is first needed."""
 
-    def __init__(self, encoder_id: str, locate: Callable[[], Path], batch_size: int = 64):
+    def __init__(self, encoder_id: str, locate: Callable[[], Path], batch_size: int = 64, dim: int | None = None):
         super().__init__()
         self.encoder_id = encoder_id
         self._locate = locate
         self.batch_size = batch_size
+        # A known dimension lets a fully cached run check its output without loading the model.
+        self._declared_dim = dim
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
@@ -318,6 +321,8 @@ class SentenceTransformerTextEncoder(_Lazy):
 
     @property
     def dim(self) -> int:
+        if self._declared_dim is not None:
+            return self._declared_dim
         model = self.model
         # sentence-transformers 5 renamed the method; keep working with both.
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -460,7 +465,7 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
     if encoder_id == "fake-text":
         return FakeTextEncoder()
     if encoder_id == DEFAULT_TEXT_ENCODER:
-        return SentenceTransformerTextEncoder(encoder_id, minilm_path)
+        return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
     if encoder_id in LITE_PACKAGES or encoder_id in ("resnet18", "fake-image"):
         raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
     # Fail now, before any work starts, if the model is missing; load the weights only when first used.

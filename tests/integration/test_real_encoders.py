@@ -48,6 +48,7 @@ def test_lite0_gives_1280_finite_features():
     assert not np.allclose(vectors[0], vectors[1])
 
 
+@pytest.mark.realdata
 def test_lite0_classifies_imagenet_content(practicum_dir):
     """Sanity of the converted weights and our preprocessing: dog photos of the course data come out as dogs."""
     from torchvision.models import ResNet18_Weights
