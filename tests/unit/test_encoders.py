@@ -170,3 +170,47 @@ def test_lite_network_gives_pooled_features(name):
     with torch.inference_mode():
         features = net.features(torch.zeros(2, 3, 64, 64))
     assert features.shape == (2, 1280)
+
+
+def _tiny_clip(folder):
+    """A CLIP-style sentence-transformers model (one-layer text and vision towers, 32-px images): no download."""
+    import json
+
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    raw = folder.parent / "raw-clip"
+    raw.mkdir(parents=True, exist_ok=True)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {token: i for i, token in enumerate([*letters, *(c + "</w>" for c in letters), "<|startoftext|>", "<|endoftext|>"])}
+    (raw / "vocab.json").write_text(json.dumps(vocab))
+    (raw / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"))
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=32, bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1, pad_token_id=len(vocab) - 1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(raw)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(raw)
+    SentenceTransformer(modules=[models.CLIPModel(str(raw))], device="cpu").save(str(folder))
+
+
+def test_clip_model_embeds_texts_and_image_files_in_one_space(tmp_path, monkeypatch):
+    _tiny_clip(tmp_path / "models" / "clip-ViT-B-32")
+    monkeypatch.setenv(encoders.ENV_MODELS, str(tmp_path / "models"))
+    paths = []
+    for colour in ("red", "blue"):
+        paths.append(tmp_path / f"{colour}.jpg")
+        Image.new("RGB", (80, 60), colour).save(paths[-1])
+    image_vectors = encode_image_files(get_image_encoder("clip-ViT-B-32"), paths, batch_size=2, num_workers=1)
+    text_vectors = get_text_encoder("clip-ViT-B-32").encode(["a red square"])
+    assert image_vectors.shape == (2, 16) and text_vectors.shape == (1, 16)
+    assert np.isfinite(image_vectors).all() and not np.allclose(image_vectors[0], image_vectors[1])
+
+
+def test_registry_loads_no_weights_until_first_use():
+    text, image = get_text_encoder("minilm-l6"), get_image_encoder("efficientnet-lite0")
+    assert (text.dim, image.dim, image.image_size) == (384, 1280, 224)
+    assert text._model is None and image._model is None
+    assert get_image_encoder("efficientnet-lite0") is image  # one instance per process
