@@ -9,6 +9,8 @@ Vectors come back to the caller, which writes the cache, so workers need no shar
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -82,6 +84,7 @@ class ShardResult:
     keys: tuple[str, ...]
     matrix: np.ndarray = field(repr=False)
     seconds: float
+    worker: str = ""  # host:pid that computed it, so a run shows how far it was spread
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class EmbedSummary:
     counts: dict[str, int]
     cache: dict[str, dict]
     shards: int
+    workers: int
     seconds: float
 
     def as_dict(self) -> dict:
@@ -130,7 +134,8 @@ def embed_shard(shard: Shard, batch_size: int = IMAGE_BATCH_SIZE, num_workers: i
     else:
         paths = [Path(p) for p in shard.items]
         matrix = encode_image_files(get_image_encoder(shard.encoder_id), paths, batch_size, num_workers, progress)
-    return ShardResult(shard.kind, shard.encoder_id, shard.keys, matrix, round(time.perf_counter() - started, 3))
+    seconds = round(time.perf_counter() - started, 3)
+    return ShardResult(shard.kind, shard.encoder_id, shard.keys, matrix, seconds, f"{socket.gethostname()}:{os.getpid()}")
 
 
 @task(name="embed-shard", cache_policy=NO_CACHE, retries=1)
@@ -180,9 +185,11 @@ def embed_inputs(
         for shard in plan_shards(kind, encoder_ids[kind], keys[kind], items[kind], caches[kind], shard_size)
     ]
     seconds = {"text": 0.0, "image": 0.0}
+    workers = set()
     for result in (run_shards or run_shards_here)(shards):
         caches[result.kind].add(list(result.keys), result.matrix)
         seconds[result.kind] += result.seconds
+        workers.add(result.worker)
 
     dims = {"text": get_text_encoder(text_encoder).dim, "image": get_image_encoder(image_encoder).dim}
     n_train = len(inputs.train_images)
@@ -209,6 +216,7 @@ def embed_inputs(
         counts={name: len(emb) for name, emb in outputs.items()},
         cache={kind: report.as_dict() for kind, report in reports.items()},
         shards=len(shards),
+        workers=len(workers),
         seconds=round(time.perf_counter() - started, 3),
     )
     return EmbedStageOutput(summary=summary, **outputs)
@@ -235,7 +243,7 @@ def publish_embed_summary(summary: EmbedSummary, key: str = "embed-summary") -> 
         table=rows,
         description=(
             f"Embeddings: {summary.counts} with {summary.text_encoder} / {summary.image_encoder}; "
-            f"{summary.shards} shard(s), {summary.seconds:.1f} s"
+            f"{summary.shards} shard(s) on {summary.workers} worker(s), {summary.seconds:.1f} s"
         ),
     )
 
