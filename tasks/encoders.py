@@ -426,9 +426,9 @@ class _Features:
 
 
 def _build_lite(encoder_id: str) -> Any:
-    from tasks.efficientnet_lite import load_efficientnet_lite
+    from tasks.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
 
-    return _Features(load_efficientnet_lite(encoder_id, locate_lite_weights(encoder_id)))
+    return _Features(fuse_batch_norm(load_efficientnet_lite(encoder_id, locate_lite_weights(encoder_id))))
 
 
 def _build_resnet18(weights: Path | None = None) -> Any:

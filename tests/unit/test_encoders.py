@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from tasks import encoders
-from tasks.efficientnet_lite import VARIANTS, EfficientNetLite, SameConv2d
+from tasks.efficientnet_lite import VARIANTS, EfficientNetLite, SameConv2d, fuse_batch_norm
 from tasks.encoders import (
     FakeImageEncoder,
     FakeTextEncoder,
@@ -214,3 +214,21 @@ def test_registry_loads_no_weights_until_first_use():
     assert (text.dim, image.dim, image.image_size) == (384, 1280, 224)
     assert text._model is None and image._model is None
     assert get_image_encoder("efficientnet-lite0") is image  # one instance per process
+
+
+def test_folding_batch_norm_keeps_the_features():
+    torch.manual_seed(0)
+    net = EfficientNetLite(VARIANTS["efficientnet-lite0"])
+    for module in net.modules():  # non-trivial statistics, as trained weights have
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    x = torch.randn(2, 3, 65, 65)  # odd size: exercises the asymmetric stride-2 padding with a bias
+    with torch.inference_mode():
+        before = net.features(x)
+        after = fuse_batch_norm(net).features(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
