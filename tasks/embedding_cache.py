@@ -119,6 +119,7 @@ class EmbeddingCache:
         self._blocks: list[np.ndarray] = []
         self._rows: dict[str, int] | None = None
         self._dim: int | None = None
+        self._parts: list[Path] = []  # the parts whose vectors are in memory: the only ones compaction may delete
 
     @classmethod
     def for_workspace(cls, workspace: Workspace, encoder_id: str) -> "EmbeddingCache":
@@ -149,7 +150,8 @@ class EmbeddingCache:
                 self._quarantine(path, str(err))
                 continue
             self._append(keys, matrix)
-        if len(self.parts()) > MAX_PARTS:
+            self._parts.append(path)
+        if len(self._parts) > MAX_PARTS:
             self.compact()
         return self._rows
 
@@ -196,6 +198,7 @@ class EmbeddingCache:
             raise ValueError(f"{self.encoder_id}: vectors of dimension {matrix.shape[1]}, cache holds {self._dim}")
         path = self._write(list(keys), matrix)
         self._append(list(keys), matrix)
+        self._parts.append(path)
         return path
 
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
@@ -209,15 +212,17 @@ class EmbeddingCache:
         return path
 
     def compact(self) -> Path | None:
-        """Rewrite every part as one. The new part lands before the old ones go, so a crash loses nothing."""
+        """Rewrite the parts this cache has read as one. The new part lands before the old ones go, so a
+        crash loses nothing; parts another process wrote meanwhile are left alone."""
         rows = self._load()
-        old = self.parts()
+        old = list(self._parts)
         if len(old) <= 1:
             return None
         keys = list(rows)
         path = self._write(keys, self.get(keys))
         for part in old:
             part.unlink(missing_ok=True)
+        self._parts = [path]
         return path
 
 

@@ -136,3 +136,14 @@ def test_embeddings_lookup_by_name():
         emb.lookup(["c.jpg"])
     with pytest.raises(ValueError):
         Embeddings(("a",), np.zeros((2, 2)), "x")
+
+
+def test_compaction_leaves_parts_written_by_another_process(workspace):
+    ours = EmbeddingCache.for_workspace(workspace, "fake-text")
+    ours.add(["a"], np.ones((1, 2), np.float32))
+    ours.add(["b"], np.full((1, 2), 2, np.float32))
+    theirs = EmbeddingCache.for_workspace(workspace, "fake-text")
+    theirs.add(["c"], np.full((1, 2), 3, np.float32))  # written after `ours` read the folder
+    ours.compact()
+    fresh = EmbeddingCache.for_workspace(workspace, "fake-text")
+    np.testing.assert_array_equal(fresh.get(["a", "b", "c"]), [[1, 1], [2, 2], [3, 3]])
