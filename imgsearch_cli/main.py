@@ -114,6 +114,24 @@ def run(
         )
     if result.eda_report:
         typer.echo(f"EDA report: {result.eda_report}")
+    if result.embeddings:
+        e = result.embeddings
+        typer.echo(f"embeddings: {e['text_encoder']} + {e['image_encoder']}, {e['counts']}, {e['seconds']:.1f} s")
+    if result.detector:
+        t = result.detector["test"]
+        typer.echo(f"child-image detector (held-out images): precision {t['precision']:.3f}, recall {t['recall']:.3f}")
+    if result.training:
+        tr = result.training
+        best = tr["metrics"][tr["best"]]
+        typer.echo(
+            f"best model {tr['best']}: {tr['primary_metric']} {best[tr['primary_metric']]:.3f}, test MRR {best.get('mrr', float('nan')):.3f}, "
+            f"R@1 {best.get('r1', float('nan')):.3f}, tau-c {best['tau_c']:.3f}, RMSE {best['rmse']:.3f}"
+        )
+        typer.echo(f"registered {tr['version']}; {'promoted' if tr['promoted'] else 'not promoted'}: {tr['reason']}")
+        typer.echo(f"report: {tr['report_path']}")
+    if result.gallery:
+        g = result.gallery
+        typer.echo(f"gallery: {g['searchable']} searchable test images, {g['flagged']} hidden as showing children")
     typer.echo(f"run finished in {time.perf_counter() - started:.1f} s")
 
 

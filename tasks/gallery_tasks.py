@@ -42,7 +42,7 @@ def index_folder(folder: Path, name: str = "gallery", workspace: Workspace | Non
 
 
 @task(name="index-gallery", cache_policy=NO_CACHE)
-def index_gallery_task(folder: Path, workspace: Workspace, image_encoder: str, name: str = "gallery") -> dict:
+def index_gallery_task(folder: Path, workspace: Workspace, image_encoder: str | None = None, name: str = "gallery") -> dict:
     summary = index_folder(folder, name, workspace, image_encoder)
     create_markdown_artifact(
         key="gallery-index",

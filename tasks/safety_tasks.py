@@ -76,3 +76,40 @@ def child_safety_task(
         description="Child-content filter summary",
     )
     return outcome
+
+
+@task(name="child-image-detector", cache_policy=NO_CACHE)
+def child_detector_task(outcome: SafetyOutcome, train_images, image_encoder: str, workspace: Workspace, seed: int) -> dict:
+    """Learn to flag images without captions from the caption-derived flags of the training images.
+
+    The detector and the caption flags are saved in the workspace, where indexing and search read them.
+    `train_images` is the stage's image Embeddings (anything with `keys` and `lookup`).
+    """
+    from tasks.safety import train_child_detector
+
+    flags = outcome.image_flags[outcome.image_flags["image"].isin(set(train_images.keys))]
+    labels = flags["flagged"].to_numpy(dtype=int)
+    write_parquet_atomic(workspace.caption_flags_path, outcome.image_flags)
+    if labels.sum() < 5 or (1 - labels).sum() < 5:
+        raise ValueError(
+            f"cannot train the child-image detector: {int(labels.sum())} flagged and {int((1 - labels).sum())} unflagged "
+            "captioned training images; need at least 5 of each"
+        )
+    detector, report = train_child_detector(train_images.lookup(flags["image"].tolist()), labels, seed=seed)
+    path = detector.save(workspace.detector_path(image_encoder))
+    summary = {"path": str(path), "image_encoder": image_encoder, "train_images": report.train_images,
+               "validation": asdict(report.validation), "test": asdict(report.test)}
+    write_json_atomic(path.with_suffix(".json"), summary)
+    test, val = report.test, report.validation
+    create_markdown_artifact(
+        key="child-image-detector",
+        markdown=(
+            "## Child-image detector\n\n"
+            f"Logistic regression on `{image_encoder}` embeddings, trained on {report.train_images} captioned images.\n\n"
+            "| split | threshold | precision | recall | positives | flagged |\n|---|---|---|---|---|---|\n"
+            f"| validation (threshold chosen for recall ≥ 0.95) | {val.threshold:.3f} | {val.precision:.3f} | {val.recall:.3f} | {val.positives} | {val.flagged} |\n"
+            f"| held-out test | {test.threshold:.3f} | {test.precision:.3f} | {test.recall:.3f} | {test.positives} | {test.flagged} |\n"
+        ),
+        description="Precision and recall of the image-level child detector on held-out images",
+    )
+    return summary

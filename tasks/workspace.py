@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -109,6 +110,16 @@ class Workspace:
     def detector_path(self, image_encoder: str) -> Path:
         """The child-image detector trained on one image encoder's embeddings."""
         return self._dir("safety") / f"child-detector-{image_encoder}.joblib"
+
+    def embedding_cache_dir(self, encoder_id: str) -> Path:
+        """Parquet parts of one encoder's embedding cache. The folder name is readable and collision-free:
+        a slug of the id plus a short hash of the exact id (ids may contain '/' or differ only in case)."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder_id).strip("._") or "encoder"
+        return self._dir("cache", "embeddings", f"{slug[:60]}-{text_sha256(encoder_id)[:8]}")
+
+    def embedding_quarantine_dir(self, encoder_id: str) -> Path:
+        """Where unreadable cache parts are moved for inspection before the cache rebuilds them."""
+        return self._dir("quarantine", "embeddings", self.embedding_cache_dir(encoder_id).name)
 
 
 @contextlib.contextmanager

@@ -9,8 +9,11 @@ from data_contracts import ContractError
 from flows.pipeline import RunParams, run_pipeline
 
 
+FAKE_ENCODERS = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
+
+
 def test_flow_ingests_and_writes_dataset_version(prefect_harness, sample_dir, workspace):
-    result = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root))
+    result = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS))
     version = result.ingest["data_hash"][:16]
     version_dir = workspace.root / "datasets" / version
     assert (version_dir / "train.parquet").is_file()
@@ -21,7 +24,7 @@ def test_flow_stops_on_a_failed_contract(prefect_harness, sample_copy, workspace
     path = sample_copy / "ExpertAnnotations.tsv"
     path.write_text(path.read_text().replace("\t4\n", "\t7\n", 1))
     with pytest.raises(ContractError, match="expert_annotations"):
-        run_pipeline(RunParams(data_dir=sample_copy, workspace=workspace.root))
+        run_pipeline(RunParams(data_dir=sample_copy, workspace=workspace.root, **FAKE_ENCODERS))
     assert not (workspace.root / "datasets").exists() or not any((workspace.root / "datasets").iterdir())
 
 
@@ -30,3 +33,14 @@ def test_bad_parameters_fail_before_any_work(tmp_path):
         RunParams(data_dir=tmp_path / "nope")
     with pytest.raises(ValidationError):
         RunParams(data_dir=tmp_path, seed=-1)
+
+
+def test_flow_embeds_texts_and_images_and_reruns_from_cache(prefect_harness, sample_dir, workspace):
+    params = RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS)
+    first = run_pipeline(params).embeddings
+    assert first["counts"] == {"texts": 187, "train_images": 60, "test_images": 12}
+    assert (first["text_encoder"], first["image_encoder"]) == ("fake-text", "fake-image")
+    assert first["cache"]["image"]["misses"] == 72 and first["cache"]["text"]["hits"] == 0
+    assert any((workspace.root / "cache" / "embeddings").iterdir())
+    again = run_pipeline(params).embeddings
+    assert again["cache"]["image"]["hits"] == 72 and again["cache"]["text"]["misses"] == 0

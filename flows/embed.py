@@ -1,0 +1,124 @@
+"""The embedding job on its own: ingest a dataset, embed what the cache lacks, in shards on this machine
+or on a Dask cluster (`dask_address`), e.g. to backfill the cache with another encoder.
+
+    python -m flows.embed DATA_DIR [--image-encoder efficientnet-lite2] [--dask-address tcp://host:8786]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from prefect import flow
+from prefect.futures import as_completed
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.embed_tasks import (
+    DEFAULT_SHARD_SIZE,
+    EmbedInputs,
+    EmbedStageOutput,
+    Shard,
+    ShardResult,
+    embed_inputs,
+    embed_shard_task,
+    publish_embed_summary,
+)
+from tasks.encoders import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    IMAGE_BATCH_SIZE,
+    get_image_encoder,
+    get_text_encoder,
+)
+from tasks.ingest_tasks import ingest_task
+from tasks.workspace import Workspace
+
+
+class EmbedParams(BaseModel):
+    """Parameters of one embedding run; the dashboard renders them as a form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(description="Folder with the five tables and the train_images/ and test_images/ folders")
+    workspace: Path | None = Field(default=None, description="Workspace root; default: $IMGSEARCH_HOME or ~/.imgsearch")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
+    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
+    dask_address: str | None = Field(default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine")
+    batch_size: int = Field(default=IMAGE_BATCH_SIZE, ge=1, description="Images per model call")
+    decode_threads: int = Field(default=2, ge=0, description="Threads per shard that decode and resize images")
+    torch_threads: int | None = Field(default=None, ge=1, description="Torch threads per shard; default: the worker's cores")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"data_dir {value} is not a folder")
+        return value.resolve()
+
+    def resolve_workspace(self) -> Workspace:
+        return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
+
+
+@contextlib.contextmanager
+def shard_runner(params: EmbedParams) -> Iterator:
+    """How shards run: as Prefect tasks one after another here, or all at once on the Dask cluster."""
+    options = {"batch_size": params.batch_size, "num_workers": params.decode_threads, "torch_threads": params.torch_threads}
+    if not params.dask_address:
+        # One shard at a time: a shard already uses every core, so running shards side by side here only thrashes.
+        def run_here(shards: list[Shard]) -> Iterator[ShardResult]:
+            for shard in shards:
+                yield embed_shard_task(shard, **options)
+
+        yield run_here
+        return
+
+    from prefect_dask import DaskTaskRunner
+
+    with DaskTaskRunner(address=params.dask_address) as runner:
+
+        def run_on_cluster(shards: list[Shard]) -> Iterator[ShardResult]:
+            futures = [runner.submit(embed_shard_task, {"shard": shard, **options}) for shard in shards]
+            for future in as_completed(futures):
+                yield future.result()
+
+        yield run_on_cluster
+
+
+@flow(name="imgsearch-embed", description="Embed a dataset's texts and images into the content-addressed cache.")
+def embed_flow(params: EmbedParams) -> EmbedStageOutput:
+    workspace = params.resolve_workspace()
+    # Resolve the encoders first: a missing model fails the run before ingestion and hashing.
+    get_text_encoder(params.text_encoder)
+    get_image_encoder(params.image_encoder)
+    dataset = ingest_task(params.data_dir, workspace)
+    with shard_runner(params) as run_shards:
+        output = embed_inputs(
+            EmbedInputs.from_dataset(dataset),
+            params.text_encoder,
+            params.image_encoder,
+            workspace,
+            params.shard_size,
+            run_shards,
+        )
+    publish_embed_summary(output.summary)
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--workspace", type=Path)
+    parser.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
+    parser.add_argument("--image-encoder", default=DEFAULT_IMAGE_ENCODER)
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
+    parser.add_argument("--dask-address")
+    args = parser.parse_args(argv)
+    output = embed_flow(EmbedParams(**{k: v for k, v in vars(args).items() if v is not None}))
+    print(output.summary.as_dict())  # noqa: T201 - command-line output
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The real offline encoders on two or three inputs: right dimension, finite vectors, sensible ImageNet output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from tasks.efficientnet_lite import VARIANTS, EfficientNetLite, load_efficientnet_lite
+from tasks.encoders import LITE_PACKAGES, get_image_encoder, get_text_encoder, locate_lite_weights
+
+pytestmark = pytest.mark.integration
+
+
+def _drawn_images() -> list[Image.Image]:
+    sky = Image.new("RGB", (320, 240), (110, 160, 230))
+    draw = ImageDraw.Draw(sky)
+    draw.rectangle((0, 170, 320, 240), fill=(40, 140, 50))
+    draw.ellipse((130, 90, 200, 160), fill=(230, 40, 30))
+    return [sky, Image.new("RGB", (200, 300), (250, 250, 250))]
+
+
+def test_minilm_gives_384_finite_vectors_and_ranks_paraphrases_first():
+    enc = get_text_encoder("minilm-l6")
+    vectors = enc.encode(["A dog jumps over a fence.", "A puppy leaps over a barrier.", "Stock markets fell sharply today."])
+    assert enc.dim == 384 and vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.isfinite(vectors).all()
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+@pytest.mark.parametrize("encoder_id", sorted(LITE_PACKAGES))
+def test_lite_weights_load_strictly(encoder_id):
+    try:
+        weights = locate_lite_weights(encoder_id)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    expected = set(EfficientNetLite(VARIANTS[encoder_id]).state_dict())
+    assert set(state) == expected  # no missing, no unexpected keys
+    load_efficientnet_lite(encoder_id, weights)  # strict=True inside
+
+
+def test_lite0_gives_1280_finite_features():
+    enc = get_image_encoder("efficientnet-lite0")
+    vectors = enc.encode_images(_drawn_images())
+    assert vectors.shape == (2, 1280) and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+@pytest.mark.realdata
+def test_lite0_classifies_imagenet_content(practicum_dir):
+    """Sanity of the converted weights and our preprocessing: dog photos of the course data come out as dogs."""
+    from torchvision.models import ResNet18_Weights
+
+    categories = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    model = load_efficientnet_lite("efficientnet-lite0", locate_lite_weights("efficientnet-lite0"))
+    enc = get_image_encoder("efficientnet-lite0")
+    files = sorted((practicum_dir / "test_images").glob("*.jpg"))[:6]
+    batch = torch.stack([enc.preprocess(Image.open(f).convert("RGB")) for f in files])
+    with torch.inference_mode():
+        probs = model(batch).softmax(-1)
+    top = probs.argmax(-1).tolist()
+    labels = [categories[i] for i in top]
+    dogs = [label for i, label in zip(top, labels) if 151 <= i <= 268]  # ImageNet's dog classes
+    assert dogs, f"no dog among {labels}"
+    assert probs.max(-1).values.mean() > 0.15
