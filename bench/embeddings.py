@@ -49,22 +49,37 @@ def plain_loop(encoder, paths: list[Path], batch_size: int) -> float:
     return time.perf_counter() - started
 
 
-def stage_images(encoder, paths: list[Path], batch_size: int, workers: int) -> tuple[float, float]:
-    """Cold then warm `embed_image_files` in a fresh workspace: hashing, cache lookups and writes included."""
+def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, rounds: int) -> tuple[float, float, float]:
+    """Plain loop and stage over the same images, chunk by chunk and in alternating order, so that load from
+    other jobs on the machine falls on both alike. The stage runs cold (every chunk is new to its fresh
+    workspace): hashing, cache lookups and writes included. Returns (plain s, stage s, warm s over all)."""
     from tasks.embedding_cache import embed_image_files_report
     from tasks.workspace import Workspace
 
+    size = -(-len(paths) // rounds)
+    plain_s = stage_s = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         workspace = Workspace(Path(tmp))
+
+        def stage(chunk: list[Path]) -> float:
+            started = time.perf_counter()
+            _, report = embed_image_files_report(chunk, encoder, workspace, batch_size, workers, progress=False)
+            assert report.misses == report.unique, report
+            return time.perf_counter() - started
+
+        for i in range(rounds):
+            chunk = paths[i * size : (i + 1) * size]
+            if i % 2:
+                stage_s += stage(chunk)
+                plain_s += plain_loop(encoder, chunk, batch_size)
+            else:
+                plain_s += plain_loop(encoder, chunk, batch_size)
+                stage_s += stage(chunk)
         started = time.perf_counter()
         _, report = embed_image_files_report(paths, encoder, workspace, batch_size, workers, progress=False)
-        cold = time.perf_counter() - started
-        assert report.misses == report.unique, report
-        started = time.perf_counter()
-        _, report = embed_image_files_report(paths, encoder, workspace, batch_size, workers, progress=False)
-        warm = time.perf_counter() - started
+        warm_s = time.perf_counter() - started
         assert report.misses == 0, report
-    return cold, warm
+    return plain_s, stage_s, warm_s
 
 
 def whole_stage(data_dir: Path, text_encoder: str, image_encoder: str) -> dict:
@@ -87,7 +102,7 @@ def whole_stage(data_dir: Path, text_encoder: str, image_encoder: str) -> dict:
             "images": len(inputs.train_images) + len(inputs.test_images), "cold_summary": cold.summary.as_dict()}
 
 
-def measure_encoder(encoder_id: str, paths: list[Path], batch_size: int, workers: int) -> dict:
+def measure_encoder(encoder_id: str, paths: list[Path], batch_size: int, workers: int, rounds: int = 4) -> dict:
     from PIL import Image
 
     from tasks.encoders import configure_torch_threads, get_image_encoder
@@ -97,8 +112,7 @@ def measure_encoder(encoder_id: str, paths: list[Path], batch_size: int, workers
     started = time.perf_counter()
     encoder.encode_images([Image.new("RGB", (300, 300))] * 2)  # load and warm up the model outside the timings
     load_s = time.perf_counter() - started
-    plain_s = plain_loop(encoder, paths, batch_size)
-    stage_cold_s, stage_warm_s = stage_images(encoder, paths, batch_size, workers)
+    plain_s, stage_cold_s, stage_warm_s = interleaved(encoder, paths, batch_size, workers, rounds)
     return {
         "encoder": encoder_id,
         "images": len(paths),
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating plain/stage chunks (evens out machine load)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -132,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         paths = paths[: args.limit]
 
-    main_run = measure_encoder(args.image_encoder, paths, args.batch_size, args.decode_threads)
+    load_before = os.getloadavg()[0]
+    main_run = measure_encoder(args.image_encoder, paths, args.batch_size, args.decode_threads, args.rounds)
     peaks = {"after_image_encoder": round(peak_rss_mib(), 1)}
     stage = whole_stage(data_dir, args.text_encoder, args.image_encoder)
     peaks["after_whole_stage"] = round(peak_rss_mib(), 1)
@@ -160,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "decode_threads": args.decode_threads,
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "machine": platform.platform(),
         "main": main_run,
         "comparisons": comparisons,

@@ -171,6 +171,9 @@ def embed_inputs(
     from data_contracts.embeddings import check_embeddings
 
     started = time.perf_counter()
+    # Canonical ids (an alias such as all-MiniLM-L6-v2 shares minilm-l6's cache); a missing model fails here.
+    text_encoder = get_text_encoder(text_encoder).encoder_id
+    image_encoder = get_image_encoder(image_encoder).encoder_id
     caches = {
         "text": EmbeddingCache.for_workspace(workspace, text_encoder),
         "image": EmbeddingCache.for_workspace(workspace, image_encoder),

@@ -196,6 +196,11 @@ class EmbeddingCache:
             return None
         if self._dim is not None and matrix.shape[1] != self._dim:
             raise ValueError(f"{self.encoder_id}: vectors of dimension {matrix.shape[1]}, cache holds {self._dim}")
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            # A NaN stored once would be served forever; fail the run instead, naming the inputs.
+            examples = [keys[i][:12] for i in np.flatnonzero(bad)[:3]]
+            raise ValueError(f"{self.encoder_id} produced {int(bad.sum())} non-finite vector(s), e.g. for keys {examples}")
         path = self._write(list(keys), matrix)
         self._append(list(keys), matrix)
         self._parts.append(path)

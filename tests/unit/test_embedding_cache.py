@@ -147,3 +147,15 @@ def test_compaction_leaves_parts_written_by_another_process(workspace):
     ours.compact()
     fresh = EmbeddingCache.for_workspace(workspace, "fake-text")
     np.testing.assert_array_equal(fresh.get(["a", "b", "c"]), [[1, 1], [2, 2], [3, 3]])
+
+
+def test_non_finite_vectors_are_never_cached(workspace):
+    class NanEncoder(FakeTextEncoder):
+        def encode(self, texts):
+            out = super().encode(texts)
+            out[-1, 0] = np.nan
+            return out
+
+    with pytest.raises(ValueError, match="1 non-finite vector"):
+        embed_texts(["fine", "broken"], NanEncoder(), workspace)
+    assert not list(workspace.embedding_cache_dir("fake-text").glob("part-*"))
