@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.models.base import TrainingData, concat_features, pairwise_score_matrix, write_kind
-from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch
+from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads
 
 
 def _network(n_in: int, hidden: int):
@@ -31,6 +31,10 @@ class StudyMLP:
         self.history: list[float] = []
 
     def fit(self, data: TrainingData, seed: int) -> "StudyMLP":
+        with torch_threads(1):
+            return self._fit(data, seed)
+
+    def _fit(self, data: TrainingData, seed: int) -> "StudyMLP":
         import torch
 
         seed_torch(seed)

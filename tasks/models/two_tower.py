@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.models.base import TrainingData, write_kind
-from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch
+from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads
 
 
 def _network(dt: int, di: int, dim: int, hidden: int, dropout: float):
@@ -84,6 +84,10 @@ class TwoTowerModel:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: TrainingData, seed: int) -> "TwoTowerModel":
+        with torch_threads(1):
+            return self._fit(data, seed)
+
+    def _fit(self, data: TrainingData, seed: int) -> "TwoTowerModel":
         import torch
         from torch import nn
 

@@ -7,9 +7,15 @@ from pydantic import ValidationError
 
 from data_contracts import ContractError
 from flows.pipeline import RunParams, run_pipeline
+from tasks.registry import ModelRegistry
+from tasks.training_tasks import TrainParams
 
-
-FAKE_ENCODERS = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
+# Fake encoders and two quick models keep flow tests fast; one test below fits all four models.
+FAKE_ENCODERS = {
+    "text_encoder": "fake-text",
+    "image_encoder": "fake-image",
+    "training": TrainParams(models=["ridge", "two_tower"]),
+}
 
 
 def test_flow_ingests_and_writes_dataset_version(prefect_harness, sample_dir, workspace):
@@ -44,3 +50,31 @@ def test_flow_embeds_texts_and_images_and_reruns_from_cache(prefect_harness, sam
     assert any((workspace.root / "cache" / "embeddings").iterdir())
     again = run_pipeline(params).embeddings
     assert again["cache"]["image"]["hits"] == 72 and again["cache"]["text"]["misses"] == 0
+
+
+def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harness, sample_dir, workspace):
+    params = RunParams(
+        data_dir=sample_dir, workspace=workspace.root, text_encoder="fake-text", image_encoder="fake-image",
+        training=TrainParams(xgb_search=1, xgb_folds=2),
+    )
+    first = run_pipeline(params)
+    training = first.training
+    assert set(training["metrics"]) >= {"ridge", "xgboost", "study_mlp", "two_tower", "constant", "random"}
+    assert training["promoted"] and training["reason"] == "no champion yet"
+    registry = ModelRegistry(workspace.models)
+    champion = registry.champion()
+    assert champion.version == training["version"] and champion.kind == training["best"]
+    version_dir = workspace.models / champion.version
+    assert {"model", "metadata.json", "metrics.json", "model_card.md"} <= {p.name for p in version_dir.iterdir()}
+    assert (workspace.root / "reports" / "training" / "latest.html").is_file()
+    assert first.detector["test"]["recall"] >= 0.0 and workspace.detector_path("fake-image").is_file()
+    assert first.gallery["searchable"] + first.gallery["flagged"] == 12
+
+    # Same data, same seed: the challenger only ties, so the champion stays and the run says why.
+    second = run_pipeline(params)
+    assert not second.training["promoted"]
+    assert "does not beat" in second.training["reason"]
+    assert registry.champion().version == champion.version
+    assert len(registry.versions()) == 2
+    # the champion was re-measured on this run's data: it appears in the comparison table
+    assert any(name.startswith("champion") for name in second.training["metrics"])
