@@ -90,6 +90,7 @@ def build_datasets(
     test_queries: pd.DataFrame | None = None,
     test_gallery: list[str] | None = None,
     test_image_emb: EmbeddingLookup | None = None,
+    expert_pair_weight: float = 1.0,
 ) -> tuple[TrainingData, EvalData, SplitSummary]:
     """Assemble aligned arrays for training and evaluation.
 
@@ -112,6 +113,7 @@ def build_datasets(
         positives_text=text_emb.lookup(own["query_id"].tolist()) if len(own) else None,
         positives_image=image_emb.lookup(own["image"].tolist()) if len(own) else None,
         positives_groups=own["image"].to_numpy() if len(own) else None,
+        weights=np.where(train_pairs["expert_score"].notna(), expert_pair_weight, 1.0).astype(np.float32),
     )
     val = TrainingData(
         text=text_emb.lookup(val_pairs["query_id"].tolist()),

@@ -26,6 +26,7 @@ class TrainingData:
     positives_text: np.ndarray | None = None
     positives_image: np.ndarray | None = None
     positives_groups: np.ndarray | None = None
+    weights: np.ndarray | None = None  # per-row loss weight (expert-rated pairs can count more)
 
     def __post_init__(self) -> None:
         n = len(self.target)

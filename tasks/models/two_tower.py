@@ -99,6 +99,7 @@ class TwoTowerModel:
         t = torch.from_numpy(self._text_in(data.text))
         i = torch.from_numpy(self._image_in(data.image))
         y = torch.from_numpy(data.target.astype(np.float32))
+        w = torch.from_numpy((data.weights if data.weights is not None else np.ones(len(y))).astype(np.float32))
         tr = torch.from_numpy(np.flatnonzero(~held))
 
         have_pos = data.positives_groups is not None and len(np.unique(data.positives_groups)) > 3
@@ -131,7 +132,7 @@ class TwoTowerModel:
             for idx in order.split(self.batch_size):
                 optimizer.zero_grad()
                 cosine = (self.net.embed_text(t[idx]) * self.net.embed_image(i[idx])).sum(-1)
-                loss = nn.functional.mse_loss(self.net.calibrate(cosine), y[idx])
+                loss = (w[idx] * (self.net.calibrate(cosine) - y[idx]) ** 2).sum() / w[idx].sum()
                 if have_pos and self.contrastive_weight > 0:
                     loss = loss + self.contrastive_weight * self._info_nce(pos_t, pos_i, pos_tr, pos_groups, rng)
                 loss.backward()
