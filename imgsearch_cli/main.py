@@ -85,6 +85,10 @@ def validate(
 def run(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     seed: int = typer.Option(0, help="Seed for every random choice in the run."),
+    text_encoder: str = typer.Option("minilm-l6", help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."),
+    image_encoder: str = typer.Option(
+        "efficientnet-lite0", help="Image encoder id (efficientnet-lite0/1/2, resnet18, clip-..., fake-image)."
+    ),
 ) -> None:
     """Run the pipeline flow on DATA_DIR (Prefect starts a local server if none is configured)."""
     from pydantic import ValidationError
@@ -94,7 +98,7 @@ def run(
     from tasks.tables import TableReadError
 
     try:
-        params = RunParams(data_dir=data_dir, seed=seed)
+        params = RunParams(data_dir=data_dir, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder)
     except ValidationError as err:
         _fail(f"bad parameters: {err}", code=2)
     started = time.perf_counter()
@@ -167,7 +171,22 @@ def demo(
         with atomic_dir(target) as tmp:
             generate_sample(tmp, seed=seed)
         typer.echo(f"sample dataset written to {target}")
-    run(data_dir=target, seed=seed)
+    run(data_dir=target, seed=seed, text_encoder="minilm-l6", image_encoder="efficientnet-lite0")
+    _demo_searches()
+
+
+def _demo_searches() -> None:
+    """End the demo the way a user starts: a few searches, one of them refused by the child filter."""
+    from tasks.search import Searcher
+
+    searcher = Searcher.from_workspace()
+    for query in ("a red ball on the grass", "two dogs play in the snow", "a little girl in a park"):
+        result = searcher.get_pictures(query, k=3)
+        typer.echo(f"\nsearch: {query!r}")
+        if result.refused:
+            typer.echo(f"  refused: {result.notice}")
+        for hit in result.results:
+            typer.echo(f"  {hit.score:.3f}  {hit.image}")
 
 
 def _searcher(index_name: str):
