@@ -1,4 +1,5 @@
-"""The `imgsearch` command line: sample data, validation, the pipeline run and the child-content screen."""
+"""The `imgsearch` command line: sample data, validation, the pipeline run, the child-content screen, and search:
+`index` a folder, `search` it, `score` a table of pairs, `serve` the web page."""
 
 from __future__ import annotations
 
@@ -188,12 +189,14 @@ def search(
     index_name: str = typer.Option("gallery", "--index", help="Name of the gallery index in the workspace."),
 ) -> None:
     """Find the top K gallery images for QUERY with the champion model (flagged queries are refused)."""
+    from tasks.search import validate_query
     from tasks.search_report import search_page
 
     try:
-        result = _searcher(index_name).get_pictures(query, k)
+        validate_query(query, k)  # bad input fails before any model loads
     except ValueError as err:
         _fail(f"bad query: {err}", code=2)
+    result = _searcher(index_name).get_pictures(query, k)
     if html_out:
         from tasks.workspace import write_text_atomic
 

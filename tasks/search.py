@@ -8,6 +8,8 @@ no query can return them), then the champion model. Scores are the champion's re
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +21,7 @@ from tasks.workspace import Workspace, atomic_dir
 
 MAX_QUERY_CHARS = 500
 MAX_K = 100
+QUERY_CACHE_SIZE = 4096  # query text vectors kept in memory; popular queries skip the text encoder
 
 
 class SearchUnavailableError(RuntimeError):
@@ -220,6 +223,12 @@ class Searcher:
             raise SearchUnavailableError("the gallery index has no raw embeddings for this champion; re-run `imgsearch index`")
         self._known = {name: k for k, name in enumerate(index.images)}
         self._flagged = set(index.flagged["image"]) if len(index.flagged) else set()
+        # Belt and braces: an index must never hold a vector for a flagged image.
+        leaked = self._flagged & set(self._known)
+        if leaked:
+            raise SearchUnavailableError(f"gallery index lists flagged images as searchable: {sorted(leaked)[:5]}; re-run `imgsearch index`")
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
 
     @classmethod
     def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> "Searcher":
@@ -248,9 +257,31 @@ class Searcher:
 
     # -- search -------------------------------------------------------------------------------------
     def _query_vector(self, query: str) -> np.ndarray:
-        from tasks.embedding_cache import embed_texts
+        """The query's text-encoder vector (1, d). One-off queries skip the on-disk embedding cache (a
+        Parquet write per query would dominate latency); repeated ones come from a small in-memory LRU."""
+        from tasks.encoders import as_float32_rows
 
-        return embed_texts([query], self.text_encoder, self.workspace)
+        with self._query_lock:
+            vector = self._query_cache.get(query)
+            if vector is not None:
+                self._query_cache.move_to_end(query)
+                return vector
+        vector = as_float32_rows(self.text_encoder.encode([query]), 1, self.text_encoder.dim, self.text_encoder.encoder_id)
+        with self._query_lock:
+            self._query_cache[query] = vector
+            while len(self._query_cache) > QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    def query_scores(self, query: str) -> np.ndarray:
+        """Champion scores in [0, 1] of every searchable gallery image for an already screened query."""
+        text = self._query_vector(query)
+        if self._projected is not None:
+            query_vec = np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
+            scores = self.model.calibrate(self._projected @ query_vec)
+        else:
+            scores = self.model.score_matrix(text, self.index.embeddings)[0]
+        return np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
 
     def get_pictures(self, query: str, k: int = 5) -> SearchResult:
         from tasks.safety import NOTICE
@@ -261,11 +292,7 @@ class Searcher:
             return SearchResult(query, True, NOTICE, [], list(screen.matches))
         if not self.index.images:
             return SearchResult(query, False, None, [])
-        text = self._query_vector(query)
-        if self._projected is not None:
-            scores = self.model.calibrate(self.model.embed_texts(text) @ self._projected.T)[0]
-        else:
-            scores = self.model.score_matrix(text, self.index.embeddings)[0]
+        scores = self.query_scores(query)
         hits = [Hit(self.index.images[i], self.index.path_of(self.index.images[i]), float(scores[i])) for i in top_k(scores, k)]
         return SearchResult(query, False, None, hits)
 
@@ -302,6 +329,10 @@ class Searcher:
 
     def score(self, text: str, image_path: Path) -> PairScore:
         return self.score_pairs([text], [Path(image_path)])[0]
+
+    def in_gallery(self, image: str) -> bool:
+        """Is `image` a gallery image at all (searchable or flagged)? Scoring by name accepts only these."""
+        return image in self._known or image in self._flagged
 
     def searchable(self, image: str) -> bool:
         """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
@@ -340,3 +371,33 @@ def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5
             counts["refused"] += int(chunk["refused"].sum())
         counts["scored"] = counts["rows"] - counts["refused"]
     return counts
+
+
+_SEARCHERS: dict[tuple[str, str], Searcher] = {}
+_SEARCHERS_LOCK = threading.Lock()
+
+
+def cached_searcher(workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
+    """One Searcher per (workspace, index) per process: models load once, later calls are only the query."""
+    workspace = workspace or Workspace.from_env()
+    key = (str(workspace.root), index_name)
+    with _SEARCHERS_LOCK:
+        if key not in _SEARCHERS:
+            _SEARCHERS[key] = Searcher.from_workspace(workspace, index_name)
+        return _SEARCHERS[key]
+
+
+def clear_searcher_cache() -> None:
+    """Forget cached searchers (after a new champion or a re-index in the same process)."""
+    with _SEARCHERS_LOCK:
+        _SEARCHERS.clear()
+
+
+def get_pictures(query: str, k: int = 5, workspace: Workspace | None = None) -> SearchResult:
+    """Top `k` gallery images for `query` with the champion; a query about children is refused with the notice."""
+    return cached_searcher(workspace).get_pictures(query, k)
+
+
+def score(text: str, image: str | Path, workspace: Workspace | None = None) -> PairScore:
+    """Relevance in [0, 1] of one (text, image file) pair; refused with the notice if either is about a child."""
+    return cached_searcher(workspace).score(text, Path(image))
