@@ -17,11 +17,6 @@ import pandas as pd
 import pytest
 
 FAKE = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
-GENERIC_QUERIES = [
-    "a person", "people playing", "a man", "a woman", "someone running", "a dog", "a dog jumps over a fence",
-    "two people on the beach", "a group of people", "a person in red", "playing outside", "a family",
-    "a boat on the water", "a bike", "grass", "snow", "a ball", "red", "blue sky", "smiling faces",
-]
 
 
 @dataclass(frozen=True)
