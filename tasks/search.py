@@ -63,13 +63,12 @@ class PairScore:
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores, best first; ties keep gallery order (stable)."""
-    k = min(k, len(scores))
+    n = len(scores)
+    k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(len(scores))
+    # argpartition on the scores themselves (no negated copy of a million floats), then sort only k
+    part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
     order = np.lexsort((part, -scores[part]))
     return part[order]
 
@@ -227,6 +226,12 @@ class Searcher:
         leaked = self._flagged & set(self._known)
         if leaked:
             raise SearchUnavailableError(f"gallery index lists flagged images as searchable: {sorted(leaked)[:5]}; re-run `imgsearch index`")
+        # sigmoid(a * cosine + b) with a > 0 keeps the cosine order: then top k is taken on raw cosines and
+        # only the k winners are calibrated (a million exp() calls saved per query at a million images).
+        self._rank_on_cosine = False
+        if self._projected is not None:
+            probe = np.asarray(model.calibrate(np.array([-1.0, 0.0, 1.0], dtype=np.float32)))
+            self._rank_on_cosine = bool(probe[0] < probe[1] < probe[2])
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
 
@@ -273,15 +278,29 @@ class Searcher:
                 self._query_cache.popitem(last=False)
         return vector
 
+    def _cosines(self, query: str) -> np.ndarray:
+        text = self._query_vector(query)
+        query_vec = np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
+        return self._projected @ query_vec
+
     def query_scores(self, query: str) -> np.ndarray:
         """Champion scores in [0, 1] of every searchable gallery image for an already screened query."""
-        text = self._query_vector(query)
         if self._projected is not None:
-            query_vec = np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
-            scores = self.model.calibrate(self._projected @ query_vec)
+            scores = self.model.calibrate(self._cosines(query))
         else:
-            scores = self.model.score_matrix(text, self.index.embeddings)[0]
+            scores = self.model.score_matrix(self._query_vector(query), self.index.embeddings)[0]
         return np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+
+    def rank(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(gallery rows, scores in [0, 1]) of the k best images, best first, for an already screened query."""
+        if self._rank_on_cosine:
+            cosines = self._cosines(query)
+            rows = top_k(cosines, k)
+            scores = np.asarray(self.model.calibrate(cosines[rows]), dtype=np.float32)
+            return rows, np.clip(scores, 0.0, 1.0)
+        scores = self.query_scores(query)
+        rows = top_k(scores, k)
+        return rows, scores[rows]
 
     def get_pictures(self, query: str, k: int = 5) -> SearchResult:
         from tasks.safety import NOTICE
@@ -292,8 +311,9 @@ class Searcher:
             return SearchResult(query, True, NOTICE, [], list(screen.matches))
         if not self.index.images:
             return SearchResult(query, False, None, [])
-        scores = self.query_scores(query)
-        hits = [Hit(self.index.images[i], self.index.path_of(self.index.images[i]), float(scores[i])) for i in top_k(scores, k)]
+        rows, scores = self.rank(query, k)
+        images = self.index.images
+        hits = [Hit(images[i], self.index.path_of(images[i]), float(score)) for i, score in zip(rows, scores)]
         return SearchResult(query, False, None, hits)
 
     # -- pair scoring ------------------------------------------------------------------------------

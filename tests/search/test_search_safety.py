@@ -135,3 +135,15 @@ def test_top_k_and_validate_query():
     for query, k in [("", 5), ("   ", 5), ("x" * 501, 5), ("a dog", 0), ("a dog", 101)]:
         with pytest.raises(ValueError):
             validate_query(query, k)
+
+
+def test_ranking_on_cosines_matches_ranking_on_calibrated_scores(searcher):
+    from tasks.search import top_k
+
+    assert searcher._rank_on_cosine  # the two-tower champion's calibration is increasing
+    for query in ["a dog jumps over a fence", "a person in red", "snow"]:
+        rows, scores = searcher.rank(query, 10)
+        full = searcher.query_scores(query)
+        np.testing.assert_allclose(full[rows], scores, atol=1e-6)
+        np.testing.assert_allclose(np.sort(full)[::-1][:10], scores, atol=1e-6)
+        assert set(rows[scores > np.sort(full)[::-1][10] + 1e-6]) <= set(top_k(full, 10))
