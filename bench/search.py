@@ -21,8 +21,10 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -126,8 +128,9 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
         embeddings=None, flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
         image_encoder=record.image_encoder, projected=projected, projected_for=record.version,
     )
-    searcher = Searcher(model, record, text_encoder, None, index, content_filter, None,
-                        Workspace(Path(os.environ.get("TMPDIR", "/tmp")) / "imgsearch-bench-search"))
+    # a fresh workspace per process: the baseline's on-disk query cache must start empty for every size
+    scratch = Path(tempfile.mkdtemp(prefix="imgsearch-bench-search-"))
+    searcher = Searcher(model, record, text_encoder, None, index, content_filter, None, Workspace(scratch))
     build_s = time.perf_counter() - started
 
     search = searcher.get_pictures if path == "searcher" else (lambda q, k: original_get_pictures(searcher, q, k))
@@ -159,6 +162,7 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
         search(q, 10)
         warm.append(time.perf_counter() - t0)
 
+    shutil.rmtree(scratch, ignore_errors=True)
     ms = lambda xs, p: float(np.percentile(np.array(xs) * 1000.0, p))  # noqa: E731
     return {
         "gallery": size, "queries": len(total), "k": 10, "p50_ms": ms(total, 50), "p99_ms": ms(total, 99),

@@ -147,3 +147,22 @@ def test_ranking_on_cosines_matches_ranking_on_calibrated_scores(searcher):
         np.testing.assert_allclose(full[rows], scores, atol=1e-6)
         np.testing.assert_allclose(np.sort(full)[::-1][:10], scores, atol=1e-6)
         assert set(rows[scores > np.sort(full)[::-1][10] + 1e-6]) <= set(top_k(full, 10))
+
+
+def test_a_gallery_of_only_flagged_images_returns_nothing(search_setup, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tasks.gallery_tasks import index_folder
+    from tasks.search import Searcher
+    from webapp.app import create_app
+
+    folder = tmp_path / "all_flagged"
+    folder.mkdir()
+    for name in search_setup.flagged["image"][:4]:
+        shutil.copy2(search_setup.gallery / name, folder / name)
+    assert index_folder(folder, "all-flagged", search_setup.workspace)["searchable"] == 0
+    searcher = Searcher.from_workspace(search_setup.workspace, index_name="all-flagged")
+    result = searcher.get_pictures("a person", 10)
+    assert not result.refused and result.results == []
+    body = TestClient(create_app(lambda: searcher)).get("/api/search", params={"q": "a person"}).json()
+    assert body["results"] == [] and body["refused"] is False
