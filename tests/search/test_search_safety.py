@@ -166,3 +166,11 @@ def test_a_gallery_of_only_flagged_images_returns_nothing(search_setup, tmp_path
     assert not result.refused and result.results == []
     body = TestClient(create_app(lambda: searcher)).get("/api/search", params={"q": "a person"}).json()
     assert body["results"] == [] and body["refused"] is False
+
+
+def test_top_k_on_a_large_gallery_matches_a_full_sort():
+    from tasks.search import top_k
+
+    scores = np.random.default_rng(0).random(250_000).astype(np.float32)
+    for k in (1, 10, 100):
+        assert top_k(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
