@@ -171,6 +171,16 @@ def demo(
     run(data_dir=target, seed=seed)
 
 
+def _as_user_file(path: Path) -> None:
+    """Atomic writes go through a private temporary file (mode 0600); a result file the user asked for
+    gets the usual permissions instead."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _searcher(index_name: str):
     from tasks.search import Searcher, SearchUnavailableError
 
@@ -201,6 +211,7 @@ def search(
         from tasks.workspace import write_text_atomic
 
         write_text_atomic(html_out, search_page(result))
+        _as_user_file(html_out)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
     elif result.refused:
@@ -229,6 +240,7 @@ def score(
         counts = score_table(_searcher(index_name), pairs, out, batch_size)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
+    _as_user_file(out)
     typer.echo(f"scored {counts['scored']} of {counts['rows']} rows ({counts['refused']} refused) into {out}")
 
 

@@ -41,13 +41,16 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     from tasks.training_tasks import TrainParams
     from tasks.workspace import Workspace
 
-    root = tmp_path_factory.mktemp("search") 
+    root = tmp_path_factory.mktemp("search")
     workspace = Workspace(root / "workspace")
     result = run_pipeline(RunParams(
         data_dir=sample_dir, workspace=workspace.root, **FAKE,
         training=TrainParams(models=["ridge", "two_tower"], force_promote=True),
     ))
     assert result.training["promoted"], result.training
+    # the run itself indexed the 12 test images as the gallery "gallery" (the fixture re-indexes it below)
+    assert result.gallery["name"] == "gallery" and result.gallery["searchable"] + result.gallery["flagged"] == 12
+    assert result.gallery["folder"] == str((sample_dir / "test_images").resolve())
 
     # The gallery: every sample image (train and test), so caption-flagged images are among them.
     gallery = root / "gallery"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -47,6 +48,9 @@ def test_search_html_page(home, tmp_path):
     result = runner.invoke(app, ["search", "a dog", "-k", "3", "--html", str(page)])
     assert result.exit_code == 0, result.output
     text = page.read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert page.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user writes, not the temp file's 0600
     assert text.count('<img src="data:image/jpeg;base64,') == 3 and "score 0." in text
     refused = tmp_path / "refused.html"
     runner.invoke(app, ["search", "toddlers at the beach", "--html", str(refused)])
