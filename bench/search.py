@@ -170,6 +170,7 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
         "stage_cpu_p50_ms": {"screen": ms(screen_t, 50), "text_encoder": ms(encode_t, 50), "project_matvec_topk": ms(rank_t, 50)},
         "peak_rss_mib": rss_mib(), "rss_after_models_mib": rss_models, "gallery_vectors_mib": projected.nbytes / 2**20,
         "build_s": build_s, "model": source, "torch_threads": torch.get_num_threads(),
+        "stage_note": "stages are timed on the Searcher's own methods, whichever path is timed end to end",
     }
 
 
