@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from tasks.search import MAX_K, MAX_QUERY_CHARS, Searcher, SearchUnavailableError
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # used with fullmatch: "$" would let a trailing newline through
 
 
 class ScoreRequest(BaseModel):
@@ -67,7 +67,7 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     def api_score(request: ScoreRequest) -> dict:
         s = searcher()
         name = request.image
-        if not SAFE_NAME.match(name) or name in (".", ".."):
+        if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
             raise HTTPException(status_code=400, detail="image must be a gallery image name, not a path")
         if not request.text.strip():
             raise HTTPException(status_code=400, detail="text is empty")
@@ -83,7 +83,7 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     def image(name: str) -> FileResponse:
         s = searcher()
         # Only searchable gallery images, by exact name: no traversal, no flagged images.
-        if not SAFE_NAME.match(name) or not s.searchable(name):
+        if not SAFE_NAME.fullmatch(name) or not s.searchable(name):
             raise HTTPException(status_code=404, detail="not found")
         path = Path(s.index.folder) / name
         if not path.is_file():

@@ -86,7 +86,7 @@ def test_score_with_a_flagged_gallery_image_is_refused(api, search_setup, source
     assert body["refused"] is True and body["score"] is None and body["notice"] == NOTICE
 
 
-@pytest.mark.parametrize("image", ["../x.jpg", "/etc/passwd", "a/b.jpg", "..", "x.jpg\x00"])
+@pytest.mark.parametrize("image", ["../x.jpg", "/etc/passwd", "a/b.jpg", "..", "x.jpg\x00", "x.jpg\n", "a\\b.jpg"])
 def test_score_with_a_path_is_400(api, image):
     assert api.post("/api/score", json={"text": "a dog", "image": image}).status_code == 400
 
