@@ -208,7 +208,10 @@ def build_gallery_index(
 class Searcher:
     """Answers queries and scores pairs with the champion model over one gallery index."""
 
-    def __init__(self, model, record, text_encoder, image_encoder, index: GalleryIndex, content_filter, detector, workspace: Workspace):
+    def __init__(
+        self, model, record, text_encoder, image_encoder, index: GalleryIndex, content_filter, detector, workspace: Workspace,
+        caption_flagged: set[str] | None = None,
+    ):
         if index.image_encoder != record.image_encoder:
             raise SearchUnavailableError(
                 f"the gallery was embedded with {index.image_encoder!r} but the champion uses {record.image_encoder!r}; "
@@ -239,6 +242,10 @@ class Searcher:
         if self._projected is not None:
             probe = np.asarray(model.calibrate(np.array([-1.0, 0.0, 1.0], dtype=np.float32)))
             self._rank_on_cosine = bool(probe[0] < probe[1] < probe[2])
+        # Pair scoring also refuses images flagged by their own captions anywhere in the dataset (by name,
+        # as the index does) and copies of flagged gallery images (by content), wherever the file lies.
+        self._caption_flagged = set(caption_flagged or ())
+        self._flagged_hashes: set[str] | None = None
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
 
@@ -256,7 +263,13 @@ class Searcher:
         detector_path = workspace.detector_path(record.image_encoder)
         if not detector_path.is_file():
             raise SearchUnavailableError(f"no child-image detector at {detector_path}; run `imgsearch run DATA_DIR` first")
+        flags_path = workspace.caption_flags_path
+        caption_flagged = set()
+        if flags_path.is_file():
+            flags = pd.read_parquet(flags_path, columns=["image", "flagged"])
+            caption_flagged = set(flags.loc[flags["flagged"], "image"])
         return cls(
+            caption_flagged=caption_flagged,
             model=registry.load(record.version),
             record=record,
             text_encoder=get_text_encoder(record.text_encoder),
@@ -338,7 +351,12 @@ class Searcher:
         image_vecs = embed_image_files(unique, self.image_encoder, self.workspace)
         flagged_by_detector = self.detector.predict(image_vecs)
         row_of = {p: k for k, p in enumerate(unique)}
-        image_flag = {p: bool(flagged_by_detector[row_of[p]]) or self._is_flagged_gallery_image(p) for p in unique}
+        flagged_copies = self._flagged_content(unique)
+        image_flag = {
+            p: bool(flagged_by_detector[row_of[p]]) or self._is_flagged_gallery_image(p) or p.name in self._caption_flagged
+            or row_of[p] in flagged_copies
+            for p in unique
+        }
         ok = [k for k, (s, p) in enumerate(zip(screens, paths)) if not s.flagged and not image_flag[p]]
         scores = np.full(len(texts), np.nan, dtype=np.float32)
         if ok:
@@ -364,6 +382,18 @@ class Searcher:
     def searchable(self, image: str) -> bool:
         """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
         return image in self._known
+
+    def _flagged_content(self, paths: list[Path]) -> set[int]:
+        """Positions in `paths` whose bytes equal a flagged gallery image's."""
+        from tasks.embedding_cache import hash_files
+
+        if not self._flagged:
+            return set()
+        if self._flagged_hashes is None:
+            folder = Path(self.index.folder)
+            present = [folder / name for name in sorted(self._flagged) if (folder / name).is_file()]
+            self._flagged_hashes = set(hash_files(present))
+        return {k for k, digest in enumerate(hash_files(paths)) if digest in self._flagged_hashes}
 
     def _is_flagged_gallery_image(self, path: Path) -> bool:
         return Path(self.index.folder) == path.parent and path.name in self._flagged

@@ -174,3 +174,23 @@ def test_top_k_on_a_large_gallery_matches_a_full_sort():
     scores = np.random.default_rng(0).random(250_000).astype(np.float32)
     for k in (1, 10, 100):
         assert top_k(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
+
+
+def test_scoring_refuses_copies_of_flagged_images_and_caption_flagged_dataset_images(searcher, search_setup, tmp_path):
+    """A renamed copy of a caption-flagged gallery image is refused even where the detector misses it, and
+    so is a dataset image whose own captions mention children, in any folder."""
+    from tasks.embedding_cache import embed_image_files
+
+    caption_flagged = search_setup.flagged_by("captions")
+    vectors = embed_image_files([search_setup.gallery / n for n in caption_flagged], searcher.image_encoder, searcher.workspace)
+    missed = [n for n, hit in zip(caption_flagged, searcher.detector.predict(vectors)) if not hit]
+    name = (missed or caption_flagged)[0]
+
+    renamed = tmp_path / "renamed.jpg"
+    shutil.copy2(search_setup.gallery / name, renamed)
+    assert searcher.score("a dog on the grass", renamed).refused
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy2(search_setup.gallery / name, elsewhere / name)
+    assert searcher.score("a dog on the grass", elsewhere / name).refused
+    assert not searcher.score("a dog on the grass", search_setup.gallery / search_setup.searchable[0]).refused
