@@ -1,4 +1,5 @@
-"""The `imgsearch` command line: sample data, validation, the pipeline run and the child-content screen."""
+"""The `imgsearch` command line: sample data, validation, the pipeline run, the child-content screen, and search:
+`index` a folder, `search` it, `score` a table of pairs, `serve` the web page."""
 
 from __future__ import annotations
 
@@ -189,6 +190,16 @@ def _demo_searches() -> None:
             typer.echo(f"  {hit.score:.3f}  {hit.image}")
 
 
+def _as_user_file(path: Path) -> None:
+    """Atomic writes go through a private temporary file (mode 0600); a result file the user asked for
+    gets the usual permissions instead."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _searcher(index_name: str):
     from tasks.search import Searcher, SearchUnavailableError
 
@@ -207,16 +218,19 @@ def search(
     index_name: str = typer.Option("gallery", "--index", help="Name of the gallery index in the workspace."),
 ) -> None:
     """Find the top K gallery images for QUERY with the champion model (flagged queries are refused)."""
+    from tasks.search import validate_query
     from tasks.search_report import search_page
 
     try:
-        result = _searcher(index_name).get_pictures(query, k)
+        validate_query(query, k)  # bad input fails before any model loads
     except ValueError as err:
         _fail(f"bad query: {err}", code=2)
+    result = _searcher(index_name).get_pictures(query, k)
     if html_out:
         from tasks.workspace import write_text_atomic
 
         write_text_atomic(html_out, search_page(result))
+        _as_user_file(html_out)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
     elif result.refused:
@@ -245,6 +259,7 @@ def score(
         counts = score_table(_searcher(index_name), pairs, out, batch_size)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
+    _as_user_file(out)
     typer.echo(f"scored {counts['scored']} of {counts['rows']} rows ({counts['refused']} refused) into {out}")
 
 

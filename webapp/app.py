@@ -10,13 +10,13 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from tasks.search import MAX_K, MAX_QUERY_CHARS, Searcher
+from tasks.search import MAX_K, MAX_QUERY_CHARS, Searcher, SearchUnavailableError
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # used with fullmatch: "$" would let a trailing newline through
 
 
 class ScoreRequest(BaseModel):
@@ -29,6 +29,10 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     app = FastAPI(title="imgsearch", description="Text-to-image search with a child-safety guarantee")
     state: dict = {}
     lock = threading.Lock()
+
+    @app.exception_handler(SearchUnavailableError)
+    def _unavailable(request: Request, err: SearchUnavailableError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(err)})
 
     def searcher() -> Searcher:
         with lock:
@@ -49,7 +53,10 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     ) -> dict:
         if not q.strip():
             raise HTTPException(status_code=400, detail="query is empty")
-        result = searcher().get_pictures(q, k)
+        try:
+            result = searcher().get_pictures(q, k)
+        except ValueError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from err
         payload = result.as_dict()
         for hit in payload["results"]:
             hit["url"] = f"/images/{hit['image']}"
@@ -60,10 +67,13 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     def api_score(request: ScoreRequest) -> dict:
         s = searcher()
         name = request.image
-        if not SAFE_NAME.match(name) or name in (".", ".."):
+        if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
             raise HTTPException(status_code=400, detail="image must be a gallery image name, not a path")
+        if not request.text.strip():
+            raise HTTPException(status_code=400, detail="text is empty")
         path = Path(s.index.folder) / name
-        if not path.is_file():
+        # Only images the index knows (searchable or flagged), so no other file in the folder is read.
+        if not s.in_gallery(name) or not path.is_file():
             raise HTTPException(status_code=404, detail=f"no image {name!r} in the gallery")
         result = s.score(request.text, path).as_dict()
         result["image"] = name
@@ -73,9 +83,12 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     def image(name: str) -> FileResponse:
         s = searcher()
         # Only searchable gallery images, by exact name: no traversal, no flagged images.
-        if not SAFE_NAME.match(name) or not s.searchable(name):
+        if not SAFE_NAME.fullmatch(name) or not s.searchable(name):
             raise HTTPException(status_code=404, detail="not found")
-        return FileResponse(Path(s.index.folder) / name, media_type="image/jpeg")
+        path = Path(s.index.folder) / name
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail="not found")
+        return FileResponse(path)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
