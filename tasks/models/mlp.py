@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.models.base import TrainingData, concat_features, pairwise_score_matrix, write_kind
-from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads
+from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads, EarlyStopping
 
 
 def _network(n_in: int, hidden: int):
@@ -47,7 +47,7 @@ class StudyMLP:
         self.net = _network(x.shape[1], self.hidden)
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         generator = torch.Generator().manual_seed(seed)
-        best, best_state, waited = float("inf"), None, 0
+        stopper = EarlyStopping(self.patience, min_delta=1e-5)
         for _ in range(self.epochs):
             self.net.train()
             for idx in torch.randperm(len(x_tr), generator=generator).split(self.batch_size):
@@ -59,15 +59,9 @@ class StudyMLP:
             with torch.no_grad():
                 val = float(torch.nn.functional.mse_loss(self.net(x_va).squeeze(1), y_va))
             self.history.append(val)
-            if val < best - 1e-5:
-                best, waited = val, 0
-                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
-        self.net.eval()
+            if stopper.update(-val, self.net):
+                break
+        stopper.restore(self.net)
         return self
 
     def predict(self, text: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -51,3 +51,24 @@ def holdout_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray
     rng = np.random.default_rng(seed)
     held = set(rng.choice(unique, size=max(1, int(len(unique) * fraction)), replace=False).tolist())
     return np.array([g in held for g in groups])
+
+
+class EarlyStopping:
+    """Keeps the best weights seen so far (higher `quality` is better) and says when to stop."""
+
+    def __init__(self, patience: int, min_delta: float):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.best_state, self.waited = -float("inf"), None, 0
+
+    def update(self, quality: float, net) -> bool:
+        """Record one epoch; True when `patience` epochs passed without improvement."""
+        if quality > self.best + self.min_delta:
+            self.best, self.waited = quality, 0
+            self.best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, net) -> None:
+        net.load_state_dict(self.best_state)
+        net.eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.models.base import TrainingData, write_kind
-from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads
+from tasks.models.torch_training import Standardizer, holdout_groups, seed_torch, torch_threads, EarlyStopping
 
 
 def _network(dt: int, di: int, dim: int, hidden: int, dropout: float):
@@ -124,7 +124,7 @@ class TwoTowerModel:
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
-        best, best_state, waited = -float("inf"), None, 0
+        stopper = EarlyStopping(self.patience, min_delta=1e-4)
         steps = max(1, math.ceil(len(tr) / self.batch_size))
         for epoch in range(self.epochs):
             self.net.train()
@@ -148,15 +148,9 @@ class TwoTowerModel:
             # rank first, calibration second: MSE only breaks ties between epochs of equal ranking
             quality = val_mrr - val_mse
             self.history.append({"epoch": epoch, "val_mse": val_mse, "val_mrr": val_mrr, "steps": steps})
-            if quality > best + 1e-4:
-                best, waited = quality, 0
-                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        self.net.load_state_dict(best_state)
-        self.net.eval()
+            if stopper.update(quality, self.net):
+                break
+        stopper.restore(self.net)
         self._recalibrate(t, i, y)
         return self
 
