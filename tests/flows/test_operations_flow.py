@@ -180,3 +180,24 @@ def test_two_concurrent_retrains_leave_a_valid_registry_and_store(prefect_harnes
     assert len(store["crowd"]) == 3 and len(store["expert"]) == 3
     assert store["crowd"]["batch_id"].nunique() == 1 and store["expert"]["batch_id"].nunique() == 1
     assert len(events) <= 2 and sum(len(e["payload"]["batches"]) for e in events) == 2
+
+
+def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_dir, workspace, monkeypatch):
+    import fcntl
+
+    import tasks.registry
+
+    params = RetrainParams(data_dir=sample_dir, workspace=workspace.root, **{**FAST, "training": {"models": ["ridge"]}})
+    good = retrain(params).run.training["version"]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing the model version")
+
+    monkeypatch.setattr(tasks.registry, "model_card", crash)  # dies inside the version's atomic_dir
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        retrain(params)
+    registry = ModelRegistry(workspace.models)
+    assert registry.versions() == [good] and registry.champion().version == good
+    assert not [p for p in workspace.models.iterdir() if p.name.startswith(".") and p.is_dir()]  # no half-written version
+    with open(workspace.lock_path("training"), "a+") as handle:  # the lock went with the failed run
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
