@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast validate-dev bench
+.PHONY: help install demo test test-fast validate-dev bench deployments
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,3 +38,6 @@ validate-dev: install ## validate ../shared/data/practicum-dev
 
 bench: install ## run the benchmarks on ../shared/data/practicum-dev (writes bench/results/)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+deployments: install ## serve the train, ingest-ratings, retrain and backfill deployments (DATA_DIR=data)
+	$(BIN)/python deployments/serve.py --data-dir $(or $(DATA_DIR),data)

@@ -36,6 +36,9 @@ class RunParams(BaseModel):
     training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
     include_ratings_store: bool = Field(default=True, description="Add the rating batches merged from the inbox")
     index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")
+    force_reembed: bool = Field(
+        default=False, description="Re-embed every text and image with this run's encoders, overwriting their cache entries"
+    )
 
     @field_validator("data_dir")
     @classmethod
@@ -88,7 +91,7 @@ def run_pipeline(params: RunParams) -> RunResult:
     ratings = aggregate_ratings_task(dataset, params.ratings)
     safety = child_safety_task(dataset, ratings, params.ratings, workspace)
     report = eda_report_task(dataset, ratings, safety, workspace)
-    embedded = embed_task(dataset, workspace, params.text_encoder, params.image_encoder)
+    embedded = embed_task(dataset, workspace, params.text_encoder, params.image_encoder, force=params.force_reembed)
     detector = child_detector_task(safety, embedded.train_images, params.image_encoder, workspace, params.seed)
 
     flagged_texts = set(safety.text_flags.loc[safety.text_flags["flagged"], "query_id"])

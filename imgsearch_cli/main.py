@@ -200,6 +200,40 @@ def _as_user_file(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+@app.command()
+def backfill(
+    data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
+    text_encoder: str = typer.Option(None, help="Text encoder id (default: the pipeline's, minilm-l6)."),
+    image_encoder: str = typer.Option(None, help="Image encoder id, e.g. efficientnet-lite2 (default: efficientnet-lite0)."),
+    force_reembed: bool = typer.Option(False, help="Re-embed everything with these encoders, overwriting their cache entries."),
+    seed: int = typer.Option(0, help="Seed for every random choice in the run."),
+    models: str = typer.Option(None, help="Comma-separated model kinds to fit, e.g. ridge,two_tower (default: all)."),
+    force_promote: bool = typer.Option(False, help="Promote the best model even if it does not beat the champion."),
+) -> None:
+    """Run the backfill flow: the pipeline with the given encoders (and the ratings store), under the training lock."""
+    from pydantic import ValidationError
+
+    from data_contracts.runner import ContractError
+    from flows.operations import BackfillParams, backfill as backfill_flow
+    from tasks.encoders import ModelNotAvailableError
+    from tasks.tables import TableReadError
+
+    chosen = {"text_encoder": text_encoder, "image_encoder": image_encoder}
+    training = {"force_promote": force_promote} | ({"models": models.split(",")} if models else {})
+    try:
+        params = BackfillParams(data_dir=data_dir, force_reembed=force_reembed, seed=seed, training=training,
+                                **{k: v for k, v in chosen.items() if v})
+    except ValidationError as err:
+        _fail(f"bad parameters: {err}", code=2)
+    started = time.perf_counter()
+    try:
+        result = backfill_flow(**params.model_dump(exclude={"ratings"}))
+    except (TableReadError, ContractError, FileNotFoundError, ModelNotAvailableError, ValueError) as err:
+        _fail(f"backfill failed: {err}")
+    typer.echo(result.summary_markdown.strip())
+    typer.echo(f"backfill finished in {time.perf_counter() - started:.1f} s")
+
+
 def _searcher(index_name: str):
     from tasks.search import Searcher, SearchUnavailableError
 

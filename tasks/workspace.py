@@ -6,6 +6,7 @@ Nothing else in the project builds workspace paths by hand; ask a `Workspace` in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -95,6 +96,11 @@ class Workspace:
     def samples(self) -> Path:
         return self._dir("samples")
 
+    def dataset_versions(self) -> list[Path]:
+        """Prepared dataset versions (folders with a summary.json), newest first."""
+        found = [p for p in self.datasets.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "summary.json").is_file()]
+        return sorted(found, key=lambda p: (p / "summary.json").stat().st_mtime, reverse=True)
+
     def dataset_dir(self, version: str) -> Path:
         return self._dir("datasets", version)
 
@@ -116,6 +122,26 @@ class Workspace:
         a slug of the id plus a short hash of the exact id (ids may contain '/' or differ only in case)."""
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder_id).strip("._") or "encoder"
         return self._dir("cache", "embeddings", f"{slug[:60]}-{text_sha256(encoder_id)[:8]}")
+
+    def lock_path(self, name: str) -> Path:
+        """The lock file of one workspace-wide critical section (see `lock`)."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ValueError(f"lock name {name!r}: use letters, digits, '.', '_' or '-'")
+        return self._dir("locks") / f"{name}.lock"
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold an exclusive, process-wide lock named `name` over this workspace (fcntl; freed if the process dies).
+
+        Flows that rewrite shared state (retrain, backfill) run their body under one lock, so two runs on one
+        workspace take turns even when they bypass the deployments' concurrency limits.
+        """
+        with open(self.lock_path(name), "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def embedding_quarantine_dir(self, encoder_id: str) -> Path:
         """Where unreadable cache parts are moved for inspection before the cache rebuilds them."""

@@ -56,3 +56,15 @@ def test_sample_writes_dataset(tmp_path):
     result = runner.invoke(app, ["sample", str(tmp_path / "s"), "--train-images", "12", "--test-images", "3"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "s" / "test_images").iterdir())) == 3
+
+
+def test_backfill_refuses_bad_parameters(tmp_path):
+    result = runner.invoke(app, ["backfill", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "is not a folder" in result.output
+    result = runner.invoke(app, ["backfill", str(tmp_path), "--models", "nope"])
+    assert result.exit_code == 2 and "unknown or no models" in result.output
+
+
+def test_backfill_rejects_an_unknown_encoder(prefect_harness, sample_dir, workspace):
+    result = runner.invoke(app, ["backfill", str(sample_dir), "--text-encoder", "fake-text", "--image-encoder", "nope"])
+    assert result.exit_code == 1 and "unknown image encoder" in result.output

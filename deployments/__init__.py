@@ -1,0 +1,1 @@
+"""Deployments of the imgsearch flows: schedules, the ratings event trigger, parameters (see serve.py)."""

@@ -1,0 +1,225 @@
+"""Operations flows: take in new rating files, retrain and promote when they arrive, backfill with other encoders.
+
+- `ingest_ratings`: validate and merge the inbox; emit `imgsearch.ratings.merged` when something merged.
+- `retrain`: the pipeline with the ratings store included; the embedding cache makes unchanged inputs free,
+  and the registry promotes only a challenger that beats the champion.
+- `backfill`: the pipeline with chosen encoders, optionally re-embedding everything.
+
+`retrain` and `backfill` run their body under the workspace lock `TRAINING_LOCK`, so two of them on one
+workspace take turns even when started outside the deployments (whose concurrency limit is 1 each).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flows.pipeline import RunParams, RunResult, run_pipeline
+from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from tasks.inbox_tasks import (
+    KnownReferences,
+    emit_ratings_merged,
+    latest_version_of,
+    process_inbox_task,
+    references_from_version,
+)
+from tasks.ingest_tasks import ingest_task
+from tasks.ratings import RatingParams
+from tasks.ratings_inbox import BatchOutcome
+from tasks.training_tasks import TrainParams
+from tasks.workspace import Workspace
+
+TRAINING_LOCK = "training"
+
+
+def _existing_folder(value: Path) -> Path:
+    if not value.is_dir():
+        raise ValueError(f"data_dir {value} is not a folder")
+    return value.resolve()
+
+
+class _WorkspaceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path = Field(description="Folder with the five tables and the train_images/ and test_images/ folders")
+    workspace: Path | None = Field(default=None, description="Workspace root; default: $IMGSEARCH_HOME or ~/.imgsearch")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: Path) -> Path:
+        return _existing_folder(value)
+
+    def resolve_workspace(self) -> Workspace:
+        return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
+
+
+class InboxParams(_WorkspaceParams):
+    """Parameters of one inbox check; the dashboard renders them as a form."""
+
+    reingest: bool = Field(
+        default=False,
+        description="Validate data_dir again instead of reusing its latest prepared dataset version for the known ids",
+    )
+
+
+class InboxResult(BaseModel):
+    dataset_version: str
+    outcomes: list[dict] = Field(default_factory=list, description="One outcome per inbox file")
+    merged_batches: list[str] = Field(default_factory=list)
+    merged_rows: int = 0
+    event_id: str | None = Field(default=None, description="Id of the imgsearch.ratings.merged event, if one was sent")
+
+
+class AllBatchesQuarantinedError(RuntimeError):
+    """Every inbox file of a run was bad: the run ends Failed so the dashboard shows it in red."""
+
+
+@task(name="known-references", cache_policy=NO_CACHE)
+def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) -> KnownReferences:
+    """The images and caption ids a batch may name: from the latest prepared version of data_dir, else ingest it."""
+    version_dir = None if reingest else latest_version_of(workspace, data_dir)
+    if version_dir is None:
+        dataset = ingest_task.fn(data_dir, workspace)
+        version_dir = workspace.dataset_dir(dataset.summary.data_hash[:16])
+    return references_from_version(version_dir)
+
+
+@flow(name="ingest-ratings", description="Validate new rating files in the inbox, merge the good ones, announce the merge.")
+def ingest_ratings(params: InboxParams) -> InboxResult:
+    """Process every file in `<workspace>/inbox/`.
+
+    Good batches merge into the append-only store and `imgsearch.ratings.merged` is emitted (once per run,
+    listing every merged batch). Bad files go to quarantine; each is logged as a warning and listed in the
+    `ratings-inbox` artifact. The run ends Failed only when files arrived and every one was quarantined:
+    then nothing can retrain and an operator must look. A mix of good and bad files completes (the good ones
+    count) with the bad ones in the artifact and the log; duplicates are archived and never merged twice.
+    """
+    workspace = params.resolve_workspace()
+    references = known_references_task(params.data_dir, workspace, params.reingest)
+    outcomes: list[BatchOutcome] = process_inbox_task(workspace, references)
+    event_id = emit_ratings_merged(workspace, outcomes, references.version)
+    merged = [o for o in outcomes if o.status == "merged"]
+    quarantined = [o for o in outcomes if o.status == "quarantined"]
+    if quarantined and len(quarantined) == len(outcomes):
+        raise AllBatchesQuarantinedError(
+            f"all {len(outcomes)} inbox file(s) were quarantined: "
+            + "; ".join(f"{o.file}: {o.reason}" for o in quarantined)[:2000]
+        )
+    return InboxResult(
+        dataset_version=references.version,
+        outcomes=[o.as_dict() for o in outcomes],
+        merged_batches=[o.batch_id for o in merged],
+        merged_rows=sum(o.rows for o in merged),
+        event_id=event_id,
+    )
+
+
+class RetrainParams(_WorkspaceParams):
+    """Parameters of a retrain; the dashboard renders them as a form."""
+
+    seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
+    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    ratings: RatingParams = Field(default_factory=RatingParams, description="How expert and crowd ratings become targets")
+    training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
+    index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")
+
+    def run_params(self, force_reembed: bool = False) -> RunParams:
+        return RunParams(**self.model_dump(), include_ratings_store=True, force_reembed=force_reembed)
+
+
+class OperationResult(BaseModel):
+    run: RunResult
+    summary_markdown: str
+
+
+def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> str:
+    """What the run rebuilt (embedding cache hits and misses) and what the registry decided, and why."""
+    lines = [f"## {title}", ""]
+    emb = result.embeddings
+    if emb:
+        lines += [
+            f"Encoders: text `{emb['text_encoder']}`, image `{emb['image_encoder']}`; embedding stage {emb['seconds']:.1f} s.",
+            "",
+            "| kind | inputs | cache hits | embedded now |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {kind} | {c['unique']} | {c['hits']} | {c['misses']} |" for kind, c in emb["cache"].items()]
+        lines.append("")
+    lines.append(f"Ratings store: {store_batches} merged batch(es) included.")
+    tr = result.training
+    if tr:
+        metric = tr["primary_metric"]
+        value = tr["metrics"][tr["best"]].get(metric)
+        lines += [
+            "",
+            f"Challenger: `{tr['version']}` ({tr['best']}, {metric} = {value:.4f}).",
+            "",
+            f"**{'Promoted' if tr['promoted'] else 'Not promoted'}**: {tr['reason']}.",
+            f"Champion now: `{tr['champion']}`.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _run_locked(title: str, run_params: RunParams, artifact_key: str) -> OperationResult:
+    from tasks.ratings_inbox import merged_batch_ids
+
+    logger = get_run_logger()
+    workspace = run_params.resolve_workspace()
+    logger.info("waiting for the workspace lock %r (%s)", TRAINING_LOCK, workspace.lock_path(TRAINING_LOCK))
+    with workspace.lock(TRAINING_LOCK):
+        result = run_pipeline(run_params)
+        store_batches = len(merged_batch_ids(workspace))
+    summary = run_summary_markdown(title, result, store_batches)
+    create_markdown_artifact(key=artifact_key, markdown=summary, description=title)
+    if result.training:
+        logger.info("%s: %s", "promoted" if result.training["promoted"] else "not promoted", result.training["reason"])
+    return OperationResult(run=result, summary_markdown=summary)
+
+
+@flow(name="retrain", description="Retrain on the dataset plus every merged rating batch; promote only a better model.")
+def retrain(params: RetrainParams) -> OperationResult:
+    return _run_locked("Retrain", params.run_params(), "retrain-summary")
+
+
+class BackfillParams(RetrainParams):
+    """A backfill: the pipeline with the given encoders (and dataset folder), optionally re-embedding everything."""
+
+    force_reembed: bool = Field(
+        default=False,
+        description="Re-embed every text and image with these encoders and overwrite their cache entries "
+        "(new vectors are written before old ones are dropped)",
+    )
+
+
+@flow(name="backfill", description="Rebuild with other encoders or another dataset folder; optionally re-embed everything.")
+def backfill(
+    data_dir: Path,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    image_encoder: str = DEFAULT_IMAGE_ENCODER,
+    force_reembed: bool = False,
+    seed: int = 0,
+    training: TrainParams = TrainParams(),
+    workspace: Path | None = None,
+    index_gallery: bool = True,
+) -> OperationResult:
+    """Flat parameters (unlike the other flows) so that `prefect deployment run backfill/backfill
+    --param image_encoder=efficientnet-lite2` works: `--param` sets top-level keys only. They are
+    validated together as `BackfillParams` before any work starts."""
+    params = BackfillParams(
+        data_dir=data_dir, text_encoder=text_encoder, image_encoder=image_encoder, force_reembed=force_reembed,
+        seed=seed, training=training, workspace=workspace, index_gallery=index_gallery,
+    )
+    # Fail on an unknown or missing encoder before taking the lock and ingesting.
+    from tasks.encoders import get_image_encoder, get_text_encoder
+
+    get_text_encoder(params.text_encoder)
+    get_image_encoder(params.image_encoder)
+    run_params = RunParams(**params.model_dump(exclude={"force_reembed"}), include_ratings_store=True,
+                           force_reembed=params.force_reembed)
+    title = f"Backfill with {params.text_encoder} / {params.image_encoder}" + (" (forced re-embed)" if params.force_reembed else "")
+    return _run_locked(title, run_params, "backfill-summary")
