@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     params = RetrainParams(data_dir=args.data_dir, workspace=root, text_encoder=args.text_encoder,
                            image_encoder=args.image_encoder, training={"models": args.models.split(",")})
     started = time.perf_counter()
-    warm = retrain(params)
+    retrain(params)  # warm-up: fills the embedding cache and makes a champion
     warm_seconds = time.perf_counter() - started
 
     import pandas as pd

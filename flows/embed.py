@@ -13,8 +13,9 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.futures import as_completed
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
+from flows.params import DatasetParams
 from tasks.embed_tasks import (
     DEFAULT_SHARD_SIZE,
     EmbedInputs,
@@ -33,16 +34,11 @@ from tasks.encoders import (
     get_text_encoder,
 )
 from tasks.ingest_tasks import ingest_task
-from tasks.workspace import Workspace
 
 
-class EmbedParams(BaseModel):
+class EmbedParams(DatasetParams):
     """Parameters of one embedding run; the dashboard renders them as a form."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: Path = Field(description="Folder with the five tables and the train_images/ and test_images/ folders")
-    workspace: Path | None = Field(default=None, description="Workspace root; default: $IMGSEARCH_HOME or ~/.imgsearch")
     text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
     image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
@@ -50,16 +46,6 @@ class EmbedParams(BaseModel):
     batch_size: int = Field(default=IMAGE_BATCH_SIZE, ge=1, description="Images per model call")
     decode_threads: int = Field(default=2, ge=0, description="Threads per shard that decode and resize images")
     torch_threads: int | None = Field(default=None, ge=1, description="Torch threads per shard; default: the worker's cores")
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"data_dir {value} is not a folder")
-        return value.resolve()
-
-    def resolve_workspace(self) -> Workspace:
-        return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flows.pipeline import RunParams, RunResult, run_pipeline
+from flows.params import DatasetParams
 from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.inbox_tasks import (
     KnownReferences,
@@ -36,28 +37,7 @@ from tasks.workspace import Workspace
 TRAINING_LOCK = "training"
 
 
-def _existing_folder(value: Path) -> Path:
-    if not value.is_dir():
-        raise ValueError(f"data_dir {value} is not a folder")
-    return value.resolve()
-
-
-class _WorkspaceParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: Path = Field(description="Folder with the five tables and the train_images/ and test_images/ folders")
-    workspace: Path | None = Field(default=None, description="Workspace root; default: $IMGSEARCH_HOME or ~/.imgsearch")
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir_exists(cls, value: Path) -> Path:
-        return _existing_folder(value)
-
-    def resolve_workspace(self) -> Workspace:
-        return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
-
-
-class InboxParams(_WorkspaceParams):
+class InboxParams(DatasetParams):
     """Parameters of one inbox check; the dashboard renders them as a form."""
 
     reingest: bool = Field(
@@ -118,7 +98,7 @@ def ingest_ratings(params: InboxParams) -> InboxResult:
     )
 
 
-class RetrainParams(_WorkspaceParams):
+class RetrainParams(DatasetParams):
     """Parameters of a retrain; the dashboard renders them as a form."""
 
     seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
+from flows.params import DatasetParams
 from tasks.eda_tasks import eda_report_task
 from tasks.embed_tasks import embed_task
 from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
@@ -22,13 +22,9 @@ from tasks.training_tasks import TrainParams, captions_frame, train_evaluate_reg
 from tasks.workspace import Workspace
 
 
-class RunParams(BaseModel):
+class RunParams(DatasetParams):
     """Parameters of one pipeline run; the dashboard renders them as a form."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: Path = Field(description="Folder with the five tables and the train_images/ and test_images/ folders")
-    workspace: Path | None = Field(default=None, description="Workspace root; default: $IMGSEARCH_HOME or ~/.imgsearch")
     seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
     text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
     image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
@@ -39,16 +35,6 @@ class RunParams(BaseModel):
     force_reembed: bool = Field(
         default=False, description="Re-embed every text and image with this run's encoders, overwriting their cache entries"
     )
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"data_dir {value} is not a folder")
-        return value.resolve()
-
-    def resolve_workspace(self) -> Workspace:
-        return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
 
 
 class RunResult(BaseModel):

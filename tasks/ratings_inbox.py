@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.tables import CROWD, EXPERT, TableFormat, TableReadError, read_table
+from tasks.tables import CROWD, EXPERT, TableFormat, read_table
 from tasks.workspace import Workspace, write_parquet_atomic, write_text_atomic
 
 RATINGS_SUFFIXES = {".tsv", ".txt"}
