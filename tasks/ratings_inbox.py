@@ -107,10 +107,13 @@ def process_inbox(
     workspace: Workspace, train_images: set[str] | None = None, known_query_ids: set[str] | None = None
 ) -> list[BatchOutcome]:
     """Validate and merge every file in the inbox; returns one outcome per file."""
-    inbox = workspace.inbox
-    files = sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in RATINGS_SUFFIXES and not p.name.startswith("."))
     outcomes = []
     with store_lock(workspace):
+        # Listed under the lock: a run that listed before waiting would find files another run already moved.
+        files = sorted(
+            p for p in workspace.inbox.iterdir()
+            if p.is_file() and p.suffix.lower() in RATINGS_SUFFIXES and not p.name.startswith(".")
+        )
         merged = merged_batch_ids(workspace)
         for path in files:
             bid = batch_id(path)

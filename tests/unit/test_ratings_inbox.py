@@ -58,3 +58,26 @@ def test_merge_takes_newest_rating(tmp_path):
     assert len(merged) == 2
     assert merged.set_index("query_id").loc["b.jpg#1", "expert_1"] == 4.0
     assert merge_ratings(base, pd.DataFrame(), CROWD.columns) is base
+
+
+def test_concurrent_inbox_runs_merge_each_file_once(workspace):
+    import threading
+
+    for k in range(6):
+        drop(workspace, f"crowd_{k}.tsv", f"a.jpg\ta.jpg#0\t{k / 6:.6g}\t{k}\t{6 - k}\n")
+    results, errors = [], []
+
+    def run():
+        try:
+            results.extend(process_inbox(workspace, IMAGES, KNOWN))
+        except Exception as err:  # reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(o.file for o in results if o.status == "merged") == [f"crowd_{k}.tsv" for k in range(6)]
+    assert len(load_ratings_store(workspace)["crowd"]) == 6
