@@ -16,10 +16,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
 from flows.pipeline import RunParams, RunResult, run_pipeline
-from flows.params import DatasetParams
+from flows.params import DatasetParams, ModelRunParams
 from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.inbox_tasks import (
     KnownReferences,
@@ -29,7 +29,6 @@ from tasks.inbox_tasks import (
     references_from_version,
 )
 from tasks.ingest_tasks import ingest_task
-from tasks.ratings import RatingParams
 from tasks.ratings_inbox import BatchOutcome
 from tasks.training_tasks import TrainParams
 from tasks.workspace import Workspace
@@ -98,15 +97,8 @@ def ingest_ratings(params: InboxParams) -> InboxResult:
     )
 
 
-class RetrainParams(DatasetParams):
+class RetrainParams(ModelRunParams):
     """Parameters of a retrain; the dashboard renders them as a form."""
-
-    seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
-    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
-    ratings: RatingParams = Field(default_factory=RatingParams, description="How expert and crowd ratings become targets")
-    training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
-    index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")
 
     def run_params(self, force_reembed: bool = False) -> RunParams:
         return RunParams(**self.model_dump(), include_ratings_store=True, force_reembed=force_reembed)

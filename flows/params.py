@@ -1,4 +1,4 @@
-"""What every flow's parameters start with: the dataset folder and the workspace root."""
+"""The flows' parameter models start here: the dataset folder and workspace root, then the run choices."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from tasks.ratings import RatingParams
+from tasks.training_tasks import TrainParams
 from tasks.workspace import Workspace
 
 
@@ -26,3 +29,14 @@ class DatasetParams(BaseModel):
 
     def resolve_workspace(self) -> Workspace:
         return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
+
+
+class ModelRunParams(DatasetParams):
+    """What a run that trains needs on top of the dataset: seed, encoders, ratings and training choices."""
+
+    seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
+    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    ratings: RatingParams = Field(default_factory=RatingParams, description="How expert and crowd ratings become targets")
+    training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
+    index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")

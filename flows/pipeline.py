@@ -8,30 +8,22 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from flows.params import DatasetParams
+from flows.params import ModelRunParams
 from tasks.eda_tasks import eda_report_task
 from tasks.embed_tasks import embed_task
-from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.gallery_tasks import index_gallery_task
 from tasks.ingest import IngestedDataset
 from tasks.ingest_tasks import ingest_task
-from tasks.ratings import RatingParams
 from tasks.ratings_tasks import aggregate_ratings_task
 from tasks.safety_tasks import child_detector_task, child_safety_task
-from tasks.training_tasks import TrainParams, captions_frame, train_evaluate_register
+from tasks.training_tasks import captions_frame, train_evaluate_register
 from tasks.workspace import Workspace
 
 
-class RunParams(DatasetParams):
+class RunParams(ModelRunParams):
     """Parameters of one pipeline run; the dashboard renders them as a form."""
 
-    seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
-    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
-    ratings: RatingParams = Field(default_factory=RatingParams, description="How expert and crowd ratings become targets")
-    training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
     include_ratings_store: bool = Field(default=True, description="Add the rating batches merged from the inbox")
-    index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")
     force_reembed: bool = Field(
         default=False, description="Re-embed every text and image with this run's encoders, overwriting their cache entries"
     )
