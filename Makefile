@@ -19,7 +19,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# pip (not uv): torch and torchvision install from this machine's local wheel store.
-	$(BIN)/pip install -e '.[test,bench]'
+	# compat mode puts the repo on sys.path, so a package added later (say webapp/) needs no reinstall
+	$(BIN)/pip install -e '.[test,bench]' --config-settings editable_mode=compat
 	touch $@
 
 install: $(BIN)/.installed ## create the virtual environment and install the project
