@@ -6,6 +6,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from data_contracts.runner import Contract
+from tasks.tables import caption_image
 
 IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
 QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
@@ -113,7 +114,7 @@ def _queries() -> list:
 
 def _prepare_queries(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
-    out["names_own_image"] = out["query_id"].str.rsplit("#", n=1).str[0] == out["image"]
+    out["names_own_image"] = caption_image(out["query_id"]) == out["image"]
     return out
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data_contracts.predictions import check_predictions
 from tasks.registry import ModelRegistry
+from tasks.tables import caption_image
 from tasks.training import (
     DEFAULT_MODELS,
     EmbeddingLookup,
@@ -222,7 +223,7 @@ def train_evaluate_register(
 def captions_frame(texts: pd.DataFrame, flagged_images: set[str], flagged_texts: set[str], images: set[str]) -> pd.DataFrame:
     """Known captions of the given images, minus any whose text or image the safety screen flagged."""
     frame = texts[["query_id"]].copy()
-    frame["image"] = frame["query_id"].str.rsplit("#", n=1).str[0]
+    frame["image"] = caption_image(frame["query_id"])
     keep = frame["image"].isin(images) & ~frame["image"].isin(flagged_images) & ~frame["query_id"].isin(flagged_texts)
     frame = frame[keep].reset_index(drop=True)
     frame["safe"] = True
