@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast validate-dev bench deployments
+.PHONY: help install demo test test-fast lint style typecheck check validate-dev bench deployments
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# pip (not uv): torch and torchvision install from this machine's local wheel store.
 	# compat mode puts the repo on sys.path, so a package added later (say webapp/) needs no reinstall
-	$(BIN)/pip install -e '.[test,bench]' --config-settings editable_mode=compat
+	$(BIN)/pip install -e '.[test,bench,dev]' --config-settings editable_mode=compat
 	touch $@
 
 install: $(BIN)/.installed ## create the virtual environment and install the project
@@ -30,6 +30,19 @@ demo: install ## run the main job on the embedded sample dataset
 
 test: install ## run the whole test suite
 	$(BIN)/python -m pytest
+
+lint: install ## ruff lint and format check (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+style: install ## format the code and apply ruff's safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install ## mypy on tasks/, flows/ and webapp/
+	$(BIN)/mypy
+
+check: lint typecheck test ## everything CI runs: lint, types, tests
 
 test-fast: install ## run the tests without integration and real-data tests
 	$(BIN)/python -m pytest -m "not integration and not realdata"

@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # (repeats, kernel, stride, expand ratio, in, out) of EfficientNet-Lite0 (width 1.0, depth 1.0).
-LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+LITE0_STAGES = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
 BN = dict(eps=1e-3, momentum=0.01)
 
 
@@ -87,18 +94,21 @@ def embed(paths: list[Path], model: Lite0Features, batch: int = 32) -> np.ndarra
         for start in range(0, len(paths), batch):
             tensors = []
             for path in paths[start : start + batch]:
-                with Image.open(path) as img:
-                    img = img.convert("RGB").resize((224, 224), Image.BILINEAR)
-                    tensors.append((torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255 - mean) / std)
+                with Image.open(path) as raw:
+                    img = raw.convert("RGB").resize((224, 224), Image.BILINEAR)
+                    tensors.append(
+                        (torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255 - mean) / std
+                    )
             out.append(model(torch.stack(tensors)).numpy())
     return np.concatenate(out)
 
 
 def main(data_dir: Path) -> dict:
-    from tasks.ingest import ingest_dataset
     from sklearn.model_selection import cross_val_score
 
-    from tasks.safety import ChildImageDetector, image_flags, screen_texts, train_child_detector
+    from tasks.ingest.dataset import ingest_dataset
+    from tasks.safety.image_detector import ChildImageDetector, train_child_detector
+    from tasks.safety.text_screen import image_flags, screen_texts
 
     torch.set_num_threads(1)  # the machine is shared; one core is enough for 1000 images
     dataset = ingest_dataset(data_dir)
@@ -115,8 +125,12 @@ def main(data_dir: Path) -> dict:
         detector, result = train_child_detector(features, labels, target_recall=0.95, seed=seed)
         report[f"seed_{seed}"] = {"validation": result.validation.__dict__, "test": result.test.__dict__}
     report["cv5_roc_auc"] = {
-        str(C): round(float(cross_val_score(ChildImageDetector(C=C).pipeline(), features, labels, cv=5,
-                                             scoring="roc_auc").mean()), 3)
+        str(C): round(
+            float(
+                cross_val_score(ChildImageDetector(C=C).pipeline(), features, labels, cv=5, scoring="roc_auc").mean()
+            ),
+            3,
+        )
         for C in (0.003, 0.01, 0.1, 1.0)
     }
     return report

@@ -20,8 +20,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-for name, value in {"GX_ANALYTICS_ENABLED": "False", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}.items():
+for name, value in {
+    "GX_ANALYTICS_ENABLED": "False",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}.items():
     os.environ.setdefault(name, value)
 
 RESULTS = REPO / "bench" / "results" / "embeddings.json"
@@ -53,7 +58,7 @@ def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, round
     """Plain loop and stage over the same images, chunk by chunk and in alternating order, so that load from
     other jobs on the machine falls on both alike. The stage runs cold (every chunk is new to its fresh
     workspace): hashing, cache lookups and writes included. Returns (plain s, stage s, warm s over all)."""
-    from tasks.embedding_cache import embed_image_files_report
+    from tasks.embed.cache import embed_image_files_report
     from tasks.workspace import Workspace
 
     size = -(-len(paths) // rounds)
@@ -84,8 +89,8 @@ def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, round
 
 def whole_stage(data_dir: Path, text_encoder: str, image_encoder: str) -> dict:
     """The pipeline's stage as the flow runs it (texts and images, contracts included), cold then warm."""
-    from tasks.embed_tasks import EmbedInputs, embed_inputs
-    from tasks.ingest import ingest_dataset
+    from tasks.embed.stage import EmbedInputs, embed_inputs
+    from tasks.ingest.dataset import ingest_dataset
     from tasks.workspace import Workspace
 
     inputs = EmbedInputs.from_dataset(ingest_dataset(data_dir))
@@ -98,14 +103,20 @@ def whole_stage(data_dir: Path, text_encoder: str, image_encoder: str) -> dict:
         warm = embed_inputs(inputs, text_encoder, image_encoder, workspace)
         warm_s = time.perf_counter() - started
     assert warm.summary.shards == 0
-    return {"cold_s": cold_s, "warm_s": warm_s, "texts": len(inputs.texts),
-            "images": len(inputs.train_images) + len(inputs.test_images), "cold_summary": cold.summary.as_dict()}
+    return {
+        "cold_s": cold_s,
+        "warm_s": warm_s,
+        "texts": len(inputs.texts),
+        "images": len(inputs.train_images) + len(inputs.test_images),
+        "cold_summary": cold.summary.as_dict(),
+    }
 
 
 def measure_encoder(encoder_id: str, paths: list[Path], batch_size: int, workers: int, rounds: int = 4) -> dict:
     from PIL import Image
 
-    from tasks.encoders import configure_torch_threads, get_image_encoder
+    from tasks.embed.encoders.base import configure_torch_threads
+    from tasks.embed.encoders.registry import get_image_encoder
 
     configure_torch_threads()
     encoder = get_image_encoder(encoder_id)
@@ -200,8 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         ("images only warm, s", result["warm_images_only_s"]),
         ("peak RSS of the default stage, MiB (target < 2048)", result["peak_rss_mib"]),
         ("peak RSS incl. comparison encoders, MiB", result["peak_rss_mib_by_phase"]["after_comparisons"]),
-    ] + [(f"{c['encoder']} on {c['images']} images: plain / stage images/s", f"{c['plain_images_per_s']} / "
-          f"{c['stage_images_per_s']}") for c in comparisons]
+    ] + [
+        (
+            f"{c['encoder']} on {c['images']} images: plain / stage images/s",
+            f"{c['plain_images_per_s']} / {c['stage_images_per_s']}",
+        )
+        for c in comparisons
+    ]
     width = max(len(label) for label, _ in rows)
     print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))  # noqa: T201
     print(f"wrote {args.output}")  # noqa: T201

@@ -22,7 +22,9 @@ SAFE_KEYS = ("safe_r1", "safe_mrr", "safe_ndcg10", "val_mrr")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workspace", type=Path, default=REPO / ".bench-workspace", help="workspace root (cache reused)")
+    parser.add_argument(
+        "--workspace", type=Path, default=REPO / ".bench-workspace", help="workspace root (cache reused)"
+    )
     parser.add_argument("--text-encoder", default="minilm-l6", help="text encoder id")
     parser.add_argument("--image-encoder", default="efficientnet-lite0", help="image encoder id")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run")
@@ -38,17 +40,17 @@ def main() -> None:
     from flows.pipeline import RunParams, run_pipeline
 
     params = RunParams(
-        data_dir=PRACTICUM, workspace=args.workspace, seed=args.seed,
-        text_encoder=args.text_encoder, image_encoder=args.image_encoder,
+        data_dir=PRACTICUM,
+        workspace=args.workspace,
+        seed=args.seed,
+        text_encoder=args.text_encoder,
+        image_encoder=args.image_encoder,
     )
     started = time.perf_counter()
     result = run_pipeline(params)
     total = time.perf_counter() - started
     training = result.training
-    models = {
-        name: {k: row.get(k) for k in KEYS + SAFE_KEYS}
-        for name, row in training["metrics"].items()
-    }
+    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training["metrics"].items()}
     payload = {
         "dataset": str(PRACTICUM),
         "text_encoder": args.text_encoder,
@@ -71,15 +73,20 @@ def main() -> None:
     header = "| model | " + " | ".join(KEYS + SAFE_KEYS) + " |"
     lines = [header, "|---" * (len(KEYS + SAFE_KEYS) + 1) + "|"]
     for name, row in models.items():
-        lines.append(f"| {name} | " + " | ".join("—" if row[k] is None else f"{row[k]:.3f}" for k in KEYS + SAFE_KEYS) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join("—" if row[k] is None else f"{row[k]:.3f}" for k in KEYS + SAFE_KEYS) + " |"
+        )
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(
         f"# Quality on practicum-dev ({args.text_encoder} + {args.image_encoder}, seed {args.seed})\n\n{table}\n\n"
         f"best: {training['best']}; training run {training['train_seconds']:.0f} s; whole pipeline {total:.0f} s\n"
     )
     print(table)
-    print(f"best {training['best']}: MRR x{payload['best_over_study']['mrr']:.2f}, R@1 x{payload['best_over_study']['r1'] or float('nan'):.2f} "
-          f"over the study MLP; training {training['train_seconds']:.0f} s; pipeline {total:.0f} s")
+    print(
+        f"best {training['best']}: MRR x{payload['best_over_study']['mrr']:.2f}, "
+        f"R@1 x{payload['best_over_study']['r1'] or float('nan'):.2f} "
+        f"over the study MLP; training {training['train_seconds']:.0f} s; pipeline {total:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     root = args.workspace or Path(tempfile.mkdtemp(prefix="imgsearch-latency-"))
     workspace = Workspace(root)
-    params = RetrainParams(data_dir=args.data_dir, workspace=root, text_encoder=args.text_encoder,
-                           image_encoder=args.image_encoder, training={"models": args.models.split(",")})
+    params = RetrainParams(
+        data_dir=args.data_dir,
+        workspace=root,
+        text_encoder=args.text_encoder,
+        image_encoder=args.image_encoder,
+        training={"models": args.models.split(",")},
+    )
     started = time.perf_counter()
     retrain(params)  # warm-up: fills the embedding cache and makes a champion
     warm_seconds = time.perf_counter() - started

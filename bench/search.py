@@ -38,11 +38,33 @@ SIZES = [100, 10_000, 100_000, 1_000_000]
 TARGET_P50_MS = {10_000: 20.0, 100_000: 50.0, 1_000_000: 200.0}
 TARGET_RSS_MIB = {1_000_000: 4096.0}
 
-SUBJECTS = ["a dog", "two dogs", "a man", "a woman", "a cyclist", "a surfer", "a brown horse", "a black cat",
-            "an old man", "a group of people", "a skier", "a climber", "a couple"]
+SUBJECTS = [
+    "a dog",
+    "two dogs",
+    "a man",
+    "a woman",
+    "a cyclist",
+    "a surfer",
+    "a brown horse",
+    "a black cat",
+    "an old man",
+    "a group of people",
+    "a skier",
+    "a climber",
+    "a couple",
+]
 ACTIONS = ["runs", "jumps", "sits", "walks", "stands", "rides", "swims", "waits", "rests"]
-PLACES = ["on the beach", "in the snow", "on a city street", "in a park", "near a lake", "on a mountain",
-          "in front of a building", "on the grass", "by the river"]
+PLACES = [
+    "on the beach",
+    "in the snow",
+    "on a city street",
+    "in a park",
+    "near a lake",
+    "on a mountain",
+    "in front of a building",
+    "on the grass",
+    "by the river",
+]
 
 
 def queries(n: int) -> list[str]:
@@ -56,11 +78,11 @@ def rss_mib() -> float:
 
 def load_model(workspace: Path | None):
     """(model, record, source): the workspace's two-tower champion, or a random one of the same shape."""
-    from tasks.models.torch_training import Standardizer
-    from tasks.models.two_tower import TwoTowerModel, _network
+    from tasks.training.models.torch_training import Standardizer
+    from tasks.training.models.two_tower import TwoTowerModel, _network
 
     if workspace is not None:
-        from tasks.registry import ModelRegistry
+        from tasks.training.registry import ModelRegistry
         from tasks.workspace import Workspace
 
         registry = ModelRegistry(Workspace(workspace.resolve()).models)
@@ -73,8 +95,9 @@ def load_model(workspace: Path | None):
     model = TwoTowerModel()
     model.net = _network(384, 1280, model.dim, model.hidden, model.dropout).eval()
     model.image_scaler = Standardizer(np.zeros(1280, np.float32), np.ones(1280, np.float32))
-    record = SimpleNamespace(version="random-two-tower", kind="two_tower", text_encoder="minilm-l6",
-                             image_encoder="efficientnet-lite0")
+    record = SimpleNamespace(
+        version="random-two-tower", kind="two_tower", text_encoder="minilm-l6", image_encoder="efficientnet-lite0"
+    )
     return model, record, "random TwoTowerModel (no two-tower champion in the workspace)"
 
 
@@ -92,8 +115,8 @@ def synthetic_vectors(n: int, dim: int, seed: int = 0, chunk: int = 100_000) -> 
 def original_get_pictures(searcher, query: str, k: int):
     """The query path as first written (the `--path original` baseline): the query goes through the on-disk
     embedding cache (a Parquet write per new query), every gallery score is calibrated, top k on a negated copy."""
-    from tasks.embedding_cache import embed_texts
-    from tasks.search import Hit, SearchResult, validate_query
+    from tasks.embed.cache import embed_texts
+    from tasks.search.searcher import Hit, SearchResult, validate_query
 
     query = validate_query(query, k)
     if searcher.content_filter.screen(query).flagged:
@@ -109,9 +132,10 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     import pandas as pd
     import torch
 
-    from tasks.encoders import get_text_encoder
-    from tasks.safety import ChildContentFilter
-    from tasks.search import GalleryIndex, Searcher
+    from tasks.embed.encoders.registry import get_text_encoder
+    from tasks.safety.text_screen import ChildContentFilter
+    from tasks.search.index import GalleryIndex
+    from tasks.search.searcher import Searcher
     from tasks.workspace import Workspace
 
     model, record, source = load_model(workspace)
@@ -124,9 +148,13 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     started = time.perf_counter()
     projected = synthetic_vectors(size, model.dim)
     index = GalleryIndex(
-        folder=str(REPO / "bench" / "synthetic-gallery"), images=[f"synthetic_{i:07d}.jpg" for i in range(size)],
-        embeddings=None, flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
-        image_encoder=record.image_encoder, projected=projected, projected_for=record.version,
+        folder=str(REPO / "bench" / "synthetic-gallery"),
+        images=[f"synthetic_{i:07d}.jpg" for i in range(size)],
+        embeddings=None,
+        flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
+        image_encoder=record.image_encoder,
+        projected=projected,
+        projected_for=record.version,
     )
     # a fresh workspace per process: the baseline's on-disk query cache must start empty for every size
     scratch = Path(tempfile.mkdtemp(prefix="imgsearch-bench-search-"))
@@ -165,11 +193,26 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     shutil.rmtree(scratch, ignore_errors=True)
     ms = lambda xs, p: float(np.percentile(np.array(xs) * 1000.0, p))  # noqa: E731
     return {
-        "gallery": size, "queries": len(total), "k": 10, "p50_ms": ms(total, 50), "p99_ms": ms(total, 99),
-        "mean_ms": float(np.mean(total) * 1000), "cpu_p50_ms": ms(cpu, 50), "warm_p50_ms": ms(warm, 50), "path": path,
-        "stage_cpu_p50_ms": {"screen": ms(screen_t, 50), "text_encoder": ms(encode_t, 50), "project_matvec_topk": ms(rank_t, 50)},
-        "peak_rss_mib": rss_mib(), "rss_after_models_mib": rss_models, "gallery_vectors_mib": projected.nbytes / 2**20,
-        "build_s": build_s, "model": source, "torch_threads": torch.get_num_threads(),
+        "gallery": size,
+        "queries": len(total),
+        "k": 10,
+        "p50_ms": ms(total, 50),
+        "p99_ms": ms(total, 99),
+        "mean_ms": float(np.mean(total) * 1000),
+        "cpu_p50_ms": ms(cpu, 50),
+        "warm_p50_ms": ms(warm, 50),
+        "path": path,
+        "stage_cpu_p50_ms": {
+            "screen": ms(screen_t, 50),
+            "text_encoder": ms(encode_t, 50),
+            "project_matvec_topk": ms(rank_t, 50),
+        },
+        "peak_rss_mib": rss_mib(),
+        "rss_after_models_mib": rss_models,
+        "gallery_vectors_mib": projected.nbytes / 2**20,
+        "build_s": build_s,
+        "model": source,
+        "torch_threads": torch.get_num_threads(),
         "stage_note": "stages are timed on the Searcher's own methods, whichever path is timed end to end",
     }
 
@@ -181,9 +224,15 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=None, help="use this workspace's two-tower champion if any")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one size, JSON to stdout
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
-    parser.add_argument("--path", choices=["searcher", "original"], default="searcher",
-                        help="searcher: Searcher.get_pictures; original: the first version of the query path (baseline)")
-    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads per process (0: library default)")
+    parser.add_argument(
+        "--path",
+        choices=["searcher", "original"],
+        default="searcher",
+        help="searcher: Searcher.get_pictures; original: the first version of the query path (baseline)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch and BLAS threads per process (0: library default)"
+    )
     args = parser.parse_args()
     if args.one is not None:
         if args.threads > 0:
@@ -195,12 +244,28 @@ def main() -> None:
 
     rows = []
     for size in args.sizes:
-        cmd = [sys.executable, __file__, "--one", str(size), "--queries", str(args.queries), "--threads", str(args.threads), "--path", args.path]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(size),
+            "--queries",
+            str(args.queries),
+            "--threads",
+            str(args.threads),
+            "--path",
+            args.path,
+        ]
         if args.workspace:
             cmd += ["--workspace", str(args.workspace)]
         env = dict(os.environ)
         if args.threads > 0:  # BLAS reads these at import, so they are set for the child process
-            env.update({v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "IMGSEARCH_TORCH_THREADS")})
+            env.update(
+                {
+                    v: str(args.threads)
+                    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "IMGSEARCH_TORCH_THREADS")
+                }
+            )
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
@@ -213,7 +278,10 @@ def main() -> None:
         r["rss_target_mib"], r["rss_ok"] = mem_target, (None if mem_target is None else r["peak_rss_mib"] < mem_target)
         sys.stderr.write(f"done {size}\n")
 
-    header = f"{'gallery':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'warm p50':>9} {'screen*':>7} {'encoder*':>8} {'rank*':>7} {'peak RSS MiB':>13}  target"
+    header = (
+        f"{'gallery':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'warm p50':>9} "
+        f"{'screen*':>7} {'encoder*':>8} {'rank*':>7} {'peak RSS MiB':>13}  target"
+    )
     print(header)
     for r in rows:
         st = r["stage_cpu_p50_ms"]
@@ -222,14 +290,27 @@ def main() -> None:
             verdict.append(f"p50<{r['p50_target_ms']:.0f} {'ok' if r['p50_ok'] else 'MISSED'}")
         if r["rss_target_mib"]:
             verdict.append(f"rss<{r['rss_target_mib']:.0f} {'ok' if r['rss_ok'] else 'MISSED'}")
-        print(f"{r['gallery']:>9} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['cpu_p50_ms']:>8.2f} {r['warm_p50_ms']:>9.2f} {st['screen']:>7.2f} "
-              f"{st['text_encoder']:>8.2f} {st['project_matvec_topk']:>7.2f} {r['peak_rss_mib']:>13.0f}  {', '.join(verdict)}")
-    print("p50/p99: wall time of get_pictures(query, k=10), every query a new text; cpu p50: its CPU time;\n"
-          "warm p50: the same queries again (query-vector cache); *: p50 CPU ms of each stage")
+        print(
+            f"{r['gallery']:>9} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['cpu_p50_ms']:>8.2f} {r['warm_p50_ms']:>9.2f} {st['screen']:>7.2f} "
+            f"{st['text_encoder']:>8.2f} {st['project_matvec_topk']:>7.2f} "
+            f"{r['peak_rss_mib']:>13.0f}  {', '.join(verdict)}"
+        )
+    print(
+        "p50/p99: wall time of get_pictures(query, k=10), every query a new text; cpu p50: its CPU time;\n"
+        "warm p50: the same queries again (query-vector cache); *: p50 CPU ms of each stage"
+    )
     load = os.getloadavg()
-    payload = {"command": "python bench/search.py " + " ".join(sys.argv[1:]), "machine": platform.platform(), "threads": args.threads, "path": args.path,
-               "cpus": os.cpu_count(), "load_avg_1_5_15": load, "model": rows[0]["model"] if rows else "",
-               "results": {str(r["gallery"]): r for r in rows}}
+    payload = {
+        "command": "python bench/search.py " + " ".join(sys.argv[1:]),
+        "machine": platform.platform(),
+        "threads": args.threads,
+        "path": args.path,
+        "cpus": os.cpu_count(),
+        "load_avg_1_5_15": load,
+        "model": rows[0]["model"] if rows else "",
+        "results": {str(r["gallery"]): r for r in rows},
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2))

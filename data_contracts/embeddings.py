@@ -46,12 +46,17 @@ def embedding_contract(name: str, dim: int, rows: int) -> Contract:
             # NaN or inf poisons every distance and every gradient downstream.
             _why(gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]), "all values finite"),
             # An all-zero vector means an input that was never really embedded (blank image, empty text).
-            _why(gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=0, strict_min=True), "vector is not all zeros"),
+            _why(
+                gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=0, strict_min=True),
+                "vector is not all zeros",
+            ),
         ]
 
     return Contract(f"embeddings_{name}", build, index=("row", "key"))
 
 
-def check_embeddings(name: str, keys: Sequence[str], matrix: np.ndarray, dim: int, rows: int, source: str) -> ContractResult:
+def check_embeddings(
+    name: str, keys: Sequence[str], matrix: np.ndarray, dim: int, rows: int, source: str
+) -> ContractResult:
     """Raise ContractError unless `matrix` holds `rows` finite, non-zero vectors of length `dim`."""
     return enforce(embeddings_frame(keys, matrix), embedding_contract(name, dim, rows), source)

@@ -21,8 +21,14 @@ def _predictions(expected_rows: int):
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]),
             gxe.ExpectTableRowCountToEqual(value=expected_rows),
         ]
-        whys = ["score present", "score finite", "score in [0, 1]", "one prediction per pair", "one prediction for every pair"]
-        for check, why in zip(checks, whys):
+        whys = [
+            "score present",
+            "score finite",
+            "score in [0, 1]",
+            "one prediction per pair",
+            "one prediction for every pair",
+        ]
+        for check, why in zip(checks, whys, strict=True):
             check.meta = {"why": why}
         return checks
 

@@ -61,4 +61,6 @@ def _safe_training_pairs() -> list:
 
 
 TRAINING_PAIRS_CONTRACT = Contract("training_pairs", _training_pairs, index=("line", "image", "query_id"))
-SAFE_TRAINING_PAIRS_CONTRACT = Contract("safe_training_pairs", _safe_training_pairs, index=("line", "image", "query_id"))
+SAFE_TRAINING_PAIRS_CONTRACT = Contract(
+    "safe_training_pairs", _safe_training_pairs, index=("line", "image", "query_id")
+)

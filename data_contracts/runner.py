@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -46,7 +47,11 @@ class Failure:
 
     def describe(self) -> str:
         where = f"column '{self.column}'" if self.column else "table"
-        count = f"{self.unexpected_count} bad row(s)" + (", e.g." if self.examples else "") if self.unexpected_count else "failed"
+        count = (
+            f"{self.unexpected_count} bad row(s)" + (", e.g." if self.examples else "")
+            if self.unexpected_count
+            else "failed"
+        )
         rows = "".join(f"\n      {example}" for example in self.examples)
         return f"{where}: {self.expectation} ({self.why}) — {count}{rows}"
 
@@ -172,11 +177,15 @@ def run_contract(frame: pd.DataFrame, contract: Contract, source: str) -> Contra
         batch = asset.add_batch_definition_whole_dataframe("all")
         suite = gx.ExpectationSuite(name=asset_name, expectations=contract.build())
         suite = context.suites.add(suite)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=asset_name, data=batch, suite=suite))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=asset_name, data=batch, suite=suite)
+        )
         result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": list(contract.index)}
         actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if _state.get("docs_dir") else []
         checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=asset_name, validation_definitions=[definition], actions=actions, result_format=result_format)
+            gx.Checkpoint(
+                name=asset_name, validation_definitions=[definition], actions=actions, result_format=result_format
+            )
         )
         # The GX context is shared and not thread-safe: Prefect may run contracts on several threads.
         run = checkpoint.run(batch_parameters={"dataframe": frame})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import great_expectations.expectations as gxe
 import pandas as pd
 
 from data_contracts.runner import Contract
-from tasks.tables import caption_image
+from tasks.ingest.tables import caption_image
 
 IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
 QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
@@ -93,7 +95,10 @@ def _expert() -> list:
         # Experts answer on a 1..4 scale; anything else is a typo or a shifted column.
         checks.append(_why(gxe.ExpectColumnValuesToNotBeNull(column=column), "expert ratings are numbers"))
         checks.append(
-            _why(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[1, 2, 3, 4]), "expert ratings are integers 1..4")
+            _why(
+                gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[1, 2, 3, 4]),
+                "expert ratings are integers 1..4",
+            )
         )
     return checks
 
@@ -107,7 +112,10 @@ def _queries() -> list:
             # Each test query is evaluated once; a repeated id would count twice in retrieval metrics.
             _why(gxe.ExpectColumnValuesToBeUnique(column="query_id"), "query_id unique"),
             # The relevant image of a test query is the one its caption was written for.
-            _why(gxe.ExpectColumnValuesToBeInSet(column="names_own_image", value_set=[True]), "query_id names the row's image"),
+            _why(
+                gxe.ExpectColumnValuesToBeInSet(column="names_own_image", value_set=[True]),
+                "query_id names the row's image",
+            ),
         ]
     )
 
@@ -128,7 +136,10 @@ def _test_images() -> list:
 def _image_references() -> list:
     return [
         # A row that names an image not in its folder would train or evaluate on nothing.
-        _why(gxe.ExpectColumnValuesToBeInSet(column="found", value_set=[True]), "every referenced image exists in its folder"),
+        _why(
+            gxe.ExpectColumnValuesToBeInSet(column="found", value_set=[True]),
+            "every referenced image exists in its folder",
+        ),
     ]
 
 
@@ -147,7 +158,7 @@ TEST_IMAGES_CONTRACT = Contract("test_images", _test_images)
 IMAGE_REFERENCES_CONTRACT = Contract("image_references", _image_references, index=("table", "line", "image", "folder"))
 IMAGE_FILES_CONTRACT = Contract("image_files", _image_files, index=("folder", "image", "error"))
 
-TABLE_CONTRACTS: dict[str, tuple[Contract, object]] = {
+TABLE_CONTRACTS: dict[str, tuple[Contract, Callable[[pd.DataFrame], pd.DataFrame] | None]] = {
     # table name -> (contract, function adding the derived columns it checks)
     "train": (TRAIN_CONTRACT, None),
     "crowd": (CROWD_CONTRACT, _prepare_crowd),

@@ -8,7 +8,7 @@ retraining and on-demand backfills.
 | `retrain/train` | retrain | on a cron schedule (default 03:00 daily) |
 | `ingest-ratings/ingest-ratings` | ingest-ratings | every `--inbox-interval` seconds (default 60) |
 | `retrain/retrain` | retrain | when `imgsearch.ratings.merged` is emitted by ingest-ratings |
-| `backfill/backfill` | backfill | on demand, e.g. `prefect deployment run backfill/backfill --param image_encoder=efficientnet-lite2` |
+| `backfill/backfill` | backfill | on demand, e.g. `prefect deployment run backfill/backfill --param x=...` |
 
 Each deployment allows one run at a time (`concurrency_limit=1`; later runs wait); retrain and backfill
 also take a workspace lock, so runs of different deployments never train at once.
@@ -45,12 +45,16 @@ def build_deployments(
 ) -> list[RunnerDeployment]:
     """The four deployments, without serving them (tests build and inspect these)."""
     from flows.operations import BackfillParams, InboxParams, RetrainParams, backfill, ingest_ratings, retrain
-    from tasks.inbox_tasks import MERGED_EVENT, STORE_RESOURCE_ID
+    from tasks.ratings.tasks import MERGED_EVENT, STORE_RESOURCE_ID
 
     base = {"data_dir": str(Path(data_dir).resolve())}
     if workspace is not None:
         base["workspace"] = str(Path(workspace).resolve())
-    model = {k: v for k, v in {"text_encoder": text_encoder, "image_encoder": image_encoder, "training": training}.items() if v}
+    model = {
+        k: v
+        for k, v in {"text_encoder": text_encoder, "image_encoder": image_encoder, "training": training}.items()
+        if v
+    }
     # Validate the defaults now, so a bad option fails at start-up instead of in the first scheduled run.
     retrain_params = RetrainParams(**base, **model).model_dump(mode="json", exclude_unset=True)
     inbox_params = InboxParams(**base).model_dump(mode="json", exclude_unset=True)
@@ -97,14 +101,25 @@ def build_deployments(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill).")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
-                        help=f"Dataset folder the deployments use (default: ${ENV_DATA_DIR} or ./{DEFAULT_DATA_DIR})")
-    parser.add_argument("--workspace", type=Path, default=None,
-                        help="Workspace root (default: $IMGSEARCH_HOME or ~/.imgsearch, read by each run)")
+    parser = argparse.ArgumentParser(
+        description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill)."
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
+        help=f"Dataset folder the deployments use (default: ${ENV_DATA_DIR} or ./{DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="Workspace root (default: $IMGSEARCH_HOME or ~/.imgsearch, read by each run)",
+    )
     parser.add_argument("--train-cron", default=DEFAULT_TRAIN_CRON, help="Cron schedule of the train deployment")
-    parser.add_argument("--inbox-interval", type=float, default=DEFAULT_INBOX_INTERVAL,
-                        help="Seconds between inbox checks")
+    parser.add_argument(
+        "--inbox-interval", type=float, default=DEFAULT_INBOX_INTERVAL, help="Seconds between inbox checks"
+    )
     parser.add_argument("--text-encoder", help="Default text encoder of train, retrain and backfill")
     parser.add_argument("--image-encoder", help="Default image encoder of train, retrain and backfill")
     parser.add_argument("--models", help="Comma-separated model kinds to fit, e.g. ridge,two_tower (default: all)")
@@ -117,7 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     training = {"models": args.models.split(",")} if args.models else None
     deployments = build_deployments(
-        args.data_dir, args.workspace, args.train_cron, args.inbox_interval, args.text_encoder, args.image_encoder, training
+        args.data_dir,
+        args.workspace,
+        args.train_cron,
+        args.inbox_interval,
+        args.text_encoder,
+        args.image_encoder,
+        training,
     )
     serve(*deployments)
 

@@ -10,30 +10,18 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
 from prefect.futures import as_completed
 from pydantic import Field
 
 from flows.params import DatasetParams
-from tasks.embed_tasks import (
-    DEFAULT_SHARD_SIZE,
-    EmbedInputs,
-    EmbedStageOutput,
-    Shard,
-    ShardResult,
-    embed_inputs,
-    embed_shard_task,
-    publish_embed_summary,
-)
-from tasks.encoders import (
-    DEFAULT_IMAGE_ENCODER,
-    DEFAULT_TEXT_ENCODER,
-    IMAGE_BATCH_SIZE,
-    get_image_encoder,
-    get_text_encoder,
-)
-from tasks.ingest_tasks import ingest_task
+from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, IMAGE_BATCH_SIZE
+from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
+from tasks.embed.stage import DEFAULT_SHARD_SIZE, EmbedInputs, EmbedStageOutput, Shard, ShardResult, embed_inputs
+from tasks.embed.tasks import embed_shard_task, publish_embed_summary
+from tasks.ingest.tasks import ingest_task
 
 
 class EmbedParams(DatasetParams):
@@ -42,16 +30,24 @@ class EmbedParams(DatasetParams):
     text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
     image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
-    dask_address: str | None = Field(default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine")
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine"
+    )
     batch_size: int = Field(default=IMAGE_BATCH_SIZE, ge=1, description="Images per model call")
     decode_threads: int = Field(default=2, ge=0, description="Threads per shard that decode and resize images")
-    torch_threads: int | None = Field(default=None, ge=1, description="Torch threads per shard; default: the worker's cores")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="Torch threads per shard; default: the worker's cores"
+    )
 
 
 @contextlib.contextmanager
 def shard_runner(params: EmbedParams) -> Iterator:
     """How shards run: as Prefect tasks one after another here, or all at once on the Dask cluster."""
-    options = {"batch_size": params.batch_size, "num_workers": params.decode_threads, "torch_threads": params.torch_threads}
+    options: dict[str, Any] = {
+        "batch_size": params.batch_size,
+        "num_workers": params.decode_threads,
+        "torch_threads": params.torch_threads,
+    }
     if not params.dask_address:
         # One shard at a time: a shard already uses every core, so running shards side by side here only thrashes.
         def run_here(shards: list[Shard]) -> Iterator[ShardResult]:

@@ -18,19 +18,19 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from flows.pipeline import RunParams, RunResult, run_pipeline
 from flows.params import DatasetParams, ModelRunParams
-from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-from tasks.inbox_tasks import (
+from flows.pipeline import RunParams, RunResult, run_pipeline
+from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from tasks.ingest.tasks import ingest_task
+from tasks.ratings.inbox import BatchOutcome
+from tasks.ratings.tasks import (
     KnownReferences,
     emit_ratings_merged,
     latest_version_of,
     process_inbox_task,
     references_from_version,
 )
-from tasks.ingest_tasks import ingest_task
-from tasks.ratings_inbox import BatchOutcome
-from tasks.training_tasks import TrainParams
+from tasks.training.tasks import TrainParams
 from tasks.workspace import Workspace
 
 TRAINING_LOCK = "training"
@@ -67,7 +67,10 @@ def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) 
     return references_from_version(version_dir)
 
 
-@flow(name="ingest-ratings", description="Validate new rating files in the inbox, merge the good ones, announce the merge.")
+@flow(
+    name="ingest-ratings",
+    description="Validate new rating files in the inbox, merge the good ones, announce the merge.",
+)
 def ingest_ratings(params: InboxParams) -> InboxResult:
     """Process every file in `<workspace>/inbox/`.
 
@@ -115,7 +118,8 @@ def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> s
     emb = result.embeddings
     if emb:
         lines += [
-            f"Encoders: text `{emb['text_encoder']}`, image `{emb['image_encoder']}`; embedding stage {emb['seconds']:.1f} s.",
+            f"Encoders: text `{emb['text_encoder']}`, image "
+            f"`{emb['image_encoder']}`; embedding stage {emb['seconds']:.1f} s.",
             "",
             "| kind | inputs | cache hits | embedded now |",
             "|---|---|---|---|",
@@ -138,7 +142,7 @@ def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> s
 
 
 def _run_locked(title: str, run_params: RunParams, artifact_key: str) -> OperationResult:
-    from tasks.ratings_inbox import merged_batch_ids
+    from tasks.ratings.inbox import merged_batch_ids
 
     logger = get_run_logger()
     workspace = run_params.resolve_workspace()
@@ -168,14 +172,17 @@ class BackfillParams(RetrainParams):
     )
 
 
-@flow(name="backfill", description="Rebuild with other encoders or another dataset folder; optionally re-embed everything.")
+@flow(
+    name="backfill",
+    description="Rebuild with other encoders or another dataset folder; optionally re-embed everything.",
+)
 def backfill(
     data_dir: Path,
     text_encoder: str = DEFAULT_TEXT_ENCODER,
     image_encoder: str = DEFAULT_IMAGE_ENCODER,
     force_reembed: bool = False,
     seed: int = 0,
-    training: TrainParams = TrainParams(),
+    training: TrainParams | None = None,
     workspace: Path | None = None,
     index_gallery: bool = True,
 ) -> OperationResult:
@@ -183,15 +190,24 @@ def backfill(
     --param image_encoder=efficientnet-lite2` works: `--param` sets top-level keys only. They are
     validated together as `BackfillParams` before any work starts."""
     params = BackfillParams(
-        data_dir=data_dir, text_encoder=text_encoder, image_encoder=image_encoder, force_reembed=force_reembed,
-        seed=seed, training=training, workspace=workspace, index_gallery=index_gallery,
+        data_dir=data_dir,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        force_reembed=force_reembed,
+        seed=seed,
+        training=training or TrainParams(),
+        workspace=workspace,
+        index_gallery=index_gallery,
     )
     # Fail on an unknown or missing encoder before taking the lock and ingesting.
-    from tasks.encoders import get_image_encoder, get_text_encoder
+    from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
 
     get_text_encoder(params.text_encoder)
     get_image_encoder(params.image_encoder)
-    run_params = RunParams(**params.model_dump(exclude={"force_reembed"}), include_ratings_store=True,
-                           force_reembed=params.force_reembed)
-    title = f"Backfill with {params.text_encoder} / {params.image_encoder}" + (" (forced re-embed)" if params.force_reembed else "")
+    run_params = RunParams(
+        **params.model_dump(exclude={"force_reembed"}), include_ratings_store=True, force_reembed=params.force_reembed
+    )
+    title = f"Backfill with {params.text_encoder} / {params.image_encoder}" + (
+        " (forced re-embed)" if params.force_reembed else ""
+    )
     return _run_locked(title, run_params, "backfill-summary")

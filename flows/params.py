@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-from tasks.ratings import RatingParams
-from tasks.training_tasks import TrainParams
+from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+from tasks.ratings.aggregate import RatingParams
+from tasks.training.tasks import TrainParams
 from tasks.workspace import Workspace
 
 
@@ -37,6 +37,8 @@ class ModelRunParams(DatasetParams):
     seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
     text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
     image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
-    ratings: RatingParams = Field(default_factory=RatingParams, description="How expert and crowd ratings become targets")
+    ratings: RatingParams = Field(
+        default_factory=RatingParams, description="How expert and crowd ratings become targets"
+    )
     training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
     index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")

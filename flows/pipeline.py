@@ -9,14 +9,14 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from flows.params import ModelRunParams
-from tasks.eda_tasks import eda_report_task
-from tasks.embed_tasks import embed_task
-from tasks.gallery_tasks import index_gallery_task
-from tasks.ingest import IngestedDataset
-from tasks.ingest_tasks import ingest_task
-from tasks.ratings_tasks import aggregate_ratings_task
-from tasks.safety_tasks import child_detector_task, child_safety_task
-from tasks.training_tasks import captions_frame, train_evaluate_register
+from tasks.eda.tasks import eda_report_task
+from tasks.embed.tasks import embed_task
+from tasks.ingest.dataset import IngestedDataset
+from tasks.ingest.tasks import ingest_task
+from tasks.ratings.tasks import aggregate_ratings_task
+from tasks.safety.tasks import child_detector_task, child_safety_task
+from tasks.search.tasks import index_gallery_task
+from tasks.training.tasks import captions_frame, train_evaluate_register
 from tasks.workspace import Workspace
 
 
@@ -25,7 +25,8 @@ class RunParams(ModelRunParams):
 
     include_ratings_store: bool = Field(default=True, description="Add the rating batches merged from the inbox")
     force_reembed: bool = Field(
-        default=False, description="Re-embed every text and image with this run's encoders, overwriting their cache entries"
+        default=False,
+        description="Re-embed every text and image with this run's encoders, overwriting their cache entries",
     )
 
 
@@ -35,16 +36,20 @@ class RunResult(BaseModel):
     safety: dict = Field(default_factory=dict, description="Texts, images and pairs flagged by the child filter")
     eda_report: str | None = Field(default=None, description="Path of the EDA report HTML")
     embeddings: dict = Field(default_factory=dict, description="Counts, encoder ids, cache hits/misses, seconds")
-    detector: dict = Field(default_factory=dict, description="Child-image detector: precision and recall on held-out images")
-    training: dict = Field(default_factory=dict, description="Metrics per model, best model, registry version, promotion")
+    detector: dict = Field(
+        default_factory=dict, description="Child-image detector: precision and recall on held-out images"
+    )
+    training: dict = Field(
+        default_factory=dict, description="Metrics per model, best model, registry version, promotion"
+    )
     gallery: dict = Field(default_factory=dict, description="Search index of the test images")
 
 
 @task(name="merge-ratings-store", cache_policy=NO_CACHE)
 def merge_ratings_store_task(dataset: IngestedDataset, workspace: Workspace) -> IngestedDataset:
     """Add the rating batches merged from the inbox; a pair rated again takes its newest rating."""
-    from tasks.ratings_inbox import load_ratings_store, merge_ratings
-    from tasks.tables import CROWD, EXPERT
+    from tasks.ingest.tables import CROWD, EXPERT
+    from tasks.ratings.inbox import load_ratings_store, merge_ratings
 
     store = load_ratings_store(workspace)
     if store["crowd"].empty and store["expert"].empty:
@@ -77,9 +82,19 @@ def run_pipeline(params: RunParams) -> RunResult:
     captions = captions_frame(dataset.texts(), flagged_images, flagged_texts, set(embedded.train_images.keys))
     test_queries = dataset.queries[["query_id", "image"]].assign(safe=~dataset.queries["query_id"].isin(flagged_texts))
     training = train_evaluate_register(
-        safety.kept, captions, test_queries, dataset.test_images["image"].tolist(),
-        embedded.texts, embedded.train_images, embedded.test_images,
-        params.text_encoder, params.image_encoder, dataset.summary.data_hash, params.training, params.seed, workspace,
+        safety.kept,
+        captions,
+        test_queries,
+        dataset.test_images["image"].tolist(),
+        embedded.texts,
+        embedded.train_images,
+        embedded.test_images,
+        params.text_encoder,
+        params.image_encoder,
+        dataset.summary.data_hash,
+        params.training,
+        params.seed,
+        workspace,
     )
     gallery = {}
     if params.index_gallery:

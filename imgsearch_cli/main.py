@@ -36,7 +36,7 @@ def sample(
     test_images: int = typer.Option(DEFAULT_SAMPLE_TEST, help="Number of test images to draw."),
 ) -> None:
     """Write the embedded sample dataset (five tables plus JPEG folders) into OUT_DIR."""
-    from tasks.sample_data import generate_sample
+    from tasks.ingest.sample import generate_sample
 
     if out_dir.exists() and any(out_dir.iterdir()):
         _fail(f"{out_dir}: folder is not empty; choose an empty or new folder (nothing was written)")
@@ -53,8 +53,8 @@ def sample(
 
 def _ingest_or_exit(data_dir: Path, docs: bool):
     from data_contracts.runner import ContractError
-    from tasks.ingest import ingest_dataset
-    from tasks.tables import TableReadError
+    from tasks.ingest.dataset import ingest_dataset
+    from tasks.ingest.tables import TableReadError
     from tasks.workspace import Workspace
 
     docs_dir = Workspace.from_env().data_docs if docs else None
@@ -86,7 +86,9 @@ def validate(
 def run(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     seed: int = typer.Option(0, help="Seed for every random choice in the run."),
-    text_encoder: str = typer.Option("minilm-l6", help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."),
+    text_encoder: str = typer.Option(
+        "minilm-l6", help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
+    ),
     image_encoder: str = typer.Option(
         "efficientnet-lite0", help="Image encoder id (efficientnet-lite0/1/2, resnet18, clip-..., fake-image)."
     ),
@@ -96,7 +98,7 @@ def run(
 
     from data_contracts.runner import ContractError
     from flows.pipeline import RunParams, run_pipeline
-    from tasks.tables import TableReadError
+    from tasks.ingest.tables import TableReadError
 
     try:
         params = RunParams(data_dir=data_dir, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder)
@@ -129,7 +131,8 @@ def run(
         tr = result.training
         best = tr["metrics"][tr["best"]]
         typer.echo(
-            f"best model {tr['best']}: {tr['primary_metric']} {best[tr['primary_metric']]:.3f}, test MRR {best.get('mrr', float('nan')):.3f}, "
+            f"best model {tr['best']}: {tr['primary_metric']} "
+            f"{best[tr['primary_metric']]:.3f}, test MRR {best.get('mrr', float('nan')):.3f}, "
             f"R@1 {best.get('r1', float('nan')):.3f}, tau-c {best['tau_c']:.3f}, RMSE {best['rmse']:.3f}"
         )
         typer.echo(f"registered {tr['version']}; {'promoted' if tr['promoted'] else 'not promoted'}: {tr['reason']}")
@@ -146,7 +149,7 @@ def screen(
     as_json: bool = typer.Option(False, "--json", help='Print {"text", "flagged", "matches"} as JSON.'),
 ) -> None:
     """Screen TEXT with the child-content filter; print the verdict and the matched terms (exit code 0 either way)."""
-    from tasks.safety import NOTICE, ChildContentFilter
+    from tasks.safety.text_screen import NOTICE, ChildContentFilter
 
     result = ChildContentFilter().screen(text)
     if as_json:
@@ -164,7 +167,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed for the sample dataset and the run."),
 ) -> None:
     """Make the embedded sample dataset in the workspace (once per seed) and run the pipeline on it."""
-    from tasks.sample_data import generate_sample
+    from tasks.ingest.sample import generate_sample
     from tasks.workspace import Workspace, atomic_dir
 
     target = Workspace.from_env().samples / f"seed-{seed}"
@@ -178,7 +181,7 @@ def demo(
 
 def _demo_searches() -> None:
     """End the demo the way a user starts: a few searches, one of them refused by the child filter."""
-    from tasks.search import Searcher
+    from tasks.search.searcher import Searcher
 
     searcher = Searcher.from_workspace()
     for query in ("a red ball on the grass", "two dogs play in the snow", "a little girl in a park"):
@@ -204,8 +207,12 @@ def _as_user_file(path: Path) -> None:
 def backfill(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     text_encoder: str = typer.Option(None, help="Text encoder id (default: the pipeline's, minilm-l6)."),
-    image_encoder: str = typer.Option(None, help="Image encoder id, e.g. efficientnet-lite2 (default: efficientnet-lite0)."),
-    force_reembed: bool = typer.Option(False, help="Re-embed everything with these encoders, overwriting their cache entries."),
+    image_encoder: str = typer.Option(
+        None, help="Image encoder id, e.g. efficientnet-lite2 (default: efficientnet-lite0)."
+    ),
+    force_reembed: bool = typer.Option(
+        False, help="Re-embed everything with these encoders, overwriting their cache entries."
+    ),
     seed: int = typer.Option(0, help="Seed for every random choice in the run."),
     models: str = typer.Option(None, help="Comma-separated model kinds to fit, e.g. ridge,two_tower (default: all)."),
     force_promote: bool = typer.Option(False, help="Promote the best model even if it does not beat the champion."),
@@ -214,15 +221,21 @@ def backfill(
     from pydantic import ValidationError
 
     from data_contracts.runner import ContractError
-    from flows.operations import BackfillParams, backfill as backfill_flow
-    from tasks.encoders import ModelNotAvailableError
-    from tasks.tables import TableReadError
+    from flows.operations import BackfillParams
+    from flows.operations import backfill as backfill_flow
+    from tasks.embed.encoders.base import ModelNotAvailableError
+    from tasks.ingest.tables import TableReadError
 
     chosen = {"text_encoder": text_encoder, "image_encoder": image_encoder}
     training = {"force_promote": force_promote} | ({"models": models.split(",")} if models else {})
     try:
-        params = BackfillParams(data_dir=data_dir, force_reembed=force_reembed, seed=seed, training=training,
-                                **{k: v for k, v in chosen.items() if v})
+        params = BackfillParams(
+            data_dir=data_dir,
+            force_reembed=force_reembed,
+            seed=seed,
+            training=training,
+            **{k: v for k, v in chosen.items() if v},
+        )
     except ValidationError as err:
         _fail(f"bad parameters: {err}", code=2)
     started = time.perf_counter()
@@ -235,7 +248,8 @@ def backfill(
 
 
 def _searcher(index_name: str):
-    from tasks.search import Searcher, SearchUnavailableError
+    from tasks.search.index import SearchUnavailableError
+    from tasks.search.searcher import Searcher
 
     try:
         return Searcher.from_workspace(index_name=index_name)
@@ -248,12 +262,14 @@ def search(
     query: str = typer.Argument(..., help="What the images should show, e.g. 'a dog jumps over a fence'."),
     k: int = typer.Option(5, "-k", "--top", help="How many images to return (1..100)."),
     as_json: bool = typer.Option(False, "--json", help="Print {query, refused, notice, results} as JSON."),
-    html_out: Path = typer.Option(None, "--html", help="Also write an HTML page with thumbnails and scores to this file."),
+    html_out: Path = typer.Option(
+        None, "--html", help="Also write an HTML page with thumbnails and scores to this file."
+    ),
     index_name: str = typer.Option("gallery", "--index", help="Name of the gallery index in the workspace."),
 ) -> None:
     """Find the top K gallery images for QUERY with the champion model (flagged queries are refused)."""
-    from tasks.search import validate_query
-    from tasks.search_report import search_page
+    from tasks.search.report import search_page
+    from tasks.search.searcher import validate_query
 
     try:
         validate_query(query, k)  # bad input fails before any model loads
@@ -276,13 +292,15 @@ def search(
 
 @app.command()
 def score(
-    pairs: Path = typer.Argument(..., help="CSV with columns image (a path; relative to the CSV's folder) and query_text."),
+    pairs: Path = typer.Argument(
+        ..., help="CSV with columns image (a path; relative to the CSV's folder) and query_text."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Output CSV (default: PAIRS with .scored.csv)."),
     batch_size: int = typer.Option(5000, help="Rows per batch; memory stays flat for any table size."),
     index_name: str = typer.Option("gallery", "--index", help="Gallery index whose child flags also apply."),
 ) -> None:
     """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead."""
-    from tasks.search import score_table
+    from tasks.search.scoring import score_table
 
     if not pairs.is_file():
         _fail(f"{pairs}: file not found", code=2)
@@ -303,8 +321,8 @@ def index(
     name: str = typer.Option("gallery", help="Name of the index in the workspace (search uses 'gallery')."),
 ) -> None:
     """Embed a folder of images (incrementally, through the cache), flag children, store the search index."""
-    from tasks.gallery_tasks import index_folder
-    from tasks.search import SearchUnavailableError
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import SearchUnavailableError
 
     if not folder.is_dir():
         _fail(f"{folder}: not a folder", code=2)
@@ -312,7 +330,10 @@ def index(
         summary = index_folder(folder, name)
     except (SearchUnavailableError, ValueError) as err:
         _fail(str(err))
-    typer.echo(f"indexed {summary['searchable']} searchable images, {summary['flagged']} hidden as showing children, into '{name}'")
+    typer.echo(
+        f"indexed {summary['searchable']} searchable images, "
+        f"{summary['flagged']} hidden as showing children, into '{name}'"
+    )
 
 
 @app.command()

@@ -34,7 +34,7 @@ class Workspace:
     root: Path
 
     @classmethod
-    def from_env(cls) -> "Workspace":
+    def from_env(cls) -> Workspace:
         return cls(workspace_root())
 
     def _dir(self, *parts: str) -> Path:
@@ -98,7 +98,11 @@ class Workspace:
 
     def dataset_versions(self) -> list[Path]:
         """Prepared dataset versions (folders with a summary.json), newest first."""
-        found = [p for p in self.datasets.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "summary.json").is_file()]
+        found = [
+            p
+            for p in self.datasets.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "summary.json").is_file()
+        ]
         return sorted(found, key=lambda p: (p / "summary.json").stat().st_mtime, reverse=True)
 
     def dataset_dir(self, version: str) -> Path:

@@ -21,7 +21,7 @@ PRACTICUM_DIR = Path(os.environ.get("IMGSEARCH_PRACTICUM_DIR", REPO.parent / "sh
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """A small sample dataset, made once per session. Tests must not modify it: use `sample_copy`."""
-    from tasks.sample_data import generate_sample
+    from tasks.ingest.sample import generate_sample
 
     out = tmp_path_factory.mktemp("sample") / "data"
     generate_sample(out, seed=0, n_train=60, n_test=12)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from tasks.search import MAX_K, MAX_QUERY_CHARS, Searcher, SearchUnavailableError
+from tasks.search.index import SearchUnavailableError
+from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # used with fullmatch: "$" would let a trailing newline through
 
@@ -43,8 +44,13 @@ def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict:
         s = searcher()
-        return {"status": "ok", "champion": s.record.version, "model": s.record.kind,
-                "gallery": len(s.index.images), "hidden": len(s.index.flagged)}
+        return {
+            "status": "ok",
+            "champion": s.record.version,
+            "model": s.record.kind,
+            "gallery": len(s.index.images),
+            "hidden": len(s.index.flagged),
+        }
 
     @app.get("/api/search")
     def api_search(

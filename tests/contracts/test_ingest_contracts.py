@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from data_contracts import ContractError
-from tasks.ingest import ingest_dataset
-from tasks.tables import TableReadError
+from tasks.ingest.dataset import ingest_dataset
+from tasks.ingest.tables import TableReadError
 
 
 def digest_tree(root: Path) -> str:
@@ -31,8 +31,13 @@ def test_sample_passes_every_contract(sample_dir):
     before = digest_tree(sample_dir)
     dataset = ingest_dataset(sample_dir)
     assert set(dataset.summary.contracts) == {
-        "train_dataset", "crowd_annotations", "expert_annotations", "test_queries", "test_images",
-        "image_references", "image_files",
+        "train_dataset",
+        "crowd_annotations",
+        "expert_annotations",
+        "test_queries",
+        "test_images",
+        "image_references",
+        "image_files",
     }
     assert dataset.summary.dropped["crowd_unknown_text"] == 5
     assert len(dataset.crowd) == dataset.summary.rows["crowd"] - 5
@@ -49,7 +54,9 @@ def test_wrong_separator(sample_copy):
 def test_tsv_with_commas(sample_copy):
     path = sample_copy / "ExpertAnnotations.tsv"
     path.write_text(path.read_text().replace("\t", ","))
-    with pytest.raises(TableReadError, match=r"ExpertAnnotations.tsv: expected 5 tab-separated columns.*comma-separated"):
+    with pytest.raises(
+        TableReadError, match=r"ExpertAnnotations.tsv: expected 5 tab-separated columns.*comma-separated"
+    ):
         ingest_dataset(sample_copy)
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from flows.pipeline import RunParams, run_pipeline
-from tasks.ratings import RatingParams
-from tasks.safety import ChildContentFilter
+from tasks.ratings.aggregate import RatingParams
+from tasks.safety.text_screen import ChildContentFilter
 
 
 @pytest.fixture(scope="module")
@@ -52,5 +52,10 @@ def test_flow_publishes_artifacts(run):
 
     import asyncio
 
-    assert asyncio.run(keys()) == {"ratings-counts", "child-safety-counts", "child-safety-summary", "eda-report",
-                                   "eda-report-html"}
+    assert asyncio.run(keys()) == {
+        "ratings-counts",
+        "child-safety-counts",
+        "child-safety-summary",
+        "eda-report",
+        "eda-report-html",
+    }

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.embed import EmbedParams, embed_flow
-from tasks.encoders import ModelNotAvailableError
+from tasks.embed.encoders.base import ModelNotAvailableError
 
 FAKES = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
 
@@ -32,8 +32,12 @@ def test_dask_cluster_gives_the_same_embeddings(prefect_harness, sample_dir, tmp
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         params = EmbedParams(
-            data_dir=sample_dir, workspace=tmp_path / "dask", shard_size=16, dask_address=cluster.scheduler_address,
-            torch_threads=1, **FAKES,
+            data_dir=sample_dir,
+            workspace=tmp_path / "dask",
+            shard_size=16,
+            dask_address=cluster.scheduler_address,
+            torch_threads=1,
+            **FAKES,
         )
         remote = embed_flow(params)
     assert remote.summary.shards == local.summary.shards > 2

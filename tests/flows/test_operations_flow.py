@@ -15,9 +15,9 @@ from flows.operations import (
     ingest_ratings,
     retrain,
 )
-from tasks.inbox_tasks import MERGED_EVENT, STORE_RESOURCE_ID
-from tasks.ratings_inbox import load_ratings_store
-from tasks.registry import ModelRegistry
+from tasks.ratings.inbox import load_ratings_store
+from tasks.ratings.tasks import MERGED_EVENT, STORE_RESOURCE_ID
+from tasks.training.registry import ModelRegistry
 
 FAST = {"text_encoder": "fake-text", "image_encoder": "fake-image", "training": {"models": ["ridge", "two_tower"]}}
 
@@ -31,7 +31,6 @@ def events(monkeypatch):
 
     def capture(event, resource, payload=None, **kwargs):
         sent.append({"event": event, "resource": resource, "payload": payload})
-        return None
 
     monkeypatch.setattr(prefect.events, "emit_event", capture)
     return sent
@@ -117,8 +116,13 @@ def test_retrain_uses_the_cache_and_promotes_only_a_better_model(prefect_harness
 
 
 def test_backfill_with_a_new_encoder_reembeds_and_retrains(prefect_harness, sample_dir, workspace):
-    base = {"data_dir": sample_dir, "workspace": workspace.root, "text_encoder": "fake-text",
-            "training": {"models": ["ridge"]}, "index_gallery": False}
+    base = {
+        "data_dir": sample_dir,
+        "workspace": workspace.root,
+        "text_encoder": "fake-text",
+        "training": {"models": ["ridge"]},
+        "index_gallery": False,
+    }
     first = backfill(image_encoder="fake-image", **base)
     assert first.run.embeddings["cache"]["image"]["misses"] == 72
 
@@ -185,7 +189,7 @@ def test_two_concurrent_retrains_leave_a_valid_registry_and_store(prefect_harnes
 def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_dir, workspace, monkeypatch):
     import fcntl
 
-    import tasks.registry
+    import tasks.training.registry
 
     params = RetrainParams(data_dir=sample_dir, workspace=workspace.root, **{**FAST, "training": {"models": ["ridge"]}})
     good = retrain(params).run.training["version"]
@@ -193,11 +197,13 @@ def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash while writing the model version")
 
-    monkeypatch.setattr(tasks.registry, "model_card", crash)  # dies inside the version's atomic_dir
+    monkeypatch.setattr(tasks.training.registry, "model_card", crash)  # dies inside the version's atomic_dir
     with pytest.raises(RuntimeError, match="simulated crash"):
         retrain(params)
     registry = ModelRegistry(workspace.models)
     assert registry.versions() == [good] and registry.champion().version == good
-    assert not [p for p in workspace.models.iterdir() if p.name.startswith(".") and p.is_dir()]  # no half-written version
+    assert not [
+        p for p in workspace.models.iterdir() if p.name.startswith(".") and p.is_dir()
+    ]  # no half-written version
     with open(workspace.lock_path("training"), "a+") as handle:  # the lock went with the failed run
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from data_contracts import ContractError
 from flows.pipeline import RunParams, run_pipeline
-from tasks.registry import ModelRegistry
-from tasks.training_tasks import TrainParams
+from tasks.training.registry import ModelRegistry
+from tasks.training.tasks import TrainParams
 
 # Fake encoders and two quick models keep flow tests fast; one test below fits all four models.
 FAKE_ENCODERS = {
@@ -54,7 +54,10 @@ def test_flow_embeds_texts_and_images_and_reruns_from_cache(prefect_harness, sam
 
 def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harness, sample_dir, workspace):
     params = RunParams(
-        data_dir=sample_dir, workspace=workspace.root, text_encoder="fake-text", image_encoder="fake-image",
+        data_dir=sample_dir,
+        workspace=workspace.root,
+        text_encoder="fake-text",
+        image_encoder="fake-image",
         training=TrainParams(xgb_search=1, xgb_folds=2),
     )
     first = run_pipeline(params)

@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from tasks.efficientnet_lite import VARIANTS, EfficientNetLite, load_efficientnet_lite
-from tasks.encoders import LITE_PACKAGES, get_image_encoder, get_text_encoder, locate_lite_weights
+from tasks.embed.encoders.base import LITE_PACKAGES
+from tasks.embed.encoders.efficientnet_lite import VARIANTS, EfficientNetLite, load_efficientnet_lite
+from tasks.embed.encoders.locate import locate_lite_weights
+from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +25,9 @@ def _drawn_images() -> list[Image.Image]:
 
 def test_minilm_gives_384_finite_vectors_and_ranks_paraphrases_first():
     enc = get_text_encoder("minilm-l6")
-    vectors = enc.encode(["A dog jumps over a fence.", "A puppy leaps over a barrier.", "Stock markets fell sharply today."])
+    vectors = enc.encode(
+        ["A dog jumps over a fence.", "A puppy leaps over a barrier.", "Stock markets fell sharply today."]
+    )
     assert enc.dim == 384 and vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
@@ -62,6 +66,6 @@ def test_lite0_classifies_imagenet_content(practicum_dir):
         probs = model(batch).softmax(-1)
     top = probs.argmax(-1).tolist()
     labels = [categories[i] for i in top]
-    dogs = [label for i, label in zip(top, labels) if 151 <= i <= 268]  # ImageNet's dog classes
+    dogs = [label for i, label in zip(top, labels, strict=True) if 151 <= i <= 268]  # ImageNet's dog classes
     assert dogs, f"no dog among {labels}"
     assert probs.max(-1).values.mean() > 0.15

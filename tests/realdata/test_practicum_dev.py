@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.ingest import ingest_dataset
+from tasks.ingest.dataset import ingest_dataset
 
 pytestmark = pytest.mark.realdata
 

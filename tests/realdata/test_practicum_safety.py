@@ -2,9 +2,9 @@
 
 import pytest
 
-from tasks.ingest import ingest_dataset
-from tasks.ratings import aggregate_ratings
-from tasks.safety import apply_child_safety
+from tasks.ingest.dataset import ingest_dataset
+from tasks.ratings.aggregate import aggregate_ratings
+from tasks.safety.text_screen import apply_child_safety
 
 pytestmark = pytest.mark.realdata
 

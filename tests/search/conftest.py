@@ -34,19 +34,23 @@ class SearchSetup:
 @pytest.fixture(scope="session")
 def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     from flows.pipeline import RunParams, run_pipeline
-    from tasks.embedding_cache import embed_image_files
-    from tasks.encoders import get_image_encoder
-    from tasks.gallery_tasks import index_folder
-    from tasks.safety import ChildImageDetector
-    from tasks.training_tasks import TrainParams
+    from tasks.embed.cache import embed_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.safety.image_detector import ChildImageDetector
+    from tasks.search.gallery import index_folder
+    from tasks.training.tasks import TrainParams
     from tasks.workspace import Workspace
 
     root = tmp_path_factory.mktemp("search")
     workspace = Workspace(root / "workspace")
-    result = run_pipeline(RunParams(
-        data_dir=sample_dir, workspace=workspace.root, **FAKE,
-        training=TrainParams(models=["ridge", "two_tower"], force_promote=True),
-    ))
+    result = run_pipeline(
+        RunParams(
+            data_dir=sample_dir,
+            workspace=workspace.root,
+            **FAKE,
+            training=TrainParams(models=["ridge", "two_tower"], force_promote=True),
+        )
+    )
     assert result.training["promoted"], result.training
     # the run itself indexed the 12 test images as the gallery "gallery" (the fixture re-indexes it below)
     assert result.gallery["name"] == "gallery" and result.gallery["searchable"] + result.gallery["flagged"] == 12
@@ -62,7 +66,9 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     detector_path = workspace.detector_path("fake-image")
     detector = ChildImageDetector.load(detector_path)
     names = sorted(p.name for p in gallery.iterdir())
-    scores = detector.scores(embed_image_files([gallery / n for n in names], get_image_encoder("fake-image"), workspace))
+    scores = detector.scores(
+        embed_image_files([gallery / n for n in names], get_image_encoder("fake-image"), workspace)
+    )
     detector.threshold = float(np.quantile(scores, 0.6))
     detector.save(detector_path)
 
@@ -77,7 +83,7 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
 
 @pytest.fixture(scope="session")
 def searcher(search_setup):
-    from tasks.search import Searcher
+    from tasks.search.searcher import Searcher
 
     return Searcher.from_workspace(search_setup.workspace)
 

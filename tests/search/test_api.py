@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.safety import NOTICE
+from tasks.safety.text_screen import NOTICE
 
 
 def test_search_returns_sorted_scores_in_unit_interval(api, search_setup):
@@ -45,7 +45,9 @@ def test_missing_and_overlong_queries_are_4xx(api):
     assert api.get("/api/search", params={"q": "a" * 500}).status_code == 200
 
 
-@pytest.mark.parametrize("q", ["a little girl playing", "Kids on a slide", "a toddler in a pool", "two boys playing soccer"])
+@pytest.mark.parametrize(
+    "q", ["a little girl playing", "Kids on a slide", "a toddler in a pool", "two boys playing soccer"]
+)
 def test_child_query_is_refused_with_the_notice(api, q):
     response = api.get("/api/search", params={"q": q, "k": 10})
     assert response.status_code == 200
@@ -57,7 +59,15 @@ def test_images_served_only_from_the_searchable_gallery(api, search_setup):
     assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg" and ok.content[:2] == b"\xff\xd8"
     for name in search_setup.flagged["image"]:
         assert api.get(f"/images/{name}").status_code == 404, name
-    for bad in ["nope.jpg", "%2e%2e", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", ".%2Fx.jpg", "..%5Cx.jpg", "index.json"]:
+    for bad in [
+        "nope.jpg",
+        "%2e%2e",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2Fetc%2Fpasswd",
+        ".%2Fx.jpg",
+        "..%5Cx.jpg",
+        "index.json",
+    ]:
         assert api.get(f"/images/{bad}").status_code == 404, bad
     assert api.get("/images/../x").status_code == 404
     assert api.get("/images/../../etc/passwd").status_code == 404
@@ -75,7 +85,9 @@ def test_score_a_normal_pair(api, search_setup):
 
 
 def test_score_with_a_flagged_text_is_refused(api, search_setup):
-    body = api.post("/api/score", json={"text": "a little girl in a pink dress", "image": search_setup.searchable[0]}).json()
+    body = api.post(
+        "/api/score", json={"text": "a little girl in a pink dress", "image": search_setup.searchable[0]}
+    ).json()
     assert body["refused"] is True and body["score"] is None and body["notice"] == NOTICE
 
 
@@ -110,7 +122,7 @@ def test_healthz_and_page(api, search_setup):
 def test_missing_champion_is_503(tmp_path):
     from fastapi.testclient import TestClient
 
-    from tasks.search import Searcher
+    from tasks.search.searcher import Searcher
     from tasks.workspace import Workspace
     from webapp.app import create_app
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgsearch_cli.main import app
-from tasks.safety import NOTICE
+from tasks.safety.text_screen import NOTICE
 
 runner = CliRunner()
 
@@ -39,7 +39,12 @@ def test_search_plain_and_refused(home):
     assert plain.exit_code == 0 and len(plain.output.strip().splitlines()) == 5
     refused = runner.invoke(app, ["search", "a little girl playing", "--json"])
     assert refused.exit_code == 0
-    assert json.loads(refused.output) == {"query": "a little girl playing", "refused": True, "notice": NOTICE, "results": []}
+    assert json.loads(refused.output) == {
+        "query": "a little girl playing",
+        "refused": True,
+        "notice": NOTICE,
+        "results": [],
+    }
     assert runner.invoke(app, ["search", "a little girl playing"]).output.strip() == NOTICE
 
 
@@ -57,14 +62,23 @@ def test_search_html_page(home, tmp_path):
     assert NOTICE in refused.read_text() and "<img" not in refused.read_text()
 
 
-@pytest.mark.parametrize("args", [["search", ""], ["search", "   "], ["search", "x" * 501], ["search", "a dog", "-k", "0"], ["search", "a dog", "-k", "101"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", ""],
+        ["search", "   "],
+        ["search", "x" * 501],
+        ["search", "a dog", "-k", "0"],
+        ["search", "a dog", "-k", "101"],
+    ],
+)
 def test_search_bad_input_exits_2(home, args):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "bad query" in result.output
 
 
 def test_score_streams_a_csv_in_batches(home, tmp_path, monkeypatch):
-    from tasks.search import Searcher
+    from tasks.search.searcher import Searcher
 
     batches = []
     original = Searcher.score_pairs
@@ -106,7 +120,9 @@ def test_score_streams_a_csv_in_batches(home, tmp_path, monkeypatch):
 
 def test_score_default_output_and_bad_tables(home, tmp_path):
     pairs = tmp_path / "pairs.csv"
-    pd.DataFrame({"image": [str(home.gallery / home.searchable[0])], "query_text": ["a dog"]}).to_csv(pairs, index=False)
+    pd.DataFrame({"image": [str(home.gallery / home.searchable[0])], "query_text": ["a dog"]}).to_csv(
+        pairs, index=False
+    )
     assert runner.invoke(app, ["score", str(pairs)]).exit_code == 0
     assert len(pd.read_csv(tmp_path / "pairs.scored.csv")) == 1
 
@@ -143,7 +159,11 @@ def test_index_command(home, tmp_path):
 
 def test_clear_errors_without_champion_or_index(home, tmp_path, monkeypatch):
     missing_index = runner.invoke(app, ["search", "a dog", "--index", "never-built"])
-    assert missing_index.exit_code == 1 and "no gallery index" in missing_index.output and "imgsearch index" in missing_index.output
+    assert (
+        missing_index.exit_code == 1
+        and "no gallery index" in missing_index.output
+        and "imgsearch index" in missing_index.output
+    )
 
     monkeypatch.setenv("IMGSEARCH_HOME", str(tmp_path / "fresh"))
     for args in (["search", "a dog"], ["index", str(home.gallery)]):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.safety import NOTICE
+from tasks.safety.text_screen import NOTICE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -49,16 +49,26 @@ def server(searcher):
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver; .ci/run does this)")
+        pytest.skip(
+            f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver; .ci/run does this)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="imgsearch-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
@@ -87,8 +97,12 @@ def test_search_page_shows_loaded_images_with_scores(browser, server, search_set
     wait = WebDriverWait(browser, 20)
     images = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure.hit img") or False)
     assert len(images) == 5
-    wait.until(lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('figure.hit img')).every(i => i.complete && i.naturalWidth > 0)"))
+    wait.until(
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('figure.hit "
+            "img')).every(i => i.complete && i.naturalWidth > 0)"
+        )
+    )
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "figure.hit figcaption")]
     names = [img.get_attribute("alt") for img in images]
     assert all(name in search_setup.searchable for name in names)

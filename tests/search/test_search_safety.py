@@ -7,13 +7,30 @@ import shutil
 import numpy as np
 import pytest
 
-from tasks.safety import NOTICE
+from tasks.safety.text_screen import NOTICE
 
 # generic queries that match many images, children included, if nothing stopped them
 GENERIC_QUERIES = [
-    "a person", "people playing", "a man", "a woman", "someone running", "a dog", "a dog jumps over a fence",
-    "two people on the beach", "a group of people", "a person in red", "playing outside", "a family",
-    "a boat on the water", "a bike", "grass", "snow", "a ball", "red", "blue sky", "smiling faces",
+    "a person",
+    "people playing",
+    "a man",
+    "a woman",
+    "someone running",
+    "a dog",
+    "a dog jumps over a fence",
+    "two people on the beach",
+    "a group of people",
+    "a person in red",
+    "playing outside",
+    "a family",
+    "a boat on the water",
+    "a bike",
+    "grass",
+    "snow",
+    "a ball",
+    "red",
+    "blue sky",
+    "smiling faces",
 ]
 
 
@@ -36,7 +53,7 @@ def test_every_caption_flagged_gallery_image_is_hidden(search_setup):
 
 
 def test_index_holds_no_vectors_for_flagged_images(search_setup):
-    from tasks.search import GalleryIndex
+    from tasks.search.index import GalleryIndex
 
     index = GalleryIndex.load(search_setup.workspace.index_dir("gallery"))
     assert len(index.images) == len(index.embeddings) == len(index.projected)
@@ -57,8 +74,9 @@ def test_detector_flags_an_uncaptioned_image_and_it_is_never_served(search_setup
     """A new image nobody wrote captions for, which the detector flags, is hidden like a caption-flagged one."""
     from fastapi.testclient import TestClient
 
-    from tasks.gallery_tasks import index_folder
-    from tasks.search import GalleryIndex, Searcher
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+    from tasks.search.searcher import Searcher
     from webapp.app import create_app
 
     folder = tmp_path / "new_photos"
@@ -95,23 +113,37 @@ def test_scoring_an_outside_image_applies_the_detector(searcher, search_setup, t
 def test_an_index_listing_a_flagged_image_as_searchable_is_rejected(searcher):
     from dataclasses import replace
 
-    from tasks.search import Searcher, SearchUnavailableError
+    from tasks.search.index import SearchUnavailableError
+    from tasks.search.searcher import Searcher
 
-    bad = replace(searcher.index, flagged=searcher.index.flagged.assign(image=searcher.index.images[: len(searcher.index.flagged)]))
+    bad = replace(
+        searcher.index,
+        flagged=searcher.index.flagged.assign(image=searcher.index.images[: len(searcher.index.flagged)]),
+    )
     with pytest.raises(SearchUnavailableError, match="flagged images as searchable"):
-        Searcher(searcher.model, searcher.record, searcher.text_encoder, searcher.image_encoder, bad,
-                 searcher.content_filter, searcher.detector, searcher.workspace)
+        Searcher(
+            searcher.model,
+            searcher.record,
+            searcher.text_encoder,
+            searcher.image_encoder,
+            bad,
+            searcher.content_filter,
+            searcher.detector,
+            searcher.workspace,
+        )
 
 
 def test_get_pictures_scores_match_pair_scores(searcher, search_setup):
     """The fast path (precomputed two-tower vectors) agrees with scoring each pair through the model."""
     result = searcher.get_pictures("a dog jumps over a fence", 5)
-    pairs = searcher.score_pairs(["a dog jumps over a fence"] * 5, [search_setup.gallery / h.image for h in result.results])
+    pairs = searcher.score_pairs(
+        ["a dog jumps over a fence"] * 5, [search_setup.gallery / h.image for h in result.results]
+    )
     np.testing.assert_allclose([h.score for h in result.results], [p.score for p in pairs], atol=1e-5)
 
 
 def test_module_level_get_pictures_and_score(search_setup):
-    from tasks import search
+    from tasks.search import searcher as search
 
     search.clear_searcher_cache()
     result = search.get_pictures("a dog", k=3, workspace=search_setup.workspace)
@@ -125,7 +157,8 @@ def test_module_level_get_pictures_and_score(search_setup):
 
 
 def test_top_k_and_validate_query():
-    from tasks.search import top_k, validate_query
+    from tasks.search.index import top_k
+    from tasks.search.searcher import validate_query
 
     scores = np.array([0.1, 0.9, 0.5, 0.9, 0.2], dtype=np.float32)
     assert top_k(scores, 3).tolist() == [1, 3, 2]
@@ -138,7 +171,7 @@ def test_top_k_and_validate_query():
 
 
 def test_ranking_on_cosines_matches_ranking_on_calibrated_scores(searcher):
-    from tasks.search import top_k
+    from tasks.search.index import top_k
 
     assert searcher._rank_on_cosine  # the two-tower champion's calibration is increasing
     for query in ["a dog jumps over a fence", "a person in red", "snow"]:
@@ -152,8 +185,8 @@ def test_ranking_on_cosines_matches_ranking_on_calibrated_scores(searcher):
 def test_a_gallery_of_only_flagged_images_returns_nothing(search_setup, tmp_path):
     from fastapi.testclient import TestClient
 
-    from tasks.gallery_tasks import index_folder
-    from tasks.search import Searcher
+    from tasks.search.gallery import index_folder
+    from tasks.search.searcher import Searcher
     from webapp.app import create_app
 
     folder = tmp_path / "all_flagged"
@@ -169,7 +202,7 @@ def test_a_gallery_of_only_flagged_images_returns_nothing(search_setup, tmp_path
 
 
 def test_top_k_on_a_large_gallery_matches_a_full_sort():
-    from tasks.search import top_k
+    from tasks.search.index import top_k
 
     scores = np.random.default_rng(0).random(250_000).astype(np.float32)
     for k in (1, 10, 100):
@@ -179,11 +212,13 @@ def test_top_k_on_a_large_gallery_matches_a_full_sort():
 def test_scoring_refuses_copies_of_flagged_images_and_caption_flagged_dataset_images(searcher, search_setup, tmp_path):
     """A renamed copy of a caption-flagged gallery image is refused even where the detector misses it, and
     so is a dataset image whose own captions mention children, in any folder."""
-    from tasks.embedding_cache import embed_image_files
+    from tasks.embed.cache import embed_image_files
 
     caption_flagged = search_setup.flagged_by("captions")
-    vectors = embed_image_files([search_setup.gallery / n for n in caption_flagged], searcher.image_encoder, searcher.workspace)
-    missed = [n for n, hit in zip(caption_flagged, searcher.detector.predict(vectors)) if not hit]
+    vectors = embed_image_files(
+        [search_setup.gallery / n for n in caption_flagged], searcher.image_encoder, searcher.workspace
+    )
+    missed = [n for n, hit in zip(caption_flagged, searcher.detector.predict(vectors), strict=True) if not hit]
     name = (missed or caption_flagged)[0]
 
     renamed = tmp_path / "renamed.jpg"

@@ -1,0 +1,35 @@
+"""Prefect wrapper for the EDA report: compute the tables, write PNGs and HTML, publish them as artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.eda.report import EdaReport, eda_tables, markdown_summary, write_eda_report
+from tasks.ingest.dataset import IngestedDataset
+from tasks.ratings.aggregate import AggregatedRatings
+from tasks.safety.text_screen import SafetyOutcome
+from tasks.workspace import Workspace
+
+
+@task(name="eda-report", cache_policy=NO_CACHE)
+def eda_report_task(
+    dataset: IngestedDataset, ratings: AggregatedRatings, safety: SafetyOutcome, workspace: Workspace
+) -> EdaReport:
+    version = dataset.summary.data_hash[:16]
+    counts = {k: v for k, v in asdict(safety.summary).items() if k != "terms"}
+    tables = eda_tables(dataset.expert, ratings.pairs, dataset.texts(), safety.summary.terms, counts)
+    report = write_eda_report(
+        tables, ratings.pairs, workspace.eda_dir(version), title=f"imgsearch EDA — dataset {version}"
+    )
+    create_markdown_artifact(key="eda-report", markdown=markdown_summary(report), description="EDA tables and figures")
+    create_link_artifact(
+        key="eda-report-html",
+        link=report.html.as_uri(),
+        link_text="EDA report (HTML)",
+        description=f"EDA report of dataset {version}",
+    )
+    return report

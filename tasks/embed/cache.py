@@ -1,0 +1,325 @@
+"""Content-addressed embedding cache (Parquet, one folder per encoder id) and the embedding calls built on it.
+
+A vector is stored under the sha256 of the text or of the image file's bytes, so a rerun embeds only
+texts and files that are new or changed, whatever they are called. Each write adds a new Parquet part
+atomically (parts have unique names, so parallel shards never collide); many parts are compacted into
+one. A part that cannot be read or fails its checks is reported, moved to the quarantine and its
+vectors are recomputed on the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.embed.encoders.base import IMAGE_BATCH_SIZE, ImageEncoder, TextEncoder
+from tasks.embed.encoders.batching import encode_image_files, encode_texts
+from tasks.workspace import Workspace, atomic_path, file_sha256, text_sha256
+
+log = logging.getLogger(__name__)
+
+PART_GLOB = "part-*.parquet"
+META_ENCODER = b"imgsearch.encoder_id"
+# Parts are compacted into one when a cache folder holds more than this many: keeps cold reads fast.
+MAX_PARTS = 16
+# Misses are embedded and written in chunks of this many, so an interrupted cold run keeps its progress.
+WRITE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors for named items (query ids, image names): row i of `matrix` belongs to `keys[i]`."""
+
+    keys: tuple[str, ...]
+    matrix: np.ndarray = field(repr=False)
+    encoder_id: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.keys))
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.keys):
+            raise ValueError(f"matrix shape {self.matrix.shape} does not fit {len(self.keys)} keys")
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {key: row for row, key in enumerate(self.keys)}
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, keys: Sequence[str]) -> np.ndarray:
+        """Rows for `keys`, in that order; a KeyError names the first unknown key."""
+        rows = self._rows
+        try:
+            return self.matrix[[rows[k] for k in keys]]
+        except KeyError as err:
+            raise KeyError(f"no {self.encoder_id} embedding for {err.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    """What one embedding call did: how many inputs, how many came from the cache, how long it took."""
+
+    encoder_id: str
+    requested: int
+    unique: int
+    hits: int
+    misses: int
+    corrupt_parts: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class CorruptPartError(ValueError):
+    """A cache part that cannot be trusted; the cache quarantines it and recomputes its vectors."""
+
+
+def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray]:
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for truncated or garbled files
+        raise CorruptPartError(f"unreadable: {type(err).__name__}: {err}") from err
+    meta = table.schema.metadata or {}
+    if meta.get(META_ENCODER, b"").decode() != encoder_id:
+        raise CorruptPartError(f"written for encoder {meta.get(META_ENCODER, b'?').decode()!r}, not {encoder_id!r}")
+    if table.schema.names != ["key", "vector"] or not pa.types.is_fixed_size_list(table.schema.field("vector").type):
+        raise CorruptPartError(f"unexpected schema {table.schema}")
+    dim = table.schema.field("vector").type.list_size
+    vectors = table.column("vector").combine_chunks()
+    if table.column("key").null_count or vectors.null_count:
+        raise CorruptPartError("null keys or vectors")
+    matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+    if not np.isfinite(matrix).all():
+        raise CorruptPartError("non-finite values")
+    return table.column("key").to_pylist(), matrix
+
+
+class EmbeddingCache:
+    """One encoder's cache folder, read once on first use and kept in memory as new parts are added."""
+
+    def __init__(self, directory: Path, encoder_id: str, quarantine: Path | None = None):
+        self.directory = Path(directory)
+        self.encoder_id = encoder_id
+        self.quarantine = quarantine
+        self.corrupt_parts = 0
+        self._blocks: list[np.ndarray] = []
+        self._rows: dict[str, int] | None = None
+        self._dim: int | None = None
+        self._parts: list[Path] = []  # the parts whose vectors are in memory: the only ones compaction may delete
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace, encoder_id: str) -> EmbeddingCache:
+        return cls(
+            workspace.embedding_cache_dir(encoder_id), encoder_id, workspace.embedding_quarantine_dir(encoder_id)
+        )
+
+    def parts(self) -> list[Path]:
+        return sorted(self.directory.glob(PART_GLOB))
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        self.corrupt_parts += 1
+        log.warning("embedding cache part %s is corrupt (%s); quarantined, its vectors will be recomputed", path, why)
+        if self.quarantine is not None:
+            self.quarantine.mkdir(parents=True, exist_ok=True)
+            path.replace(self.quarantine / f"{path.name}.{uuid.uuid4().hex[:6]}.corrupt")
+        else:
+            path.unlink(missing_ok=True)
+
+    def _load(self) -> dict[str, int]:
+        if self._rows is not None:
+            return self._rows
+        self._rows = {}
+        for path in self.parts():
+            try:
+                keys, matrix = _read_part(path, self.encoder_id)
+                if self._dim is not None and matrix.shape[1] != self._dim:
+                    raise CorruptPartError(f"dimension {matrix.shape[1]}, other parts have {self._dim}")
+            except CorruptPartError as err:
+                self._quarantine(path, str(err))
+                continue
+            self._append(keys, matrix)
+            self._parts.append(path)
+        if len(self._parts) > MAX_PARTS:
+            self.compact()
+        return self._rows
+
+    def _append(self, keys: list[str], matrix: np.ndarray) -> None:
+        assert self._rows is not None
+        self._dim = matrix.shape[1]
+        offset = sum(len(b) for b in self._blocks)
+        self._blocks.append(matrix)
+        for i, key in enumerate(keys):
+            self._rows[key] = offset + i
+
+    def _matrix(self) -> np.ndarray:
+        if len(self._blocks) > 1:
+            self._blocks = [np.concatenate(self._blocks)]
+        return self._blocks[0] if self._blocks else np.zeros((0, self._dim or 0), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    @property
+    def dim(self) -> int | None:
+        """Vector length of the cached vectors; None while the cache is empty."""
+        self._load()
+        return self._dim
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """Keys without a cached vector, each once, in first-seen order."""
+        rows = self._load()
+        return list(dict.fromkeys(k for k in keys if k not in rows))
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        rows = self._load()
+        return self._matrix()[[rows[k] for k in keys]]
+
+    def add(self, keys: Sequence[str], matrix: np.ndarray) -> Path | None:
+        """Write the vectors as a new part (atomically) and make them visible to `get`."""
+        self._load()
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if len(keys) != len(matrix):
+            raise ValueError(f"{len(keys)} keys for {len(matrix)} vectors")
+        if not len(keys):
+            return None
+        if self._dim is not None and matrix.shape[1] != self._dim:
+            raise ValueError(f"{self.encoder_id}: vectors of dimension {matrix.shape[1]}, cache holds {self._dim}")
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
+            # A NaN stored once would be served forever; fail the run instead, naming the inputs.
+            examples = [keys[i][:12] for i in np.flatnonzero(bad)[:3]]
+            raise ValueError(
+                f"{self.encoder_id} produced {int(bad.sum())} non-finite vector(s), e.g. for keys {examples}"
+            )
+        path = self._write(list(keys), matrix)
+        self._append(list(keys), matrix)
+        self._parts.append(path)
+        return path
+
+    def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), pa.float32()), matrix.shape[1])
+        table = pa.table({"key": pa.array(keys, pa.string()), "vector": vectors})
+        table = table.replace_schema_metadata({META_ENCODER: self.encoder_id.encode()})
+        # Time first so that parts sort in write order; the uuid keeps parallel writers apart.
+        path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        return path
+
+    def compact(self) -> Path | None:
+        """Rewrite the parts this cache has read as one. The new part lands before the old ones go, so a
+        crash loses nothing; parts another process wrote meanwhile are left alone."""
+        rows = self._load()
+        old = list(self._parts)
+        if len(old) <= 1:
+            return None
+        keys = list(rows)
+        path = self._write(keys, self.get(keys))
+        for part in old:
+            part.unlink(missing_ok=True)
+        self._parts = [path]
+        return path
+
+
+def hash_files(paths: Sequence[Path], workers: int = 4) -> list[str]:
+    """sha256 of each file's bytes; threads overlap the reads (hashlib releases the GIL on large buffers)."""
+    if len(paths) < 8:
+        return [file_sha256(Path(p)) for p in paths]
+    with ThreadPoolExecutor(workers, thread_name_prefix="hash") as pool:
+        return list(pool.map(lambda p: file_sha256(Path(p)), paths))
+
+
+def text_keys(texts: Sequence[str]) -> list[str]:
+    return [text_sha256(t) for t in texts]
+
+
+def cached_embed(
+    keys: Sequence[str],
+    cache: EmbeddingCache,
+    compute: Callable[[list[int]], np.ndarray],
+    chunk: int = WRITE_CHUNK,
+) -> tuple[np.ndarray, CacheReport]:
+    """Rows for `keys` from the cache; `compute(positions)` embeds the inputs at those positions for the misses."""
+    started = time.perf_counter()
+    before = cache.corrupt_parts
+    missing = cache.missing(keys)
+    first: dict[str, int] = {}
+    for position, key in enumerate(keys):
+        first.setdefault(key, position)
+    positions = [first[k] for k in missing]
+    for start in range(0, len(positions), chunk):
+        part = positions[start : start + chunk]
+        cache.add([keys[p] for p in part], compute(part))
+    matrix = cache.get(keys) if len(keys) else np.zeros((0, cache.dim or 0), dtype=np.float32)
+    report = CacheReport(
+        encoder_id=cache.encoder_id,
+        requested=len(keys),
+        unique=len(first),
+        hits=len(first) - len(missing),
+        misses=len(missing),
+        corrupt_parts=cache.corrupt_parts - before,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return matrix, report
+
+
+def embed_texts_report(
+    texts: Sequence[str],
+    encoder: TextEncoder,
+    workspace: Workspace,
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, CacheReport]:
+    texts = list(texts)
+    cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
+    return cached_embed(
+        text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+    )
+
+
+def embed_texts(texts: list[str], encoder: TextEncoder, workspace: Workspace, batch_size: int = 256) -> np.ndarray:
+    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
+    return embed_texts_report(texts, encoder, workspace, batch_size)[0]
+
+
+def embed_image_files_report(
+    paths: Sequence[Path],
+    encoder: ImageEncoder,
+    workspace: Workspace,
+    batch_size: int = IMAGE_BATCH_SIZE,
+    num_workers: int = 2,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, CacheReport]:
+    paths = [Path(p) for p in paths]
+    cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
+    return cached_embed(
+        hash_files(paths),
+        cache,
+        lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+    )
+
+
+def embed_image_files(
+    paths: list[Path],
+    encoder: ImageEncoder,
+    workspace: Workspace,
+    batch_size: int = IMAGE_BATCH_SIZE,
+    num_workers: int = 2,
+) -> np.ndarray:
+    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
+    return embed_image_files_report(paths, encoder, workspace, batch_size, num_workers)[0]

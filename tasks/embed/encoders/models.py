@@ -1,0 +1,183 @@
+"""The real encoders: sentence-transformers and torch CNNs, loaded lazily on first use."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tasks.embed.encoders.base import IMAGENET_MEAN, IMAGENET_STD, as_float32_rows, configure_torch_threads
+from tasks.embed.encoders.locate import locate_lite_weights, locate_resnet18_weights
+
+
+class _Lazy:
+    """Loads the model once, on first use, under a lock (Prefect may call from several threads)."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    configure_torch_threads()
+                    self._model = self._load()
+        return self._model
+
+
+class SentenceTransformerTextEncoder(_Lazy):
+    """Any sentence-transformers model in a local folder; `locate` is only called when the model is first needed."""
+
+    def __init__(self, encoder_id: str, locate: Callable[[], Path], batch_size: int = 64, dim: int | None = None):
+        super().__init__()
+        self.encoder_id = encoder_id
+        self._locate = locate
+        self.batch_size = batch_size
+        # A known dimension lets a fully cached run check its output without loading the model.
+        self._declared_dim = dim
+
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self._locate()), device="cpu", local_files_only=True)
+
+    @property
+    def dim(self) -> int:
+        if self._declared_dim is not None:
+            return self._declared_dim
+        model = self.model
+        # sentence-transformers 5 renamed the method; keep working with both.
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return as_float32_rows(out, len(texts), self.dim, self.encoder_id)
+
+
+class SentenceTransformerImageEncoder(SentenceTransformerTextEncoder):
+    """The image side of a CLIP-style sentence-transformers model: takes PIL images, does its own preprocessing."""
+
+    image_size = 224
+
+    @property
+    def preprocess(self) -> Callable[[Image.Image], Any]:
+        from torchvision import transforms
+
+        # Only shrink here (cheap, parallel); the model's own processor does the exact crop and normalisation.
+        return transforms.Resize(self.image_size)
+
+    def encode_preprocessed(self, items: list[Any]) -> np.ndarray:
+        out = self.model.encode(list(items), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        return as_float32_rows(out, len(items), self.dim, self.encoder_id)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        transform = self.preprocess
+        return self.encode_preprocessed([transform(img.convert("RGB")) for img in images])
+
+
+class TorchCNNImageEncoder(_Lazy):
+    """A CNN without its classifier: the globally pooled features of the last convolution, one vector per image."""
+
+    def __init__(
+        self,
+        encoder_id: str,
+        dim: int,
+        image_size: int,
+        build: Callable[[], Any],
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        resize: int | None = None,
+    ):
+        super().__init__()
+        self.encoder_id = encoder_id
+        self._dim = dim
+        self.image_size = image_size
+        self._build = build
+        self._mean, self._std = tuple(mean), tuple(std)
+        self._resize = resize or image_size
+
+    def _load(self) -> Any:
+        return self._build().eval()
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def preprocess(self) -> Callable[[Image.Image], Any]:
+        from torchvision import transforms
+
+        return transforms.Compose(
+            [
+                transforms.Resize(self._resize),
+                transforms.CenterCrop(self.image_size),
+                transforms.ToTensor(),
+                transforms.Normalize(self._mean, self._std),
+            ]
+        )
+
+    def encode_preprocessed(self, items: list[Any]) -> np.ndarray:
+        import torch
+
+        if not items:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        with torch.inference_mode():
+            features = self.model(torch.stack(list(items)))
+        return as_float32_rows(features.numpy(), len(items), self._dim, self.encoder_id)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        transform = self.preprocess
+        return self.encode_preprocessed([transform(img.convert("RGB")) for img in images])
+
+
+class _Features:
+    """Wraps a network so that calling it returns pooled features (the Lite model has a `features` method)."""
+
+    def __init__(self, network: Any):
+        self.network = network
+
+    def eval(self) -> _Features:
+        self.network.eval()
+        return self
+
+    def __call__(self, x: Any) -> Any:
+        return self.network.features(x)
+
+
+def _build_lite(encoder_id: str) -> Any:
+    from tasks.embed.encoders.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
+
+    return _Features(fuse_batch_norm(load_efficientnet_lite(encoder_id, locate_lite_weights(encoder_id))))
+
+
+def _build_resnet18(weights: Path | None = None) -> Any:
+    import torch
+    from torchvision.models import resnet18
+
+    network = resnet18(weights=None)
+    state = torch.load(weights or locate_resnet18_weights(), map_location="cpu", weights_only=True)
+    network.load_state_dict(state, strict=True)
+    network.fc = torch.nn.Identity()  # the 512-d pooled features, not the ImageNet logits
+    return network
+
+
+def lite_encoder(encoder_id: str) -> TorchCNNImageEncoder:
+    from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS, INPUT_MEAN, INPUT_STD, VARIANTS
+
+    size = VARIANTS[encoder_id].image_size
+    return TorchCNNImageEncoder(
+        encoder_id, HEAD_FILTERS, size, functools.partial(_build_lite, encoder_id), INPUT_MEAN, INPUT_STD
+    )

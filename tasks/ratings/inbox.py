@@ -1,0 +1,167 @@
+"""New ratings arriving as files: validate each batch, merge good ones into an append-only store.
+
+A file dropped into the workspace's `inbox/` is one batch. Its id is the hash of its bytes, so a
+re-delivered file is recognised and not counted twice. A good batch becomes one Parquet file in
+`ratings/batches/` and the source moves to `inbox/archive/`; a bad batch moves to `quarantine/`
+with a `.reason.txt` beside it and nothing is merged. One bad file never blocks the good ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.ingest.tables import CROWD, EXPERT, TableFormat, read_table
+from tasks.workspace import Workspace, write_parquet_atomic, write_text_atomic
+
+RATINGS_SUFFIXES = {".tsv", ".txt"}
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    file: str
+    status: str  # "merged" | "duplicate" | "quarantined"
+    kind: str  # "crowd" | "expert" | "unknown"
+    batch_id: str
+    rows: int = 0
+    dropped_unknown_text: int = 0
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def store_lock(workspace: Workspace) -> Iterator[None]:
+    """Only one inbox run merges at a time, so two runs cannot both merge the same new file."""
+    with open(workspace.ratings_batches / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def batch_id(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:20]
+
+
+def ratings_kind(path: Path) -> TableFormat:
+    """Crowd or expert, by file name first (as delivered by the rating vendors), else by content."""
+    name = path.name.lower()
+    if "crowd" in name:
+        return CROWD
+    if "expert" in name:
+        return EXPERT
+    first = path.read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+    fields = first[0].split("\t") if first else []
+    if len(fields) == 5 and all(f.strip().isdigit() for f in fields[2:]) and "." not in fields[2]:
+        return EXPERT
+    return CROWD
+
+
+def validate_batch(
+    path: Path, train_images: set[str] | None, known_query_ids: set[str] | None
+) -> tuple[TableFormat, pd.DataFrame, int]:
+    """The batch's rows after its table contract and the reference checks; raises on bad input."""
+    from data_contracts.runner import enforce
+    from data_contracts.tables import TABLE_CONTRACTS
+
+    fmt = ratings_kind(path)
+    frame = read_table(fmt, path)
+    contract, prepare = TABLE_CONTRACTS[fmt.name]
+    enforce(prepare(frame) if prepare else frame, contract, str(path))
+    if train_images is not None:
+        unknown = frame[~frame["image"].isin(train_images)]
+        if len(unknown):
+            lines = ", ".join(f"line {r.line}: {r.image}" for r in unknown.head(5).itertuples())
+            raise ValueError(
+                f"{path}: column 'image': {len(unknown)} row(s) name images not in the training folder, e.g. {lines}"
+            )
+    dropped = 0
+    if known_query_ids is not None:
+        known = frame["query_id"].isin(known_query_ids)
+        dropped = int((~known).sum())
+        frame = frame[known]
+    return fmt, frame.reset_index(drop=True), dropped
+
+
+def _move(source: Path, target_dir: Path, prefix: str) -> Path:
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{prefix}-{source.name}"
+    shutil.move(str(source), target)
+    return target
+
+
+def merged_batch_ids(workspace: Workspace) -> set[str]:
+    return {p.stem.split("-", 1)[1] for p in workspace.ratings_batches.glob("*.parquet")}
+
+
+def process_inbox(
+    workspace: Workspace, train_images: set[str] | None = None, known_query_ids: set[str] | None = None
+) -> list[BatchOutcome]:
+    """Validate and merge every file in the inbox; returns one outcome per file."""
+    outcomes = []
+    with store_lock(workspace):
+        # Listed under the lock: a run that listed before waiting would find files another run already moved.
+        files = sorted(
+            p
+            for p in workspace.inbox.iterdir()
+            if p.is_file() and p.suffix.lower() in RATINGS_SUFFIXES and not p.name.startswith(".")
+        )
+        merged = merged_batch_ids(workspace)
+        for path in files:
+            bid = batch_id(path)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            if bid in merged:
+                _move(path, workspace.inbox_archive, f"{stamp}-duplicate-{bid}")
+                outcomes.append(
+                    BatchOutcome(path.name, "duplicate", "unknown", bid, reason=f"batch {bid} was merged before")
+                )
+                continue
+            try:
+                fmt, frame, dropped = validate_batch(path, train_images, known_query_ids)
+            except Exception as err:  # any failure quarantines the file; the reason file says why
+                reason = str(err)
+                target = _move(path, workspace.quarantine, f"{stamp}-{bid}")
+                write_text_atomic(target.with_name(target.name + ".reason.txt"), reason + "\n")
+                outcomes.append(BatchOutcome(path.name, "quarantined", "unknown", bid, reason=reason))
+                continue
+            frame = frame.drop(columns=["line"]).assign(
+                batch_id=bid, source_file=path.name, merged_at=stamp, kind=fmt.name
+            )
+            write_parquet_atomic(workspace.ratings_batches / f"{stamp}-{bid}.parquet", frame)
+            merged.add(bid)
+            _move(path, workspace.inbox_archive, f"{stamp}-{bid}")
+            outcomes.append(
+                BatchOutcome(path.name, "merged", fmt.name, bid, rows=len(frame), dropped_unknown_text=dropped)
+            )
+    return outcomes
+
+
+def load_ratings_store(workspace: Workspace) -> dict[str, pd.DataFrame]:
+    """Every merged batch, by kind, oldest first (so a later batch's rating of a pair wins on merge)."""
+    frames: dict[str, list[pd.DataFrame]] = {"crowd": [], "expert": []}
+    for path in sorted(workspace.ratings_batches.glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        frames[str(frame["kind"].iloc[0])].append(frame)
+    return {kind: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame() for kind, parts in frames.items()}
+
+
+def merge_ratings(base: pd.DataFrame, extra: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Base ratings plus store batches; a pair rated again takes its newest rating."""
+    if extra is None or extra.empty:
+        return base
+    extra = extra[list(columns)].copy()
+    combined = pd.concat([base[list(columns)], extra], ignore_index=True)
+    combined = combined.drop_duplicates(["image", "query_id"], keep="last").reset_index(drop=True)
+    combined.insert(0, "line", range(1, len(combined) + 1))
+    return combined

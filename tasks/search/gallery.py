@@ -1,0 +1,53 @@
+"""Indexing a folder of images for search with the champion's encoder and the child detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.search.index import SearchUnavailableError, build_gallery_index
+from tasks.workspace import Workspace
+
+
+def index_folder(
+    folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None
+) -> dict:
+    """Index `folder` with the champion's image encoder and the matching child detector."""
+    from tasks.safety.image_detector import ChildImageDetector
+    from tasks.training.registry import ModelRegistry
+
+    workspace = workspace or Workspace.from_env()
+    registry = ModelRegistry(workspace.models)
+    champion = registry.champion()
+    if champion is None:
+        raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+    image_encoder = image_encoder or champion.image_encoder
+    same_features = champion.image_encoder == image_encoder
+    model = registry.load(champion.version) if same_features else None
+    detector_path = workspace.detector_path(image_encoder)
+    if not detector_path.is_file():
+        raise SearchUnavailableError(
+            f"no child-image detector for {image_encoder} at {detector_path}; run `imgsearch run DATA_DIR` first"
+        )
+    flags_path = workspace.caption_flags_path
+    caption_flags = pd.read_parquet(flags_path) if flags_path.is_file() else None
+    gallery = build_gallery_index(
+        folder,
+        workspace,
+        image_encoder,
+        ChildImageDetector.load(detector_path),
+        caption_flags,
+        model=model,
+        model_version=champion.version if same_features else "",
+    )
+    gallery.save(workspace.index_dir(name))
+    by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
+    return {
+        "name": name,
+        "folder": str(folder),
+        "searchable": len(gallery.images),
+        "flagged": len(gallery.flagged),
+        "flagged_by": by_source,
+        "image_encoder": image_encoder,
+    }

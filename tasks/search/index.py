@@ -1,0 +1,164 @@
+"""The on-disk gallery index: vectors of the searchable images, and why the others are hidden."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.workspace import Workspace, atomic_dir
+
+
+class SearchUnavailableError(RuntimeError):
+    """Search needs a champion model and a gallery index; says which is missing and how to make it."""
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, best first; ties keep gallery order (stable)."""
+    n = len(scores)
+    k = min(k, n)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k == n:
+        part = np.arange(n)
+    elif n >= 100_000:
+        import torch  # already loaded by the models; its top-k selection is about 3x faster than argpartition here
+
+        part = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, sorted=False).indices.numpy()
+    else:
+        # argpartition on the scores themselves (no negated copy), then sort only the k winners
+        part = np.argpartition(scores, n - k)[n - k :]
+    order = np.lexsort((part, -scores[part]))
+    return part[order]
+
+
+@dataclass
+class GalleryIndex:
+    """What search needs about a folder of images. Flagged images carry no vectors and are never served.
+
+    `embeddings` are the raw image-encoder vectors (memory-mapped on load, so a large gallery costs
+    little resident memory); `projected` are the champion's own image vectors when it is a two-tower
+    model, computed once at index time for model `projected_for`.
+    """
+
+    folder: str
+    images: list[str]  # searchable (unflagged) images, row-aligned with the vectors
+    embeddings: np.ndarray | None
+    flagged: pd.DataFrame  # image, source ("captions" | "detector"), detail — kept for reports only
+    image_encoder: str
+    projected: np.ndarray | None = None
+    projected_for: str = ""
+    built: str = ""
+
+    def path_of(self, image: str) -> str:
+        return str(Path(self.folder) / image)
+
+    def save(self, directory: Path) -> None:
+        with atomic_dir(directory) as tmp:
+            if self.embeddings is not None:
+                np.save(tmp / "embeddings.npy", np.asarray(self.embeddings, dtype=np.float32))
+            if self.projected is not None:
+                np.save(tmp / "projected.npy", np.asarray(self.projected, dtype=np.float32))
+            pd.DataFrame({"image": self.images}).to_parquet(tmp / "images.parquet", index=False)
+            self.flagged.to_parquet(tmp / "flagged.parquet", index=False)
+            meta = {
+                "folder": self.folder,
+                "image_encoder": self.image_encoder,
+                "built": self.built,
+                "projected_for": self.projected_for,
+                "searchable": len(self.images),
+                "flagged": len(self.flagged),
+            }
+            (tmp / "index.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> GalleryIndex:
+        directory = Path(directory)
+        if not (directory / "index.json").is_file():
+            raise SearchUnavailableError(
+                f"no gallery index at {directory}; run `imgsearch index DIR` (or `imgsearch run`) first"
+            )
+        meta = json.loads((directory / "index.json").read_text())
+
+        def vectors(name: str) -> np.ndarray | None:
+            path = directory / name
+            return np.load(path, mmap_mode="r") if path.is_file() else None
+
+        return cls(
+            folder=meta["folder"],
+            images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
+            embeddings=vectors("embeddings.npy"),
+            flagged=pd.read_parquet(directory / "flagged.parquet"),
+            image_encoder=meta["image_encoder"],
+            projected=vectors("projected.npy"),
+            projected_for=meta.get("projected_for", ""),
+            built=meta.get("built", ""),
+        )
+
+
+def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+    """A two-tower model's image vectors for a gallery, in chunks so memory stays bounded."""
+    parts = [model.embed_images(np.asarray(embeddings[i : i + chunk])) for i in range(0, len(embeddings), chunk)]
+    return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def gallery_flags(
+    images: list[str],
+    caption_flags: pd.DataFrame | None,
+    detector_flags: np.ndarray | None,
+    detector_scores: np.ndarray | None,
+) -> pd.DataFrame:
+    """Why each flagged image is flagged. Caption flags and detector flags are OR-ed: either one hides an image."""
+    rows = []
+    by_caption: dict[str, str] = {}
+    if caption_flags is not None and len(caption_flags):
+        flagged_caps = caption_flags[caption_flags["flagged"]]
+        terms = flagged_caps["terms"] if "terms" in flagged_caps else pd.Series([[]] * len(flagged_caps))
+        by_caption = {str(image): ", ".join(t) for image, t in zip(flagged_caps["image"], terms, strict=True)}
+    for k, image in enumerate(images):
+        if image in by_caption:
+            rows.append((image, "captions", by_caption[image]))
+        elif detector_flags is not None and detector_scores is not None and detector_flags[k]:
+            rows.append((image, "detector", f"score {float(detector_scores[k]):.3f}"))
+    return pd.DataFrame(rows, columns=["image", "source", "detail"])
+
+
+def build_gallery_index(
+    folder: Path,
+    workspace: Workspace,
+    image_encoder_id: str,
+    detector,
+    caption_flags: pd.DataFrame | None = None,
+    model=None,
+    model_version: str = "",
+) -> GalleryIndex:
+    """Embed every image in `folder` (through the cache), flag children, keep vectors of the rest."""
+    from tasks.embed.cache import embed_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+
+    folder = Path(folder).resolve()
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not names:
+        raise ValueError(f"{folder}: no .jpg/.jpeg/.png images to index")
+    embeddings = embed_image_files([folder / n for n in names], get_image_encoder(image_encoder_id), workspace)
+    scores = detector.scores(embeddings)
+    flags = gallery_flags(names, caption_flags, detector.predict(embeddings), scores)
+    hidden = set(flags["image"])
+    keep = np.array([n not in hidden for n in names])
+    projected = (
+        project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
+    )
+    return GalleryIndex(
+        folder=str(folder),
+        images=[n for n, k in zip(names, keep, strict=True) if k],
+        embeddings=embeddings[keep],
+        flagged=flags,
+        image_encoder=image_encoder_id,
+        projected=projected,
+        projected_for=model_version if projected is not None else "",
+        built=datetime.now(UTC).isoformat(),
+    )

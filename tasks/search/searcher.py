@@ -1,0 +1,322 @@
+"""Search and pair scoring over an indexed gallery, safety first.
+
+Order of checks, for every request: the text screen (a flagged query is refused before any model
+work), then the gallery's child flags (flagged images are not in the searchable index at all, so
+no query can return them), then the champion model. Scores are the champion's relevance in [0, 1].
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
+from tasks.workspace import Workspace
+
+MAX_QUERY_CHARS = 500
+MAX_K = 100
+QUERY_CACHE_SIZE = 4096  # query text vectors kept in memory; popular queries skip the text encoder
+
+
+@dataclass(frozen=True)
+class Hit:
+    image: str
+    path: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    refused: bool
+    notice: str | None
+    results: list[Hit] = field(default_factory=list)
+    matches: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "query": self.query,
+            "refused": self.refused,
+            "notice": self.notice,
+            "results": [asdict(h) for h in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class PairScore:
+    text: str
+    image: str
+    score: float | None
+    refused: bool
+    notice: str | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_query(query: str, k: int) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise ValueError("query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+    return query
+
+
+class Searcher:
+    """Answers queries and scores pairs with the champion model over one gallery index."""
+
+    def __init__(
+        self,
+        model,
+        record,
+        text_encoder,
+        image_encoder,
+        index: GalleryIndex,
+        content_filter,
+        detector,
+        workspace: Workspace,
+        caption_flagged: set[str] | None = None,
+    ):
+        if index.image_encoder != record.image_encoder:
+            raise SearchUnavailableError(
+                f"the gallery was embedded with {index.image_encoder!r} "
+                f"but the champion uses {record.image_encoder!r}; "
+                "re-run `imgsearch index`"
+            )
+        self.model, self.record = model, record
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
+        self.index, self.content_filter, self.detector, self.workspace = index, content_filter, detector, workspace
+        # Two-tower champions score by a dot product: the gallery is projected once (at index time when
+        # the index was built for this champion), then a query is one matrix-vector product.
+        self._projected = None
+        if hasattr(model, "embed_images") and index.images:
+            if index.projected is not None and index.projected_for == record.version:
+                self._projected = np.ascontiguousarray(index.projected)
+            elif index.embeddings is not None:
+                self._projected = project_gallery(model, index.embeddings)
+        if self._projected is None and index.images and index.embeddings is None:
+            raise SearchUnavailableError(
+                "the gallery index has no raw embeddings for this champion; re-run `imgsearch index`"
+            )
+        self._known = {name: k for k, name in enumerate(index.images)}
+        self._flagged = set(index.flagged["image"]) if len(index.flagged) else set()
+        # Belt and braces: an index must never hold a vector for a flagged image.
+        leaked = self._flagged & set(self._known)
+        if leaked:
+            raise SearchUnavailableError(
+                f"gallery index lists flagged images as searchable: {sorted(leaked)[:5]}; re-run `imgsearch index`"
+            )
+        # sigmoid(a * cosine + b) with a > 0 keeps the cosine order: then top k is taken on raw cosines and
+        # only the k winners are calibrated (a million exp() calls saved per query at a million images).
+        self._rank_on_cosine = False
+        if self._projected is not None:
+            probe = np.asarray(model.calibrate(np.array([-1.0, 0.0, 1.0], dtype=np.float32)))
+            self._rank_on_cosine = bool(probe[0] < probe[1] < probe[2])
+        # Pair scoring also refuses images flagged by their own captions anywhere in the dataset (by name,
+        # as the index does) and copies of flagged gallery images (by content), wherever the file lies.
+        self._caption_flagged = set(caption_flagged or ())
+        self._flagged_hashes: set[str] | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
+
+    @classmethod
+    def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
+        from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
+        from tasks.safety.image_detector import ChildImageDetector
+        from tasks.safety.text_screen import ChildContentFilter
+        from tasks.training.registry import ModelRegistry
+
+        workspace = workspace or Workspace.from_env()
+        registry = ModelRegistry(workspace.models)
+        record = registry.champion()
+        if record is None:
+            raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+        detector_path = workspace.detector_path(record.image_encoder)
+        if not detector_path.is_file():
+            raise SearchUnavailableError(
+                f"no child-image detector at {detector_path}; run `imgsearch run DATA_DIR` first"
+            )
+        flags_path = workspace.caption_flags_path
+        caption_flagged = set()
+        if flags_path.is_file():
+            flags = pd.read_parquet(flags_path, columns=["image", "flagged"])
+            caption_flagged = set(flags.loc[flags["flagged"], "image"])
+        return cls(
+            caption_flagged=caption_flagged,
+            model=registry.load(record.version),
+            record=record,
+            text_encoder=get_text_encoder(record.text_encoder),
+            image_encoder=get_image_encoder(record.image_encoder),
+            index=GalleryIndex.load(workspace.index_dir(index_name)),
+            content_filter=ChildContentFilter(),
+            detector=ChildImageDetector.load(detector_path),
+            workspace=workspace,
+        )
+
+    # -- search -------------------------------------------------------------------------------------
+    def _query_vector(self, query: str) -> np.ndarray:
+        """The query's text-encoder vector (1, d). One-off queries skip the on-disk embedding cache (a
+        Parquet write per query would dominate latency); repeated ones come from a small in-memory LRU."""
+        from tasks.embed.encoders.base import as_float32_rows
+
+        with self._query_lock:
+            vector = self._query_cache.get(query)
+            if vector is not None:
+                self._query_cache.move_to_end(query)
+                return vector
+        vector = as_float32_rows(
+            self.text_encoder.encode([query]), 1, self.text_encoder.dim, self.text_encoder.encoder_id
+        )
+        with self._query_lock:
+            self._query_cache[query] = vector
+            while len(self._query_cache) > QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    def _cosines(self, query: str) -> np.ndarray:
+        text = self._query_vector(query)
+        query_vec = np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
+        assert self._projected is not None, "the gallery has no projected vectors for this model"
+        return self._projected @ query_vec
+
+    def query_scores(self, query: str) -> np.ndarray:
+        """Champion scores in [0, 1] of every searchable gallery image for an already screened query."""
+        if self._projected is not None:
+            scores = self.model.calibrate(self._cosines(query))
+        else:
+            scores = self.model.score_matrix(self._query_vector(query), self.index.embeddings)[0]
+        return np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+
+    def rank(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(gallery rows, scores in [0, 1]) of the k best images, best first, for an already screened query."""
+        if self._rank_on_cosine:
+            cosines = self._cosines(query)
+            rows = top_k(cosines, k)
+            scores = np.asarray(self.model.calibrate(cosines[rows]), dtype=np.float32)
+            return rows, np.clip(scores, 0.0, 1.0)
+        scores = self.query_scores(query)
+        rows = top_k(scores, k)
+        return rows, scores[rows]
+
+    def get_pictures(self, query: str, k: int = 5) -> SearchResult:
+        from tasks.safety.text_screen import NOTICE
+
+        query = validate_query(query, k)
+        screen = self.content_filter.screen(query)
+        if screen.flagged:
+            return SearchResult(query, True, NOTICE, [], list(screen.matches))
+        if not self.index.images:
+            return SearchResult(query, False, None, [])
+        rows, scores = self.rank(query, k)
+        images = self.index.images
+        hits = [
+            Hit(images[i], self.index.path_of(images[i]), float(score)) for i, score in zip(rows, scores, strict=True)
+        ]
+        return SearchResult(query, False, None, hits)
+
+    # -- pair scoring ------------------------------------------------------------------------------
+    def score_pairs(self, texts: list[str], image_paths: list[Path]) -> list[PairScore]:
+        """Score aligned (text, image) pairs; flagged texts and images get the notice instead of a score."""
+        from tasks.embed.cache import embed_image_files, embed_texts
+        from tasks.safety.text_screen import NOTICE
+
+        screens = self.content_filter.screen_many(texts)
+        paths = [Path(p).resolve() for p in image_paths]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"image file(s) not found: {missing[:5]}")
+        unique = sorted(set(paths))
+        image_vecs = embed_image_files(unique, self.image_encoder, self.workspace)
+        flagged_by_detector = self.detector.predict(image_vecs)
+        row_of = {p: k for k, p in enumerate(unique)}
+        flagged_copies = self._flagged_content(unique)
+        image_flag = {
+            p: bool(flagged_by_detector[row_of[p]])
+            or self._is_flagged_gallery_image(p)
+            or p.name in self._caption_flagged
+            or row_of[p] in flagged_copies
+            for p in unique
+        }
+        ok = [k for k, (s, p) in enumerate(zip(screens, paths, strict=True)) if not s.flagged and not image_flag[p]]
+        scores = np.full(len(texts), np.nan, dtype=np.float32)
+        if ok:
+            text_vecs = embed_texts([texts[k] for k in ok], self.text_encoder, self.workspace)
+            scores[ok] = self.model.predict(text_vecs, image_vecs[[row_of[paths[k]] for k in ok]])
+        out = []
+        for k, (text, path) in enumerate(zip(texts, paths, strict=True)):
+            if screens[k].flagged:
+                out.append(
+                    PairScore(
+                        text, str(path), None, True, NOTICE, "text about children: " + ", ".join(screens[k].matches)
+                    )
+                )
+            elif image_flag[path]:
+                out.append(PairScore(text, str(path), None, True, NOTICE, "image shows a child"))
+            else:
+                out.append(PairScore(text, str(path), float(scores[k]), False))
+        return out
+
+    def score(self, text: str, image_path: Path) -> PairScore:
+        return self.score_pairs([text], [Path(image_path)])[0]
+
+    def in_gallery(self, image: str) -> bool:
+        """Is `image` a gallery image at all (searchable or flagged)? Scoring by name accepts only these."""
+        return image in self._known or image in self._flagged
+
+    def searchable(self, image: str) -> bool:
+        """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
+        return image in self._known
+
+    def _flagged_content(self, paths: list[Path]) -> set[int]:
+        """Positions in `paths` whose bytes equal a flagged gallery image's."""
+        from tasks.embed.cache import hash_files
+
+        if not self._flagged:
+            return set()
+        if self._flagged_hashes is None:
+            folder = Path(self.index.folder)
+            present = [folder / name for name in sorted(self._flagged) if (folder / name).is_file()]
+            self._flagged_hashes = set(hash_files(present))
+        return {k for k, digest in enumerate(hash_files(paths)) if digest in self._flagged_hashes}
+
+    def _is_flagged_gallery_image(self, path: Path) -> bool:
+        return Path(self.index.folder) == path.parent and path.name in self._flagged
+
+
+_SEARCHERS: dict[tuple[str, str], Searcher] = {}
+_SEARCHERS_LOCK = threading.Lock()
+
+
+def cached_searcher(workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
+    """One Searcher per (workspace, index) per process: models load once, later calls are only the query."""
+    workspace = workspace or Workspace.from_env()
+    key = (str(workspace.root), index_name)
+    with _SEARCHERS_LOCK:
+        if key not in _SEARCHERS:
+            _SEARCHERS[key] = Searcher.from_workspace(workspace, index_name)
+        return _SEARCHERS[key]
+
+
+def clear_searcher_cache() -> None:
+    """Forget cached searchers (after a new champion or a re-index in the same process)."""
+    with _SEARCHERS_LOCK:
+        _SEARCHERS.clear()
+
+
+def get_pictures(query: str, k: int = 5, workspace: Workspace | None = None) -> SearchResult:
+    """Top `k` gallery images for `query` with the champion; a query about children is refused with the notice."""
+    return cached_searcher(workspace).get_pictures(query, k)
+
+
+def score(text: str, image: str | Path, workspace: Workspace | None = None) -> PairScore:
+    """Relevance in [0, 1] of one (text, image file) pair; refused with the notice if either is about a child."""
+    return cached_searcher(workspace).score(text, Path(image))

@@ -1,0 +1,100 @@
+"""Every deployment definition loads: names, schedules, the ratings trigger, parameters that validate."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from deployments.serve import build_deployments, parse_args
+from tasks.ratings.tasks import MERGED_EVENT, STORE_RESOURCE_ID
+
+
+@pytest.fixture
+def deployments(sample_dir, tmp_path):
+    return {
+        d.name: d for d in build_deployments(sample_dir, tmp_path / "ws", inbox_interval=30, image_encoder="fake-image")
+    }
+
+
+def test_the_four_deployments_and_their_flows(deployments):
+    assert {name: d.flow_name for name, d in deployments.items()} == {
+        "train": "retrain",
+        "ingest-ratings": "ingest-ratings",
+        "retrain": "retrain",
+        "backfill": "backfill",
+    }
+    for d in deployments.values():
+        assert d.concurrency_limit == 1
+        assert d.entrypoint.startswith("flows/operations.py:")
+
+
+def test_schedules_and_trigger(deployments):
+    (train_schedule,) = deployments["train"].schedules
+    assert train_schedule.schedule.cron == "0 3 * * *"
+    (inbox_schedule,) = deployments["ingest-ratings"].schedules
+    assert inbox_schedule.schedule.interval.total_seconds() == 30
+    assert not deployments["retrain"].schedules and not deployments["backfill"].schedules
+    (trigger,) = deployments["retrain"].triggers
+    assert trigger.expect == {MERGED_EVENT}
+    assert trigger.match.root == {"prefect.resource.id": STORE_RESOURCE_ID}
+    # the trigger survives the round trip to the API's schema
+    import uuid
+
+    trigger.set_deployment_id(uuid.uuid4())
+    automation = trigger.as_automation()
+    assert automation.trigger.expect == {MERGED_EVENT}
+    assert automation.actions[0].type == "run-deployment"
+
+
+def test_parameters_are_typed_and_the_defaults_validate(deployments, sample_dir):
+    from flows.operations import backfill, ingest_ratings, retrain
+
+    flows = {"train": retrain, "ingest-ratings": ingest_ratings, "retrain": retrain, "backfill": backfill}
+    for name, d in deployments.items():
+        schema = d._parameter_openapi_schema
+        assert schema.properties, name
+        flows[name].validate_parameters(d.parameters)  # the defaults the server will hand the run
+    backfill_schema = deployments["backfill"]._parameter_openapi_schema
+    assert {"data_dir", "text_encoder", "image_encoder", "force_reembed", "seed", "training"} <= set(
+        backfill_schema.properties
+    )
+    assert backfill_schema.properties["force_reembed"]["type"] == "boolean"
+    assert deployments["backfill"].parameters["data_dir"] == str(sample_dir.resolve())
+    # what `prefect deployment run backfill/backfill --param image_encoder=...` sends: a top-level key
+    backfill.validate_parameters({**deployments["backfill"].parameters, "image_encoder": "efficientnet-lite2"})
+    assert deployments["retrain"].parameters["params"]["image_encoder"] == "fake-image"
+
+
+def test_bad_defaults_fail_at_start_up(tmp_path):
+    with pytest.raises(ValueError, match="is not a folder"):
+        build_deployments(tmp_path / "missing")
+
+
+def test_options_default_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMGSEARCH_DATA_DIR", str(tmp_path))
+    args = parse_args([])
+    assert args.data_dir == tmp_path and args.workspace is None and args.inbox_interval == 60
+    assert parse_args(["--data-dir", "x", "--models", "ridge"]).models == "ridge"
+
+
+def test_workspace_lock_serialises_holders(workspace):
+    order = []
+
+    def hold(tag: str, seconds: float) -> None:
+        with workspace.lock("training"):
+            order.append(f"{tag}-in")
+            time.sleep(seconds)
+            order.append(f"{tag}-out")
+
+    first = threading.Thread(target=hold, args=("a", 0.3))
+    first.start()
+    time.sleep(0.05)
+    second = threading.Thread(target=hold, args=("b", 0))
+    second.start()
+    first.join()
+    second.join()
+    assert order == ["a-in", "a-out", "b-in", "b-out"]
+    with pytest.raises(ValueError):
+        workspace.lock_path("../etc")

@@ -1,0 +1,161 @@
+"""The content-addressed cache: reruns embed only what is new or changed; corrupt parts are rebuilt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.embed import cache as embedding_cache
+from tasks.embed.cache import (
+    EmbeddingCache,
+    Embeddings,
+    embed_image_files,
+    embed_image_files_report,
+    embed_texts,
+    embed_texts_report,
+)
+from tasks.embed.encoders.fakes import FakeImageEncoder, FakeTextEncoder
+
+
+class CountingTextEncoder(FakeTextEncoder):
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts):
+        self.seen += texts
+        return super().encode(texts)
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = []
+    for i, colour in enumerate(["red", "green", "blue", "yellow", "purple"]):
+        path = folder / f"img{i}.jpg"
+        Image.new("RGB", (60 + i, 40), colour).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_texts_rerun_hits_the_cache_and_rows_stay_aligned(workspace):
+    enc = CountingTextEncoder()
+    texts = ["a dog", "a cat", "a dog", "a bird"]
+    first, report = embed_texts_report(texts, enc, workspace)
+    assert (report.requested, report.unique, report.hits, report.misses) == (4, 3, 0, 3)
+    assert enc.seen == ["a dog", "a cat", "a bird"]
+    np.testing.assert_array_equal(first[0], first[2])
+    np.testing.assert_array_equal(first, FakeTextEncoder().encode(texts))
+
+    again, report = embed_texts_report(["a bird", "a fish", "a dog"], enc, workspace)
+    assert (report.hits, report.misses) == (2, 1)
+    assert enc.seen[3:] == ["a fish"]
+    np.testing.assert_array_equal(again[0], first[3])
+    np.testing.assert_array_equal(embed_texts(["a cat"], enc, workspace)[0], first[1])
+
+
+def test_changed_image_file_is_re_embedded(workspace, images):
+    enc = FakeImageEncoder()
+    first, report = embed_image_files_report(images, enc, workspace, batch_size=2, num_workers=2)
+    assert (report.hits, report.misses) == (0, 5)
+    Image.new("RGB", (60, 40), "white").save(images[0])
+    second, report = embed_image_files_report(images, enc, workspace, batch_size=2)
+    assert (report.hits, report.misses) == (4, 1)
+    assert not np.allclose(first[0], second[0])
+    np.testing.assert_array_equal(first[1:], second[1:])
+    np.testing.assert_array_equal(second, enc.encode_images([Image.open(p) for p in images]))
+
+
+def test_same_bytes_under_another_name_are_not_re_embedded(workspace, images, tmp_path):
+    enc = FakeImageEncoder()
+    embed_image_files(images, enc, workspace)
+    copy = tmp_path / "renamed.jpg"
+    copy.write_bytes(images[2].read_bytes())
+    vectors, report = embed_image_files_report([copy], enc, workspace)
+    assert report.hits == 1 and report.misses == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-encoder"])
+def test_corrupt_part_is_detected_quarantined_and_rebuilt(workspace, images, damage, caplog):
+    enc = FakeImageEncoder()
+    clean = embed_image_files(images, enc, workspace)
+    cache_dir = workspace.embedding_cache_dir(enc.encoder_id)
+    (part,) = cache_dir.glob("part-*.parquet")
+    if damage == "truncate":
+        part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    elif damage == "garbage":
+        part.write_bytes(b"not a parquet file at all")
+    else:
+        # A part that another encoder wrote, e.g. a folder copied by hand: its vectors must not be used.
+        foreign = EmbeddingCache(workspace.root / "elsewhere", "someone-else").add(["k"], np.ones((1, 3), np.float32))
+        foreign.replace(part)
+
+    with caplog.at_level("WARNING", logger=embedding_cache.__name__):
+        rebuilt, report = embed_image_files_report(images, enc, workspace)
+    assert report.corrupt_parts == 1 and report.misses == 5
+    assert "corrupt" in caplog.text
+    np.testing.assert_array_equal(rebuilt, clean)
+    assert list(workspace.embedding_quarantine_dir(enc.encoder_id).glob("*.corrupt"))
+    # The rebuilt cache is whole again: a third run is all hits.
+    assert embed_image_files_report(images, enc, workspace)[1].hits == 5
+
+
+def test_many_parts_are_compacted_without_losing_vectors(workspace, monkeypatch):
+    monkeypatch.setattr(embedding_cache, "MAX_PARTS", 3)
+    enc = FakeTextEncoder()
+    texts = [f"text number {i}" for i in range(6)]
+    for text in texts:
+        embed_texts([text], enc, workspace)
+    cache = EmbeddingCache.for_workspace(workspace, enc.encoder_id)
+    assert len(cache) == 6
+    assert len(cache.parts()) <= 3 + 1  # compacted on load once past MAX_PARTS, then one more part per call
+    cache.compact()
+    assert len(cache.parts()) == 1
+    reread = EmbeddingCache.for_workspace(workspace, enc.encoder_id)
+    np.testing.assert_array_equal(reread.get([embedding_cache.text_sha256(t) for t in texts]), enc.encode(texts))
+
+
+def test_cache_refuses_vectors_of_another_dimension(workspace):
+    cache = EmbeddingCache.for_workspace(workspace, "fake-text")
+    cache.add(["a"], np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match="dimension 5"):
+        cache.add(["b"], np.ones((1, 5), np.float32))
+
+
+def test_empty_inputs_give_empty_matrices(workspace):
+    assert embed_texts([], FakeTextEncoder(), workspace).shape[0] == 0
+
+
+def test_embeddings_lookup_by_name():
+    emb = Embeddings(("a.jpg", "b.jpg"), np.array([[1, 2], [3, 4]], np.float32), "fake-image")
+    np.testing.assert_array_equal(emb.lookup(["b.jpg", "a.jpg"]), [[3, 4], [1, 2]])
+    assert emb.dim == 2 and len(emb) == 2
+    with pytest.raises(KeyError, match="c.jpg"):
+        emb.lookup(["c.jpg"])
+    with pytest.raises(ValueError):
+        Embeddings(("a",), np.zeros((2, 2)), "x")
+
+
+def test_compaction_leaves_parts_written_by_another_process(workspace):
+    ours = EmbeddingCache.for_workspace(workspace, "fake-text")
+    ours.add(["a"], np.ones((1, 2), np.float32))
+    ours.add(["b"], np.full((1, 2), 2, np.float32))
+    theirs = EmbeddingCache.for_workspace(workspace, "fake-text")
+    theirs.add(["c"], np.full((1, 2), 3, np.float32))  # written after `ours` read the folder
+    ours.compact()
+    fresh = EmbeddingCache.for_workspace(workspace, "fake-text")
+    np.testing.assert_array_equal(fresh.get(["a", "b", "c"]), [[1, 1], [2, 2], [3, 3]])
+
+
+def test_non_finite_vectors_are_never_cached(workspace):
+    class NanEncoder(FakeTextEncoder):
+        def encode(self, texts):
+            out = super().encode(texts)
+            out[-1, 0] = np.nan
+            return out
+
+    with pytest.raises(ValueError, match="1 non-finite vector"):
+        embed_texts(["fine", "broken"], NanEncoder(), workspace)
+    assert not list(workspace.embedding_cache_dir("fake-text").glob("part-*"))

@@ -1,0 +1,85 @@
+"""The ratings inbox: good batches merge once, bad ones go to quarantine with a reason, nothing is lost."""
+
+import pandas as pd
+
+from tasks.ingest.tables import CROWD, EXPERT, read_table
+from tasks.ratings.inbox import load_ratings_store, merge_ratings, process_inbox
+
+IMAGES = {"a.jpg", "b.jpg"}
+KNOWN = {"a.jpg#0", "b.jpg#1"}
+
+
+def drop(workspace, name, content):
+    path = workspace.inbox / name
+    path.write_text(content)
+    return path
+
+
+def test_good_bad_and_duplicate_batches(workspace):
+    drop(workspace, "expert_2026-11.tsv", "a.jpg\tb.jpg#1\t1\t2\t2\nb.jpg\ta.jpg#0\t3\t4\t4\n")
+    drop(workspace, "crowd_bad.tsv", "a.jpg\tb.jpg#1\t1.7\t3\t0\n")
+    drop(workspace, "crowd_good.tsv", "a.jpg\ta.jpg#0\t1.0\t3\t0\nb.jpg\tzzz.jpg#4\t0.0\t0\t3\n")
+    outcomes = {o.file: o for o in process_inbox(workspace, IMAGES, KNOWN)}
+    assert outcomes["expert_2026-11.tsv"].status == "merged" and outcomes["expert_2026-11.tsv"].rows == 2
+    assert outcomes["crowd_good.tsv"].status == "merged" and outcomes["crowd_good.tsv"].dropped_unknown_text == 1
+    bad = outcomes["crowd_bad.tsv"]
+    assert bad.status == "quarantined" and "share_yes" in bad.reason and "line 1" in bad.reason
+    quarantined = list(workspace.quarantine.glob("*crowd_bad.tsv"))
+    assert len(quarantined) == 1 and quarantined[0].read_text() == "a.jpg\tb.jpg#1\t1.7\t3\t0\n"
+    assert "share_yes" in quarantined[0].with_name(quarantined[0].name + ".reason.txt").read_text()
+    assert not [p for p in workspace.inbox.iterdir() if p.is_file()]
+
+    # the same expert file delivered again is recognised and not merged twice
+    drop(workspace, "expert_again.tsv", "a.jpg\tb.jpg#1\t1\t2\t2\nb.jpg\ta.jpg#0\t3\t4\t4\n")
+    again = process_inbox(workspace, IMAGES, KNOWN)
+    assert [o.status for o in again] == ["duplicate"]
+    store = load_ratings_store(workspace)
+    assert len(store["expert"]) == 2 and len(store["crowd"]) == 1
+
+
+def test_unknown_image_quarantines_the_batch(workspace):
+    drop(workspace, "crowd_x.tsv", "nope.jpg\ta.jpg#0\t1.0\t3\t0\n")
+    (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
+    assert outcome.status == "quarantined" and "nope.jpg" in outcome.reason
+
+
+def test_unreadable_file_quarantined(workspace):
+    (workspace.inbox / "expert_latin1.tsv").write_bytes("a.jpg\tb.jpg#1\t1\t2\t2 caf\xe9\n".encode("latin-1"))
+    (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
+    assert outcome.status == "quarantined" and "UTF-8" in outcome.reason
+
+
+def test_merge_takes_newest_rating(tmp_path):
+    base_path = tmp_path / "ExpertAnnotations.tsv"
+    base_path.write_text("a.jpg\tb.jpg#1\t1\t1\t1\nb.jpg\ta.jpg#0\t2\t2\t2\n")
+    base = read_table(EXPERT, base_path)
+    extra = pd.DataFrame(
+        {"image": ["a.jpg"], "query_id": ["b.jpg#1"], "expert_1": [4.0], "expert_2": [4.0], "expert_3": [4.0]}
+    )
+    merged = merge_ratings(base, extra, EXPERT.columns)
+    assert len(merged) == 2
+    assert merged.set_index("query_id").loc["b.jpg#1", "expert_1"] == 4.0
+    assert merge_ratings(base, pd.DataFrame(), CROWD.columns) is base
+
+
+def test_concurrent_inbox_runs_merge_each_file_once(workspace):
+    import threading
+
+    for k in range(6):
+        drop(workspace, f"crowd_{k}.tsv", f"a.jpg\ta.jpg#0\t{k / 6:.6g}\t{k}\t{6 - k}\n")
+    results, errors = [], []
+
+    def run():
+        try:
+            results.extend(process_inbox(workspace, IMAGES, KNOWN))
+        except Exception as err:  # reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(o.file for o in results if o.status == "merged") == [f"crowd_{k}.tsv" for k in range(6)]
+    assert len(load_ratings_store(workspace)["crowd"]) == 6

@@ -1,0 +1,136 @@
+"""Behaviour of the child-content text screen: what it must flag, what it must leave alone."""
+
+import pandas as pd
+import pytest
+
+from tasks.safety.text_screen import NOTICE, ChildContentFilter, age_mentions
+
+FLAGGED = [
+    ("A child plays in the sand", "child"),
+    ("Children run across a field", "child"),
+    ("CHILDREN", "child"),
+    ("the child's toy", "child"),
+    ("Two kids on a slide", "kid"),
+    ("KIDS", "kid"),
+    ("a kid", "kid"),
+    ("Kiddos at the fair", "kiddo"),
+    ("a kiddie pool", "kiddie"),
+    ("A boy jumps into the lake", "boy"),
+    ("Boys playing soccer", "boy"),
+    ("the boys' bikes", "boy"),
+    ("A girl in a pink dress", "girl"),
+    ("Girls dancing", "girl"),
+    ("A baby sleeps", "baby"),
+    ("babies in a stroller", "baby"),
+    ("a baby blue car", "baby"),
+    ("A toddler walks", "toddler"),
+    ("toddlers", "toddler"),
+    ("an infant in a crib", "infant"),
+    ("a newborn", "newborn"),
+    ("a teen on a skateboard", "teen"),
+    ("Teenagers at the mall", "teenager"),
+    ("a teenage boy", "teenage"),
+    ("youngsters play chess", "youngster"),
+    ("A group of pupils in uniform", "pupil"),
+    ("a schoolboy with a backpack", "schoolboy"),
+    ("schoolgirls walk home", "schoolgirl"),
+    ("schoolchildren on a trip", "schoolchild"),
+    ("the kindergartener paints", "kindergartener"),
+    ("preschoolers singing", "preschooler"),
+    ("a little league game", "little league"),
+    ("Little League players", "little league"),
+    ("an elementary school class", "elementary school"),
+    ("a father and his son", "son"),
+    ("a mother holds her daughter", "daughter"),
+    ("grandma with her grandchildren", "grandchild"),
+    ("a tomboy climbing a tree", "tomboy"),
+    ("the little ones", "little one"),
+    ("a 5-year-old", "5-year-old"),
+    ("a 5 year old on a bike", "5 year old"),
+    ("six year old", "six year old"),
+    ("a ten-year-old girl", "ten-year-old"),
+    ("Fifteen-year-olds at a dance", "fifteen-year-olds"),
+    ("a 3 month old", "3 month old"),
+    ("a 15 yr old", "15 yr old"),
+    ("a 7yo", "7yo"),
+    ("players aged 12", "aged 12"),
+    ("a young person with a punk haircut", "young"),
+    ("The young football player", "young"),
+    ("youth soccer", "youth"),
+]
+
+NOT_FLAGGED = [
+    "I was kidding",
+    "kidding around at work",
+    "a kidney bean salad",
+    "my boyfriend and I",
+    "her girlfriend smiles",
+    "Girlfriends at a bar",
+    "a cowboy on a horse",
+    "a showgirl on stage",
+    "Kidderminster railway station",
+    "Boyle street market",
+    "a 30-year-old man",
+    "a twenty-one-year-old woman",
+    "a 16-year-old",
+    "sixteen year old",
+    "a 45 year old runner",
+    "aged 30",
+    "a young man climbs a wall",
+    "Five young men pose on the steps",
+    "a young woman reads",
+    "The young adults take a group shot",
+    "a young , fit man does a kick",
+    "a young dog runs",
+    "A black dog runs on the beach",
+    "a man and a woman at dinner",
+    "students in a lecture hall",
+    "a family picnic",
+    "an old man with a cane",
+    "a skier jumps",
+    "Bicycle race in the city",
+    "a man in a kilt",
+    "the year is 2015",
+    "a 10 km race",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def content_filter():
+    return ChildContentFilter()
+
+
+@pytest.mark.parametrize(("text", "term"), FLAGGED)
+def test_flags_child_texts(content_filter, text, term):
+    result = content_filter.screen(text)
+    assert result.flagged, text
+    assert term.lower() in [m.lower() for m in result.matches]
+
+
+@pytest.mark.parametrize("text", NOT_FLAGGED)
+def test_leaves_other_texts_alone(content_filter, text):
+    result = content_filter.screen(text)
+    assert not result.flagged, (text, result.matches)
+    assert result.matches == []
+
+
+def test_enough_behavioural_phrases():
+    assert len(FLAGGED) + len(NOT_FLAGGED) >= 60
+
+
+def test_age_mentions_boundary():
+    assert age_mentions("a 15-year-old") and not age_mentions("a 16-year-old")
+    assert age_mentions("a 2 week old puppy")  # any age in weeks is under 16 years
+
+
+def test_series_screen_keeps_index(content_filter):
+    texts = pd.Series(["a boy", "a dog", "kids"], index=[10, 20, 30])
+    out = content_filter.screen_series(texts)
+    assert out.index.tolist() == [10, 20, 30]
+    assert out["flagged"].tolist() == [True, False, True]
+    assert out.loc[30, "matches"] == ["kid"]
+
+
+def test_notice_text_is_exact():
+    assert NOTICE == "This image is unavailable in your country in compliance with local laws."

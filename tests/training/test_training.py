@@ -1,0 +1,143 @@
+"""Training and evaluation on synthetic embeddings with a known latent structure."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.training.data import build_datasets, split_by_image
+from tasks.training.fit import better, select_best, train_and_evaluate
+from tasks.training.metrics import kendall_tau_c, regression_metrics, retrieval_metrics
+from tasks.training.models import load_model
+
+
+@dataclass
+class Table:
+    keys: list
+    matrix: np.ndarray
+
+    def lookup(self, keys):
+        index = {k: i for i, k in enumerate(self.keys)}
+        return self.matrix[[index[k] for k in keys]]
+
+
+def synthetic(n_images=60, captions=3, seed=0, latent=6):
+    """Images and captions share a latent vector; text and image live in different spaces."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_images, latent))
+    a, b = rng.normal(size=(latent, 24)), rng.normal(size=(latent, 32))
+    images = [f"img{i}.jpg" for i in range(n_images)]
+    image_table = Table(images, (z @ b + 0.1 * rng.normal(size=(n_images, 32))).astype(np.float32))
+    qids, qz = [], []
+    for i in range(n_images):
+        for n in range(captions):
+            qids.append(f"img{i}.jpg#{n}")
+            qz.append(z[i] + 0.3 * rng.normal(size=latent))
+    qz = np.array(qz)
+    text_table = Table(qids, (qz @ a + 0.1 * rng.normal(size=(len(qids), 24))).astype(np.float32))
+    rows = []
+    for i, image in enumerate(images):
+        for q in rng.choice(len(qids), size=8, replace=False):
+            cos = qz[q] @ z[i] / (np.linalg.norm(qz[q]) * np.linalg.norm(z[i]))
+            target = float(np.clip((cos + 1) / 2 + 0.05 * rng.normal(), 0, 1))
+            rows.append((image, qids[q], target, target if rng.random() < 0.5 else np.nan))
+    pairs = pd.DataFrame(rows, columns=["image", "query_id", "target", "expert_score"]).drop_duplicates(
+        ["image", "query_id"]
+    )
+    captions_frame = pd.DataFrame({"query_id": qids, "image": [q.split("#")[0] for q in qids], "safe": True})
+    return pairs, captions_frame, text_table, image_table
+
+
+def test_split_keeps_each_image_on_one_side():
+    pairs, *_ = synthetic()
+    train_idx, val_idx = split_by_image(pairs, 0.25, seed=1)
+    assert not set(pairs.iloc[train_idx]["image"]) & set(pairs.iloc[val_idx]["image"])
+    assert len(train_idx) + len(val_idx) == len(pairs)
+    again = split_by_image(pairs, 0.25, seed=1)
+    assert (again[0] == train_idx).all()
+
+
+def test_retrieval_metrics_exact_values_and_ties():
+    scores = np.array([[0.9, 0.1, 0.2], [0.3, 0.2, 0.8], [0.5, 0.5, 0.5]])
+    m = retrieval_metrics(scores, np.array([0, 0, 1]))
+    # ranks: 1, 2, and uniform over {1,2,3} for the constant row
+    assert m["r1"] == pytest.approx((1 + 0 + 1 / 3) / 3)
+    assert m["mrr"] == pytest.approx((1 + 0.5 + (1 + 1 / 2 + 1 / 3) / 3) / 3)
+    assert m["r5"] == pytest.approx(1.0)
+    ndcg_third = (1 + 1 / np.log2(3) + 1 / np.log2(4)) / 3
+    assert m["ndcg10"] == pytest.approx((1 + 1 / np.log2(3) + ndcg_third) / 3)
+
+
+def test_regression_and_tau():
+    assert regression_metrics(np.array([0.5, 1.0]), np.array([0.0, 1.0])) == pytest.approx(
+        {"rmse": np.sqrt(0.125), "mae": 0.25}
+    )
+    assert kendall_tau_c(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 0.3, 0.6, np.nan])) == pytest.approx(1.0)
+    assert kendall_tau_c(np.ones(4), np.array([0.0, 0.3, 0.6, 1.0])) == 0.0
+
+
+def test_better_and_select_respect_metric_direction():
+    assert better("rmse", 0.1, 0.2) and not better("mrr", 0.1, 0.2) and better("mrr", 0.1, float("nan"))
+    table = pd.DataFrame({"rmse": [0.2, 0.1], "val_mrr": [0.5, 0.3]}, index=["a", "b"])
+    assert select_best(table, "rmse", ["a", "b"]) == "b"
+    assert select_best(table, "val_mrr", ["a", "b"]) == "a"
+    with pytest.raises(ValueError, match="primary metric"):
+        select_best(table, "nope", ["a"])
+
+
+@pytest.fixture(scope="module")
+def outcome():
+    pairs, captions, text, image = synthetic()
+    test_q = captions[captions["query_id"].str.endswith("#0")].head(20)
+    gallery = sorted(test_q["image"])
+    train, eval_data, summary = build_datasets(
+        pairs, captions, text, image, 0.25, seed=0, test_queries=test_q, test_gallery=gallery, test_image_emb=image
+    )
+    assert summary.val_images > 0 and summary.train_positives > 0
+    options = {"xgboost": {"n_search": 2, "n_folds": 2}, "study_mlp": {"epochs": 15}, "two_tower": {"epochs": 25}}
+    return train_and_evaluate(train, eval_data, seed=0, model_options=options), eval_data
+
+
+def test_every_model_and_baseline_has_every_metric(outcome):
+    result, _ = outcome
+    assert set(result.metrics.index) == {"ridge", "xgboost", "study_mlp", "two_tower", "constant", "random"}
+    for column in ("rmse", "mae", "tau_c", "val_mrr", "r1", "r5", "r10", "mrr", "ndcg10", "safe_mrr"):
+        assert result.metrics[column].notna().all(), column
+    assert result.best in {"ridge", "xgboost", "study_mlp", "two_tower"}
+
+
+def test_ranking_model_beats_baselines_on_ranking(outcome):
+    result, _ = outcome
+    m = result.metrics
+    assert m.loc["two_tower", "mrr"] > 2 * m.loc["random", "mrr"]
+    assert m.loc["two_tower", "val_mrr"] > m.loc["ridge", "val_mrr"]
+    assert m.loc["constant", "r1"] == pytest.approx(1 / 20)
+
+
+def test_predictions_in_unit_interval_and_models_round_trip(outcome, tmp_path):
+    result, eval_data = outcome
+    for kind, model in result.models.items():
+        pred = model.predict(eval_data.val.text, eval_data.val.image)
+        assert np.isfinite(pred).all() and (pred >= 0).all() and (pred <= 1).all(), kind
+        directory = tmp_path / kind
+        directory.mkdir()
+        model.save(directory)
+        again = load_model(directory)
+        assert np.allclose(again.predict(eval_data.val.text, eval_data.val.image), pred, atol=1e-5), kind
+
+
+def test_same_seed_same_metrics():
+    pairs, captions, text, image = synthetic(n_images=30)
+    train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=3)
+    opts = {"two_tower": {"epochs": 5}}
+    a = train_and_evaluate(train, eval_data, kinds=("ridge", "two_tower"), seed=3, model_options=opts).metrics
+    b = train_and_evaluate(train, eval_data, kinds=("ridge", "two_tower"), seed=3, model_options=opts).metrics
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_unknown_model_is_refused():
+    pairs, captions, text, image = synthetic(n_images=20)
+    train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=0)
+    with pytest.raises(ValueError, match="unknown model"):
+        train_and_evaluate(train, eval_data, kinds=("ridge", "nope"))
