@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_import_loads_nothing():
     # A fresh interpreter: importing the stage modules must not load spaCy, matplotlib or sklearn.
     code = (
-        "import sys, tasks.text_normalize, tasks.safety, tasks.ratings, tasks.eda; "
+        "import sys, tasks.safety.normalize, tasks.safety.text_screen, tasks.safety.image_detector, "
+        "tasks.ratings.aggregate, tasks.eda.report; "
         "print(sorted(m for m in ('spacy', 'matplotlib', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run(
