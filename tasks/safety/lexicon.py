@@ -536,7 +536,6 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "boys in blue",
         "boy toy",
         "bad boy",
-        "bad boys",
         "pretty boy",
         "mama's boy",
         "mommas boy",
@@ -574,7 +573,6 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "young at heart",
         "forever young",
         "young wine",
-        "young guns",
         "young blood",
         "youngblood",
         "yummy mummy",
@@ -624,7 +622,6 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "boyz 2 men",
         "boy george",
         "boys like girls",
-        "bad boys",
         "spice girls",
         "golden girls",
         "gossip girl",
@@ -637,7 +634,6 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "lee child",
         "sweet child o mine",
         "sweet child of mine",
-        "children of men",
         "neil young",
         "angus young",
         "malcolm young",
@@ -688,12 +684,7 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "kids see ghosts",
         "boyzone",
         "girls generation",
-        "the kids are alright",
         "the boys in the band",
-        "boys don't cry",
-        "boys dont cry",
-        "the lost boys",
-        "lost boys",
         "bay city rollers",
         "coal miner's daughter",
         "coal miners daughter",
@@ -713,6 +704,21 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "young adult fiction",
     ),
 }
+# Titles made of everyday phrases ("the young ones at the pool" is about children): they count only
+# when written with capitals, in a text whose capitals mean something (it has lower-case words too).
+TITLES: tuple[str, ...] = (
+    "The Young Ones",
+    "Bad Boys",
+    "Lost Boys",
+    "The Lost Boys",
+    "The Kids Are Alright",
+    "Boys Don't Cry",
+    "Children of Men",
+    "Young Guns",
+    "Little Women",
+)
+SMALL_TITLE_WORDS = frozenset({"the", "of", "a", "an", "are", "and", "in", "on", "to"})
+
 # A child word is excused when one of these words comes right after it, or before it with only
 # filler words between: a goat's kid ("goat kids", "a doe with her twin kids"), an eye's pupil.
 NEAR_WORDS: dict[str, frozenset[str]] = {

@@ -149,11 +149,17 @@ def age_mentions(text: str) -> list[str]:
 def _idioms() -> dict[str, list[tuple[tuple[str, ...], str]]]:
     """First word -> [(idiom words, family)], the idioms read by the same normaliser as the texts."""
     index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
-    for family, idioms in lx.IDIOMS.items():
+    families = [*lx.IDIOMS.items(), ("title", lx.TITLES)]
+    for family, idioms in families:
         for idiom in idioms:
             words = tuple(t.word for t in tokenize(idiom)[1])
             index.setdefault(words[0], []).append((words, family))
     return index
+
+
+def _written_as_title(tokens: list[Token]) -> bool:
+    """Every word capitalised but the small ones, and the text has lower-case words elsewhere."""
+    return all(t.capitalised or t.word in lx.SMALL_TITLE_WORDS for t in tokens) and any(t.capitalised for t in tokens)
 
 
 @lru_cache(maxsize=1)
@@ -207,6 +213,11 @@ def _squeeze(word: str) -> str:
     A doubled letter inside a word stays ("soon" is not "son", "toot" is not "tot").
     """
     return re.sub(r"(.)\1+$", r"\1", re.sub(r"(.)\1{2,}", r"\1", word))
+
+
+def _capitals_inform(tokens: list[Token]) -> bool:
+    """Capitals mean something only in a text that also has lower-case words (not "SMILING CHILD")."""
+    return any(not t.capitalised and t.text.isalpha() for t in tokens)
 
 
 def _noun_kind(word: str) -> str | None:
@@ -398,17 +409,21 @@ class ChildContentFilter:
 
     @staticmethod
     def _idiom_spans(tokens: list[Token]) -> list[tuple[int, int]]:
-        """Token spans of the adult idioms in the text; a word also matches its plural or possessive ("Child's")."""
+        """Token spans of the adult idioms in the text; a word also matches its possessive ("Julia Child's")."""
+
+        def matches(word: str, token: Token) -> bool:
+            possessive = "'" in token.text or "’" in token.text
+            return word in token.readings or (possessive and word + "s" in token.readings)
+
         spans = []
         idioms = _idioms()
         for i, token in enumerate(tokens):
-            # "Beastie Boys'" reads "boys"; an idiom may also start with the singular of a plural reading.
-            starts = {r for r in token.readings} | {r[:-1] for r in token.readings if r.endswith("s")}
-            for words in (w for start in starts for w, _family in idioms.get(start, ())):
+            starts = set(token.readings) | {r[:-1] for r in token.readings if r.endswith("s")}
+            for words, family in (entry for start in starts for entry in idioms.get(start, ())):
                 span = tokens[i : i + len(words)]
-                if len(span) == len(words) and all(
-                    w in t.readings or w + "s" in t.readings for w, t in zip(words, span, strict=True)
-                ):
+                if len(span) < len(words) or not all(matches(w, t) for w, t in zip(words, span, strict=True)):
+                    continue
+                if family != "title" or (_written_as_title(span) and _capitals_inform(tokens)):
                     spans.append((i, i + len(words) - 1))
         return spans
 
@@ -506,10 +521,9 @@ class ChildContentFilter:
         at, tokens = hit.first, text.tokens
         if text.words[at] not in _SURNAMES or at == 0 or not (tokens[at].capitalised and tokens[at - 1].capitalised):
             return False
-        informative = any(not t.capitalised and t.text.isalpha() for t in tokens)
         given = tokens[at - 1].word
         return (
-            informative
+            _capitals_inform(tokens)
             and given.isalpha()
             and given not in _ARTICLES
             and given not in self.english_forms
