@@ -55,6 +55,7 @@ ENGLISH_FORMS.update(
         "preschool": "preschool",
         "prek": "preschool",
         "breastfeeding": "breastfeeding",
+        "boi": "boy",  # slang
         "breastfed": "breastfeeding",
         "babysitting": "babysitter",
         "young": "young",
@@ -169,7 +170,7 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "подростков школьник школьника школьники школьников школьница школьницы сын сына сыновья сыновей "
         "дочь дочери дочка дочки внук внука внуки внучка внучки несовершеннолетний несовершеннолетняя "
         "несовершеннолетние малолетний малолетняя малолетние дошкольник дошкольники детвора карапуз пацан "
-        "пацаны школота"
+        "пацаны школота ребятишки ребятня детишки"
     ).split(),
 }
 # Prefixes that make a compound about children: German "Kinderspielplatz", "Kindesalter",
@@ -196,6 +197,13 @@ COMPOUND_SUFFIXES: dict[str, tuple[str, ...]] = {
 # Letters a compound needs besides the child part: German compounds join whole words; a Russian
 # adjective only adds its ending ("детская").
 COMPOUND_MIN_REST: dict[str, int] = {"german": 3, "russian": 0}
+# In these languages a token that starts with a child word's stem of 5 letters or more is a derived
+# form of it (diminutives: "garotinho", "criancinha", "bambinello", "мальчишка"); German builds
+# compounds instead (above), where a stem prefix would also catch "Schulter" from "Schule".
+DERIVED_FORM_LANGUAGES = frozenset({"spanish", "portuguese", "italian", "french", "russian"})
+MIN_DERIVED_STEM = 5
+# Stems that begin other words too: French "nourriture" (food), "E. coli", "infanterie", "menorah".
+NOT_DERIVED_STEMS = frozenset({"nourr", "ecoli", "fillet", "infant", "menor"})
 # Words that are also everyday English words; they count only when the text has other words of
 # their language ("ein Kind", "un ado") — see LANGUAGE_MARKERS.
 NEEDS_LANGUAGE_CONTEXT: dict[str, str] = {
@@ -280,10 +288,17 @@ ANIMAL_NOUNS = frozenset(
         "parakeet vulture vultures condor kestrel osprey buzzard egret egrets crane cranes ibis goose "
         "mallard teal grebe loon coot moorhen pheasant quail partridge grouse ptarmigan dove doves "
         "gorillas chimps chimpanzees baboon baboons macaque macaques gibbon gibbons marmoset "
-        "capybara chinchilla gerbil gerbils hamster guinea lamb calves heifers kids' "
-        "elephants' tigers' pony's horse's dog's cat's labradors retrievers spaniels poodles beagles "
-        "pugs corgis dalmatian dalmatians husky malamute akita shiba sheepdog sheepdogs schnauzers "
-        "kitties puppy's seal's otters' pup's cubs' foal's calf's lamb's"
+        "capybara chinchilla gerbil gerbils hamster guinea lamb calves heifers "
+        "labradors retrievers spaniels poodles beagles pugs corgis dalmatian dalmatians husky malamute akita "
+        "shiba sheepdog sheepdogs schnauzers kitties axolotl quokka pangolin tapir okapi aardvark warthog hyrax "
+        "beluga tarsier loris kinkajou coati binturong fennec jackal dingo coyote chamois markhor muskox gnu "
+        "kudu oryx springbok vicuna guanaco hippopotamus rhinoceros cassowary kookaburra lorikeet cockatiel "
+        "toucan hornbill cormorant gannet tern plover sandpiper killdeer bobwhite nuthatch chickadee titmouse "
+        "warbler oriole tanager grosbeak bunting nightjar hoopoe mockingbird catbird sparrowhawk goshawk "
+        "harrier peregrine seagull seagulls grizzly polar elk moose marmot groundhog chipmunk vole shrew mole "
+        "dormouse lamprey barracuda grouper halibut flounder sardine anchovy mackerel herring tilapia perch "
+        "sturgeon axolotls bear's hen's sow sows boars bullock bullocks ewe's ewes rams nanny billy kitten's "
+        "mustang bronco donkey's mule's burro zebu dromedary alpacas llama's ox oxen bison's hedgehogs"
     ).split()
 )
 # Things that an age or "young"/"baby" can describe without a child in sight.
@@ -310,8 +325,11 @@ THING_NOUNS = frozenset(
         "amplifier controller recorder burger butter cider lager liqueur water flour paper timber leather rubber "
         "copper silver ginger oyster oysters lobster cellar liquor vinegar diaper diapers locker dresser drawer "
         "mirror chandelier calendar folder binder sticker stickers letter letters number meter odometer harbor "
-        "tower manor floor door doors collar helmet bike's car's tractor's single malt bourbon's vintage wood "
-        "furniture rug quilt sofa's chair chairs table tables desk bed beds carpets truck's boat's shed"
+        "tower manor floor door doors collar helmet single malt vintage wood "
+        "furniture rug quilt chair chairs table tables desk bed beds carpets shed macallan glenlivet glenfiddich "
+        "laphroaig lagavulin talisker ardbeg jameson bushmills highland speyside islay honda toyota ford bmw audi "
+        "volvo subaru tesla mercedes volkswagen vw nissan mazda chevy chevrolet porsche ferrari corolla civic "
+        "macbook ipad thinkpad dell lenovo samsung pixel playstation xbox nintendo kindle roomba"
     ).split()
 )
 # Nouns that make an age or "young" about a person who may be a child.

@@ -151,7 +151,7 @@ _INNER_ONLY = "!|"
 _TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’])+|[&+]")
 _APOSTROPHES = "'’"
 # Separators that may stand between letters spaced apart: "c h i l d", "k.i.d", "b-o-y", "g_i_r_l".
-_SPACED_SEPARATOR = re.compile(r"[\s.\-_*·•,~:/\\]{1,3}")
+_SPACED_SEPARATOR = re.compile(r"[\s.\-_*·•,~:/\\()\[\]{}|+]{1,3}")
 MIN_SPACED_LETTERS = 3
 
 
@@ -210,9 +210,22 @@ def _fold_char(char: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=1)
+def _symbol_letters() -> dict[int, str]:
+    """Symbols that spell a letter and that NFKC leaves alone: regional indicators ("🇰🇮🇩"), negative circled
+    and squared letters ("🅺🅸🅳"). Read from their Unicode names."""
+    table = {}
+    for code in range(0x1F100, 0x1F200):
+        name = unicodedata.name(chr(code), "")
+        if " LETTER " in name and len(name.rsplit(" ", 1)[1]) == 1:
+            table[code] = name[-1].lower()
+    return table
+
+
 def fold_text(text: str) -> str:
-    """NFKC, then drop format characters (Cf) and combining marks left without a base letter."""
-    text = unicodedata.normalize("NFKC", text)
+    """NFKC, letters spelled by symbols read as letters, then format characters (Cf) and combining marks left
+    without a base letter (strike-through, underline) dropped."""
+    text = unicodedata.normalize("NFKC", text).translate(_symbol_letters())
     return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
 
 
@@ -310,12 +323,13 @@ def spaced_runs(folded: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
         while (
             j < len(tokens)
             and len(tokens[j].word) == 1
-            and tokens[j].word.isalpha()
+            and (tokens[j].word.isalpha() or tokens[j].word in LEET)  # "c h 1 l d"
             and (j == i or _SPACED_SEPARATOR.fullmatch(folded[tokens[j - 1].end : tokens[j].start]))
         ):
             j += 1
-        if j - i >= MIN_SPACED_LETTERS:
-            runs.append((i, j - 1, "".join(t.word for t in tokens[i:j])))
+        if j - i >= MIN_SPACED_LETTERS and any(t.word.isalpha() for t in tokens[i:j]):
+            letters = "".join(LEET[t.word][0] if t.word in LEET else t.word for t in tokens[i:j])
+            runs.append((i, j - 1, letters))
         i = max(j, i + 1)
     return runs
 

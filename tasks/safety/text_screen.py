@@ -29,6 +29,7 @@ them.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import Counter
@@ -182,6 +183,17 @@ class _ForeignLexicon:
         self.stems = frozenset(self.stem(w) for w in self.forms)
         self._min_stem = min(len(s) for s in self.stems)
         self.prefixes = tuple(lx.COMPOUND_PREFIXES.get(language, ()))
+        context_only = {self.stem(fold_word(w)) for w in lx.NEEDS_LANGUAGE_CONTEXT}
+        self.derived_prefixes = tuple(
+            sorted(
+                stem
+                for stem in self.stems
+                if len(stem) >= lx.MIN_DERIVED_STEM
+                and stem not in context_only
+                and stem not in lx.NOT_DERIVED_STEMS
+                and language in lx.DERIVED_FORM_LANGUAGES
+            )
+        )
         self.suffixes = tuple(lx.COMPOUND_SUFFIXES.get(language, ()))
 
     @lru_cache(maxsize=65536)  # noqa: B019 - one instance per language, kept for the process
@@ -190,6 +202,9 @@ class _ForeignLexicon:
 
     def matches(self, word: str) -> bool:
         if word in self.forms:
+            return True
+        # Diminutives and other derived forms Snowball keeps whole: "garotinho", "criancinhas", "bambinello".
+        if self.derived_prefixes and word.startswith(self.derived_prefixes):
             return True
         # Snowball stems are prefixes of the word, so most words are ruled out without stemming.
         if not any(word[:k] in self.stems for k in range(self._min_stem, len(word) + 1)):
@@ -379,6 +394,21 @@ class ChildContentFilter:
             if found:
                 text.hits.append(_Hit(found[0], i, i + 1, found[1], found[2]))
 
+    def _three_piece_hits(self, text: _Text) -> None:
+        """A word cut in three short pieces: "ch il dren"; only an exact English child word counts."""
+        tokens = text.tokens
+        for i in range(len(tokens) - 2):
+            pieces = tokens[i : i + 3]
+            separators = [text.folded[a.end : b.start] for a, b in itertools.pairwise(pieces)]
+            if any(sep.strip() not in ("", *_DASHES) for sep in separators):
+                continue
+            if any(len(p.word) > 4 or not p.word.isalpha() for p in pieces):
+                continue
+            joined = "".join(p.word for p in pieces)
+            if joined in self.english_forms:
+                lemma = self.english_forms[joined]
+                text.hits.append(_Hit(lemma, i, i + 2, lemma))
+
     def _spaced_hits(self, text: _Text) -> None:
         for first, _last, letters in spaced_runs(text.folded, text.tokens):
             # Any stretch of the run may be the word: "a c h i l d" holds "child".
@@ -548,20 +578,37 @@ class ChildContentFilter:
         return None
 
     def _age_is_a_person(self, text: _Text, match: re.Match) -> bool:
-        """An age under 16 flags when it describes a person: a person noun, a name, or nothing after it."""
+        """An age under 16 flags when it describes a person: a person noun, a name, or nothing after it.
+
+        "N years old" with the unit in the plural says the age of what came before ("the whisky is 12 years
+        old"): then a thing or an animal before it clears it unless a person follows.
+        """
         plural = (match.groupdict().get("old") or "").endswith("s")
         if plural or text.folded[match.end() : match.end() + 2] in ("'s", "’s"):  # "5-year-olds", "a 5 year old's"
             return True
         after = text.token_after(match.end())
         child_at = {h.first for h in text.hits}
         after_article = bool(re.search(r"(?:^|\s)(?:a|an|one)\s*$", text.folded[: match.start()].lower()))
+        predicative = (match.groupdict().get("unit") or "").endswith("s") and not after_article
+        of_a_thing = predicative and not self._subject_is_a_person(text, match.start())
         for j in range(after, min(len(text.tokens), after + 3)):
             start = match.end() if j == after else text.tokens[j - 1].end
             if _BOUNDARY.search(text.folded[start : text.tokens[j].start]):
                 break
             verdict = self._word_after_age(text.words[j], j in child_at, after_article)
             if verdict is not None:
-                return verdict
+                return verdict and not (of_a_thing and _noun_kind(text.words[j]) is None and j not in child_at)
+        return not of_a_thing
+
+    def _subject_is_a_person(self, text: _Text, offset: int) -> bool:
+        """The noun before `offset` (skipping "is", "the", ...) is a person, a child word, or no noun at all."""
+        before = [t.word for t in text.tokens if t.end <= offset][-4:]
+        for word in reversed(before):
+            kind = _noun_kind(word)
+            if kind in ("person", "adult") or word in self.english_forms:
+                return True
+            if kind in ("animal", "thing") or (word in self.nouns and word not in _FUNCTION_WORDS):
+                return False
         return True
 
     def _aged_is_a_person(self, text: _Text, match: re.Match) -> bool:
@@ -570,14 +617,7 @@ class ChildContentFilter:
             return True
         if match.start() > 0 and text.folded[match.start() - 1] in "-‐":
             return False
-        before = [t.word for t in text.tokens if t.end <= match.start()][-3:]
-        for word in reversed(before):
-            kind = _noun_kind(word)
-            if kind in ("person", "adult") or word in self.english_forms:
-                return True
-            if kind in ("animal", "thing") or (word in self.nouns and word not in _FUNCTION_WORDS):
-                return False
-        return True
+        return self._subject_is_a_person(text, match.start())
 
     def _age_hits(self, text: _Text) -> list[str]:
         lowered = lower_same_length(text.folded)
@@ -599,6 +639,7 @@ class ChildContentFilter:
         text = _Text(folded, tokens, [t.word for t in tokens])
         self._word_hits(text)
         self._joined_hits(text)
+        self._three_piece_hits(text)
         self._spaced_hits(text)
         self._phrase_hits(text)
         text.idiom_spans = self._idiom_spans(tokens)
