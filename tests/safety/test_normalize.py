@@ -57,6 +57,11 @@ def test_nfkc_and_case_fold():
     assert _words("STRASSE Straße") == ["strasse", "strasse"]
 
 
+def test_letters_spelled_by_symbols_are_letters():
+    # Regional indicators and negative squared letters: NFKC leaves them, their Unicode names say the letter.
+    assert _words("\U0001f1f0\U0001f1ee\U0001f1e9 \U0001f17a\U0001f178\U0001f173") == ["kid", "kid"]
+
+
 def test_format_characters_are_dropped():
     for hidden in ("\u200b", "\u200c", "\u200d", "\u00ad", "\u2060", "\ufeff"):
         assert _words(f"chi{hidden}ld") == ["child"], repr(hidden)
@@ -102,5 +107,9 @@ def test_spaced_letters_are_joined():
     for text in ("c h i l d", "k.i.d.s", "b-o-y", "g_i_r_l"):
         folded, tokens = tokenize(text)
         assert [run[2] for run in spaced_runs(folded, tokens)] == [text.replace(text[1], "")], text
+    folded, tokens = tokenize("c h 1 l d")  # a digit for a letter inside a run
+    assert [run[2] for run in spaced_runs(folded, tokens)] == ["child"]
+    folded, tokens = tokenize("7 0 7")  # digits alone are numbers
+    assert spaced_runs(folded, tokens) == []
     folded, tokens = tokenize("a b and c")  # two single letters are not a run
     assert spaced_runs(folded, tokens) == []

@@ -60,9 +60,10 @@ def test_adding_a_child_flags_an_adult_text(screen, adult):
         "chlid", "childern", "todler", "kidd", "gurl", "babby",  # misspellings
         "k1d", "ch1ld", "g!rl", "b0y", "b@by", "t33n",  # digits and symbols for letters
         "\u0441hild", "b\u043ey", "\u03baids", "ＫＩＤ", "ᴄʜɪʟᴅ", "𝐛𝐨𝐲",  # other scripts and styles
-        "chi\u200bld", "ki\u00add", "c h i l d", "k.i.d", "b-o-y",  # invisible characters, spacing
+        "chi\u200bld", "ki\u00add", "c h i l d", "k.i.d", "b-o-y", "ch il dren",  # invisible characters, spacing
+        "\U0001f1f0\U0001f1ee\U0001f1e9", "\U0001f17a\U0001f178\U0001f173",  # letters spelled by symbols
         "boys&girls", "pre-schooler", "grand-daughter",  # joined forms
-        "Kinder", "Mädchen", "ребёнок", "дети", "enfant", "bambini", "niña", "crianças",  # other languages
+        "Kinder", "Mädchen", "ребёнок", "дети", "enfant", "bambini", "niña", "crianças", "garotinho",  # languages
         "juvenile", "minors", "underage", "preteen",
     ],
 )  # fmt: skip
