@@ -21,14 +21,14 @@ def _plural(word: str) -> str:
 
 
 _ENGLISH_NOUNS = (
-    "child kid kiddo kiddie kiddy kiddies boy girl baby toddler infant newborn neonate tot teen teenager tween "
+    "child kid kiddo kiddie kiddy boy girl baby toddler infant newborn neonate tot teen teenager tween "
     "preteen adolescent youngster juvenile minor pupil schoolboy schoolgirl schoolchild schoolkid "
-    "kindergartener kindergartner kindergartener preschooler gradeschooler schooler son daughter grandson "
+    "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
     "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth"
 ).split()
 _IRREGULAR = {
-    "child": ("children", "childs", "childrens", "childrenz", "kidz"),
+    "child": ("children", "childs", "childrens", "childrenz"),
     "schoolchild": ("schoolchildren",),
     "grandchild": ("grandchildren",),
     "stepchild": ("stepchildren",),
@@ -43,7 +43,7 @@ for _lemma in _ENGLISH_NOUNS:
     ENGLISH_FORMS[_plural(_lemma)] = _lemma
 for _lemma, _forms in _IRREGULAR.items():
     for _form in _forms:
-        ENGLISH_FORMS[_form] = "kid" if _form == "kidz" else _lemma
+        ENGLISH_FORMS[_form] = _lemma
 # Adjectives and other words that put a child in the picture.
 ENGLISH_FORMS.update(
     {
@@ -62,12 +62,11 @@ ENGLISH_FORMS.update(
         "youngsters": "youngster",
     }
 )
-ENGLISH_FORMS.pop("schooler", None)  # only as "<grade> schooler" (a phrase below); "Schooler" is a surname
-ENGLISH_FORMS.pop("schoolers", None)
+# "schooler" alone is no child word ("Schooler" is a surname): only "grade/middle/high schooler" below.
 
-# Misspellings are looked for only near these: the words people type for children, long enough
-# that a near neighbour is a typo and not another word. Shorter or rarer words of the lexicon
-# (sons, tots, tween, stepson, ballboy, ...) have too many real neighbours ("sont", "stepmom").
+# Misspellings are looked for only near these: the words people type for children. Rarer words of
+# the lexicon (ballboy, godson, bairn, neonate, ...) have more real neighbours than typos
+# ("badboy", "gorgons", "cairn", "neonazi").
 FUZZY_TARGETS = frozenset(
     (
         "child children kids kiddo kiddos boys girl girls baby babies toddler toddlers infant infants teenager "
