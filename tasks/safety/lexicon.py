@@ -25,7 +25,7 @@ _ENGLISH_NOUNS = (
     "preteen adolescent youngster juvenile minor pupil schoolboy schoolgirl schoolchild schoolkid "
     "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
-    "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth"
+    "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog"
 ).split()
 _IRREGULAR = {
     "child": ("children", "childs", "childrens", "childrenz"),
@@ -122,6 +122,11 @@ CHILD_PHRASES: dict[tuple[str, ...], str] = {
     for phrase in phrases
 }
 # "<ordinal> grader": first to tenth grade is under 16.
+GRADE_NUMBERS = frozenset("1 2 3 4 5 6 7 8 9 10 one two three four five six seven eight nine ten".split())
+SCHOOL_WORDS = frozenset(
+    "class classes classroom classrooms students student pupils pupil teacher teachers kids children "
+    "homework math reading science field trip".split()
+)
 GRADE_ORDINALS = frozenset(
     "first second third fourth fifth sixth seventh eighth ninth tenth 1st 2nd 3rd 4th 5th 6th 7th 8th 9th 10th".split()
 )
@@ -566,6 +571,8 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "and son",
         "and daughters",
         "& sons",
+        "kid you not",
+        "kid me not",
         "enfant terrible",
         "el nino storm",
         "el nino storms",

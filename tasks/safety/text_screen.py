@@ -432,7 +432,10 @@ class ChildContentFilter:
             nxt = words[i + 1] if i + 1 < len(words) else ""
             if words[i] in lx.GRADE_ORDINALS and nxt in ("grader", "graders", "grade"):
                 text.hits.append(_Hit(f"{words[i]} {nxt}", i, i + 1, "grader"))
-            if words[i] == "grade" and nxt.isdigit() and int(nxt) <= 10:
+            # "grade 3 class", "in grade 5"; not "grade 5 rapids" or a climbing grade.
+            after = words[i + 2] if i + 2 < len(words) else ""
+            school = after in lx.SCHOOL_WORDS or (i > 0 and words[i - 1] == "in")
+            if words[i] == "grade" and nxt in lx.GRADE_NUMBERS and school:
                 text.hits.append(_Hit(f"grade {nxt}", i, i + 1, "grader"))
 
     # -- context rules: each says whether a hit is a child word used in an adult sense --------------------------
