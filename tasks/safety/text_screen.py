@@ -1,151 +1,53 @@
-"""Child-content safety: screen texts about children, flag the images their captions describe,
-drop flagged pairs from training, and learn an image-level detector for images without captions.
+"""Child-content safety on text: screen texts about children under 16, flag the images their own
+captions describe, and drop flagged pairs from training.
 
-The legal requirement is that no material with children under 16 is shown. The text screen
-therefore errs on the side of flagging: a false hit costs one training pair or one refused query,
-a miss can show a child. Decisions on borderline words (documented in `README.md`, section
-"Ratings, safety and EDA"):
+The legal requirement is that no material with children under 16 is shown, so a text that names a
+child is refused; a false hit costs one refused query or one training pair, a miss can show a
+child. How a text is read first: `tasks.safety.normalize.tokenize` undoes look-alike letters,
+digits for letters, invisible characters, spaced letters and accents. Then, per token:
 
-- Flagged: child, kid, boy, girl, baby, toddler, infant, newborn, tot, teen(ager), tween,
-  adolescent, youngster, youth, kiddo/kiddie, school-age words (pupil, schoolboy, schoolgirl,
-  schoolchild, kindergartener, preschooler, "little league", "elementary/grade/primary/middle/
-  high school"), family words that imply a child (son, daughter, grandson, granddaughter,
-  grandchild, stepson, stepdaughter), "tomboy" (a girl), "little one(s)", and ages under 16
-  ("a 5-year-old", "six year old", "aged 7", "a 3 month old"; any age in months/weeks/days).
-- "baby" is flagged even in "baby blue": rare in captions and cheap to lose.
-- "young" is flagged unless an adult or animal noun follows within three words: "young man",
-  "young women", "young adults", "young blond man", "young dog" pass; "young person", "young
-  football player", "young asian" are flagged.
-- Not flagged: words that merely contain the letters (kidding, kidney, boyfriend, girlfriend,
-  cowboy, showgirl, Kidderminster, Boyle), "student" (mostly university students in captions),
-  "family", "brother", "sister", "minor", "cub"; ages 16 and over ("a 30-year-old man").
+1. an English child word ("child", "kids", "toddler", "juvenile", "minors", "underage", ...) or
+   phrase ("little ones", "middle schooler", "fifth grader"), whole tokens only ("kidding",
+   "kidney", "boyfriend" pass);
+2. the same with a repeated letter ("kidd", "boyyy") or a misspelling: edit distance 1 for words
+   of 4 letters or more, 2 for 7 or more (`misspelling.py`), when the token is not itself an
+   English word (`vocabulary.py`);
+3. a child word of Spanish, Portuguese, German, French, Italian or Russian in any inflected form
+   (nltk's Snowball stems), and German and Russian compounds ("Kinderspielplatz", "детский");
+4. an age under 16 that describes a person ("a 5-year-old", "7 year old on a swing", "aged 9",
+   "under-12s") and not a thing or an animal ("three-day-old bread", "a 2 month old puppy").
+
+Context then excuses a child word used in an adult sense, one rule engine over the tables of
+`lexicon.py`: idioms and names ("baby blue", "child seat", "goat kid", "Beastie Boys", "Neil
+Young", "girls' night out"), a young animal or thing ("baby elephant", "young wine", "juvenile
+hawk"), "minor" as an adjective ("minor repairs", "E minor"), grown-up children ("adult son"),
+a name written with capitals ("Julia Child"), and a false friend in another language ("son" in
+"une femme et son chien"). Any other child word in the text still flags it. The README
+("Ratings, safety and EDA") lists the documented choices; `tests/safety/screen_eval.tsv` measures
+them.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from tasks.ingest.tables import caption_image
-from tasks.safety.normalize import NormalizedText, normalize_texts
+from tasks.safety import lexicon as lx
+from tasks.safety.misspelling import MisspellingIndex
+from tasks.safety.normalize import Token, fold_word, lower_same_length, spaced_runs, tokenize
+from tasks.safety.vocabulary import english_adjectives, english_nouns, english_verbs, english_words
 
 NOTICE = "This image is unavailable in your country in compliance with local laws."
 LEGAL_AGE = 16
-
-# Lemmas of nouns that name a child (or a person under 16 in the captions' usage).
-CHILD_LEMMAS: frozenset[str] = frozenset(
-    {
-        "child",
-        "kid",
-        "kiddo",
-        "kiddie",
-        "kiddy",
-        "boy",
-        "girl",
-        "baby",
-        "toddler",
-        "infant",
-        "newborn",
-        "tot",
-        "teen",
-        "teenager",
-        "teenage",
-        "teenaged",
-        "tween",
-        "preteen",
-        "adolescent",
-        "youngster",
-        "youth",
-        "pupil",
-        "schoolboy",
-        "schoolgirl",
-        "schoolchild",
-        "schoolkid",
-        "kindergartener",
-        "kindergartner",
-        "kindergarten",
-        "preschooler",
-        "preschool",
-        "son",
-        "daughter",
-        "grandson",
-        "granddaughter",
-        "grandchild",
-        "grandkid",
-        "stepson",
-        "stepdaughter",
-        "tomboy",
-        "choirboy",
-        "paperboy",
-        "newsboy",
-        "babe",
-    }
-)
-IRREGULAR_FORMS = {
-    "children": "child",
-    "childs": "child",
-    "childrens": "child",
-    "schoolchildren": "schoolchild",
-    "grandchildren": "grandchild",
-    "teenage": "teenage",
-    "teenaged": "teenaged",
-    "preschool": "preschool",
-    "kindergarten": "kindergarten",
-    "youths": "youth",
-}
-# Multi-word terms, matched on consecutive lemmas.
-CHILD_PHRASES: tuple[tuple[str, ...], ...] = (
-    ("little", "league"),
-    ("little", "one"),
-    ("elementary", "school"),
-    ("grade", "school"),
-    ("primary", "school"),
-    ("middle", "school"),
-    ("high", "school"),
-    ("cub", "scout"),
-)
-# After "young", these make the phrase about an adult or an animal, not a child.
-ADULT_OR_ANIMAL_LEMMAS: frozenset[str] = frozenset(
-    {
-        "man",
-        "woman",
-        "lady",
-        "adult",
-        "gentleman",
-        "guy",
-        "bride",
-        "groom",
-        "mother",
-        "father",
-        "mom",
-        "dad",
-        "mum",
-        "wife",
-        "husband",
-        "couple",
-        "dog",
-        "puppy",
-        "cat",
-        "kitten",
-        "horse",
-        "foal",
-        "calf",
-        "lamb",
-        "deer",
-        "bird",
-        "animal",
-        "cow",
-        "goat",
-        "bull",
-        "pony",
-    }
-)
-YOUNG_WINDOW = 3
 
 _UNITS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -158,50 +60,51 @@ _TENS_RE = "|".join(_TENS)
 # "a 5-year-old", "six year old", "twenty-one-year-olds", "3 month old", "5yo", "5 y/o".
 AGE_PATTERN = re.compile(
     rf"(?<![\w.])(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})[\s-]*"
-    rf"(?:(?P<unit>years?|yrs?|months?|mos?|weeks?|wks?|days?)[\s-]*olds?|(?P<yo>y/?o|y\.o\.?))(?![\w])"
+    rf"(?:(?P<unit>years?|yrs?|months?|mos?|weeks?|wks?|days?)[\s-]*(?P<old>olds?)|(?P<yo>y/?o|y\.o\.?))(?![\w])"
 )
 # "aged 7", "age 12", "ages 3".
-AGED_PATTERN = re.compile(rf"(?<![\w.])age[ds]?[\s:]+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w])")
-
-
-def _noun_forms(lemma: str) -> set[str]:
-    if lemma.endswith("y") and lemma[-2:-1] not in set("aeiou"):
-        return {lemma, lemma[:-1] + "ies"}
-    if lemma.endswith(("s", "x", "ch", "sh")):
-        return {lemma, lemma + "es"}
-    return {lemma, lemma + "s"}
-
-
-def _build_noun_forms() -> dict[str, str]:
-    forms = {form: lemma for lemma in CHILD_LEMMAS for form in _noun_forms(lemma)}
-    return forms | IRREGULAR_FORMS
-
-
-# Surface form -> lemma. spaCy's lookup lemmatizer has no part of speech, so it maps "kidding" to
-# "kid"; accepting a lemma only when the surface word is one of its noun forms keeps those out.
-NOUN_FORMS: dict[str, str] = _build_noun_forms()
-
-
-def _age_value(match: re.Match) -> float:
-    num = match.group("num")
-    value = float(num) if num[0].isdigit() else float(NUMBER_WORDS[num])
-    if match.group("tens"):
-        value += NUMBER_WORDS[match.group("tens")]
-    return value
-
-
-def age_mentions(text: str) -> list[str]:
-    """Ages under 16 written in `text` ("5-year-old", "six year old", "aged 7"); any age in months/weeks/days."""
-    lowered = text.lower()
-    found = []
-    for match in AGE_PATTERN.finditer(lowered):
-        unit = (match.group("unit") or "year").rstrip("s")
-        if not unit.startswith(("year", "yr")) or _age_value(match) < LEGAL_AGE:
-            found.append(re.sub(r"\s+", " ", match.group(0).strip()))
-    for match in AGED_PATTERN.finditer(lowered):
-        if _age_value(match) < LEGAL_AGE:
-            found.append(re.sub(r"\s+", " ", match.group(0).strip()))
-    return found
+AGED_PATTERN = re.compile(rf"(?<![\w.])(?P<word>age[ds]?)[\s:]+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w])")
+# "under-12s", "u12 football", "under 10 team".
+AGE_GROUP_PATTERN = re.compile(r"(?<![\w.])(?:u|under)[\s-]?(?P<num>\d{1,2})(?P<plural>['’]?s)?(?![\w])")
+AGE_GROUP_NOUNS = frozenset(
+    "team teams squad league football soccer rugby hockey basketball players match game tournament cup side "
+    "club camp".split()
+)
+# Between two tokens, these end a noun phrase: the context rules do not look past them.
+_BOUNDARY = re.compile(r"[,;:.!?()\[\]{}\"“”]")
+# Function words: after an age or "minor" they show the word is a noun itself ("a 5 year old on a swing",
+# "a minor in a bar"), whatever a dictionary says they can also be ("in" is a noun: indium).
+_FUNCTION_WORDS = frozenset(
+    "on in at with and or by near from for to of is are was were be been who that which while during under "
+    "over into onto behind beside besides between among around about after before against along across "
+    "through without within inside outside up down out off a an the this that these those his her its their "
+    "my our your some any no not as than then so but if when where has have had does did do can could will "
+    "would should may might must i you he she it we they me him us them".split()
+)
+_DASHES = frozenset({"-", "‐", "‑", "–", "—"})
+_CONJUNCTIONS = frozenset({"and", "or", "with", "&", "but", "while", "plus"})
+_ARTICLES = frozenset({"a", "an", "one", "the", "my", "our", "your", "his", "her", "their"})
+# Young of animals: these child words, followed by an animal (or preceded by one, with no person in the text).
+_YOUNG_ANIMAL_TERMS = frozenset({"baby", "newborn", "infant", "juvenile", "young"})
+# "young" and German "junge": an adult, an animal or a thing after it makes it an adjective of that.
+_YOUNG_WORDS = frozenset({"young", "junge", "jungen", "junger", "junges"})
+_GROWN_UP = frozenset({"adult", "grown", "grownup", "older"})
+_GROWN_UP_TERMS = frozenset(
+    {
+        "son",
+        "daughter",
+        "child",
+        "kid",
+        "grandson",
+        "granddaughter",
+        "grandchild",
+        "stepson",
+        "stepdaughter",
+        "stepchild",
+    }
+)
+# Child words that are also surnames ("Neil Young", "Julia Child", "Jason Kidd").
+_SURNAMES = frozenset({"young", "child", "kidd"})
 
 
 @dataclass(frozen=True)
@@ -210,48 +113,549 @@ class ScreenResult:
     matches: list[str] = field(default_factory=list)
 
 
-class ChildContentFilter:
-    """Flags texts that are about children under 16 (see the module docstring for the word list)."""
+@dataclass(frozen=True)
+class _Hit:
+    term: str
+    first: int  # token span
+    last: int
+    lemma: str  # what the context rules key on ("young", "kid", "minor", ...)
+    language: str = "english"
 
-    def __init__(
-        self,
-        noun_forms: dict[str, str] | None = None,
-        phrases: Sequence[tuple[str, ...]] = CHILD_PHRASES,
-        young_exceptions: Iterable[str] = ADULT_OR_ANIMAL_LEMMAS,
+
+def _age_value(match: re.Match) -> float:
+    num = match.group("num")
+    value = float(num) if num[0].isdigit() else float(NUMBER_WORDS[num])
+    if match.groupdict().get("tens"):
+        value += NUMBER_WORDS[match.group("tens")]
+    return value
+
+
+def _is_young_age(match: re.Match) -> bool:
+    unit = (match.groupdict().get("unit") or "year").rstrip("s")
+    return not unit.startswith(("year", "yr")) or _age_value(match) < LEGAL_AGE
+
+
+def age_mentions(text: str) -> list[str]:
+    """Ages under 16 written in `text` ("5-year-old", "six year old", "aged 7"); any age in months/weeks/days.
+
+    Whatever they describe: the screen decides separately whether the age is a person's.
+    """
+    lowered = lower_same_length(text)
+    found = [m for m in AGE_PATTERN.finditer(lowered) if _is_young_age(m)]
+    found += [m for m in AGED_PATTERN.finditer(lowered) if _age_value(m) < LEGAL_AGE]
+    return [re.sub(r"\s+", " ", m.group(0).strip()) for m in found]
+
+
+@lru_cache(maxsize=1)
+def _idioms() -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """First word -> [(idiom words, family)], the idioms read by the same normaliser as the texts."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    families = [*lx.IDIOMS.items(), ("title", lx.TITLES)]
+    for family, idioms in families:
+        for idiom in idioms:
+            words = tuple(t.word for t in tokenize(idiom)[1])
+            index.setdefault(words[0], []).append((words, family))
+    return index
+
+
+def _written_as_title(tokens: list[Token]) -> bool:
+    """Every word capitalised but the small ones, and the text has lower-case words elsewhere."""
+    return all(t.capitalised or t.word in lx.SMALL_TITLE_WORDS for t in tokens) and any(t.capitalised for t in tokens)
+
+
+@lru_cache(maxsize=1)
+def _phrases() -> dict[str, list[tuple[str, ...]]]:
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in lx.CHILD_PHRASES:
+        index.setdefault(phrase[0], []).append(phrase)
+    return index
+
+
+class _ForeignLexicon:
+    """Child words of one language: exact forms, Snowball stems, compound parts."""
+
+    def __init__(self, language: str, words: Iterable[str]):
+        from nltk.stem.snowball import SnowballStemmer
+
+        self.language = language
+        self._stemmer = SnowballStemmer(language)
+        self.forms = frozenset(fold_word(w) for w in words)
+        self.stems = frozenset(self.stem(w) for w in self.forms)
+        self._min_stem = min(len(s) for s in self.stems)
+        self.prefixes = tuple(lx.COMPOUND_PREFIXES.get(language, ()))
+        context_only = {self.stem(fold_word(w)) for w in lx.NEEDS_LANGUAGE_CONTEXT}
+        self.derived_prefixes = tuple(
+            sorted(
+                stem
+                for stem in self.stems
+                if len(stem) >= lx.MIN_DERIVED_STEM
+                and stem not in context_only
+                and stem not in lx.NOT_DERIVED_STEMS
+                and language in lx.DERIVED_FORM_LANGUAGES
+            )
+        )
+        self.suffixes = tuple(lx.COMPOUND_SUFFIXES.get(language, ()))
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one instance per language, kept for the process
+    def stem(self, word: str) -> str:
+        return self._stemmer.stem(word)
+
+    def matches(self, word: str) -> bool:
+        if word in self.forms:
+            return True
+        # Diminutives and other derived forms Snowball keeps whole: "garotinho", "criancinhas", "bambinello".
+        if self.derived_prefixes and word.startswith(self.derived_prefixes):
+            return True
+        # Snowball stems are prefixes of the word, so most words are ruled out without stemming.
+        if not any(word[:k] in self.stems for k in range(self._min_stem, len(word) + 1)):
+            return self._compound(word)
+        return self.stem(word) in self.stems or self._compound(word)
+
+    def _compound(self, word: str) -> bool:
+        rest = lx.COMPOUND_MIN_REST.get(self.language, 3)
+        return any(word.startswith(p) and len(word) >= len(p) + rest for p in self.prefixes) or any(
+            word.endswith(s) and len(word) >= len(s) + rest for s in self.suffixes
+        )
+
+
+def _squeeze_all(word: str) -> str:
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+def _squeeze(word: str) -> str:
+    """Letters repeated three times or more, and a doubled last letter, written once: "boyyy", "kidd".
+
+    A doubled letter inside a word stays ("soon" is not "son", "toot" is not "tot").
+    """
+    return re.sub(r"(.)\1+$", r"\1", re.sub(r"(.)\1{2,}", r"\1", word))
+
+
+def _capitals_inform(tokens: list[Token]) -> bool:
+    """Capitals mean something only in a text that also has lower-case words (not "SMILING CHILD")."""
+    return any(not t.capitalised and t.text.isalpha() for t in tokens)
+
+
+def _noun_kind(word: str) -> str | None:
+    """ "adult", "animal", "thing" or "person" for a noun of the context tables (singular or plural), else None."""
+    for form in (
+        word,
+        word[:-1] if word.endswith("s") else "",
+        word[:-2] if word.endswith("es") else "",
+        word[:-3] + "y" if word.endswith("ies") else "",
     ):
-        self.noun_forms = dict(NOUN_FORMS if noun_forms is None else noun_forms)
-        self.phrases = tuple(tuple(p) for p in phrases)
-        self.young_exceptions = frozenset(young_exceptions)
+        if not form:
+            continue
+        if form in lx.ADULT_NOUNS:
+            return "adult"
+        if form in lx.ANIMAL_NOUNS:
+            return "animal"
+        if form in lx.THING_NOUNS:
+            return "thing"
+        if form in lx.PERSON_NOUNS or form in lx.PERSON_CONTEXT:
+            return "person"
+    return None
 
-    def _young_is_child(self, doc: NormalizedText, at: int) -> bool:
-        following = [lemma for lemma in doc.lemmas[at + 1 :] if lemma != ","]  # "young, fit man"
-        for lemma in following[:YOUNG_WINDOW]:
-            if not any(ch.isalnum() for ch in lemma):  # other punctuation ends the noun phrase
+
+def _agent_noun(word: str) -> bool:
+    """Shaped like a noun for someone who does something: "gamer", "violinist", "lifeguard", "actress"."""
+    return len(word) > 4 and word.endswith(lx.AGENT_SUFFIXES)
+
+
+@dataclass
+class _Text:
+    """One text as the rules see it: the folded string, its tokens, their plain words, and the hits."""
+
+    folded: str
+    tokens: list[Token]
+    words: list[str]
+    hits: list[_Hit] = field(default_factory=list)
+    idiom_spans: list[tuple[int, int]] = field(default_factory=list)
+
+    def boundary(self, i: int, j: int, commas: bool = True) -> bool:
+        """Punctuation between tokens i < j that ends a noun phrase (a comma only when `commas`)."""
+        between = self.folded[self.tokens[i].end : self.tokens[j].start]
+        return bool(_BOUNDARY.search(between if commas else between.replace(",", "")))
+
+    def following(self, last: int, window: int = 3) -> list[str]:
+        """Up to `window` words after token `last`, stopping at punctuation (not a comma: "a young, fit man")
+        or a conjunction."""
+        out = []
+        for j in range(last + 1, min(len(self.tokens), last + 1 + window)):
+            if self.boundary(j - 1, j, commas=False) or self.words[j] in _CONJUNCTIONS:
                 break
-            if lemma in self.young_exceptions:
+            out.append(self.words[j])
+        return out
+
+    def token_after(self, offset: int) -> int:
+        return next((j for j, t in enumerate(self.tokens) if t.start >= offset), len(self.tokens))
+
+
+class ChildContentFilter:
+    """Flags texts that are about children under 16 (see the module docstring for how)."""
+
+    def __init__(self) -> None:
+        self.english_forms = dict(lx.ENGLISH_FORMS)
+        self._lock = threading.Lock()
+        self._ready = False
+        # Context rules, each a reason a child word is used in an adult sense; any one excuses it.
+        self._rules = (
+            self._in_idiom,
+            self._near_context_word,
+            self._lacks_its_language,
+            self._false_friend,
+            self._young_of_something,
+            self._minor_as_adjective,
+            self._grown_up,
+            self._written_as_name,
+        )
+
+    def _load(self) -> None:
+        # Everything heavy (nltk, the vocabularies, the indexes) is built on first use, once.
+        with self._lock:
+            if self._ready:
+                return
+            self.known = english_words()
+            self.nouns = english_nouns()
+            self.verbs = english_verbs()
+            self.adjectives = english_adjectives()
+            self.fuzzy = MisspellingIndex(lx.FUZZY_TARGETS)
+            # Every doubled letter written once ("grandkiids" -> "grandkids"), for tokens that are no
+            # English word; forms that then read as a word ("teen" -> "ten") are left out.
+            self.squeezed_forms = {
+                _squeeze_all(f): lemma
+                for f, lemma in self.english_forms.items()
+                if len(f) >= 4 and _squeeze_all(f) not in self.known
+            }
+            self.foreign = [_ForeignLexicon(lang, words) for lang, words in lx.FOREIGN_WORDS.items()]
+            self.foreign_forms = {fold_word(w): lang for lang, ws in lx.FOREIGN_WORDS.items() for w in ws}
+            _idioms()
+            _phrases()
+            self._ready = True
+
+    # -- one word ------------------------------------------------------------------------------------------
+
+    def _exact(self, readings: list[str]) -> tuple[str, str, str] | None:
+        """(term, lemma, language) of a reading that is a child word as written, or with a repeated letter."""
+        for r in readings:
+            squeezed = _squeeze(r)  # "kidd", "boyyy", "chiiild"
+            if r in self.english_forms or squeezed in self.english_forms:
+                lemma = self.english_forms.get(r) or self.english_forms[squeezed]
+                return lemma, lemma, "english"
+            if r in lx.NEEDS_LANGUAGE_CONTEXT:
+                return r, r, lx.NEEDS_LANGUAGE_CONTEXT[r]
+            if r in self.foreign_forms:
+                return r, r, self.foreign_forms[r]
+        return None
+
+    def _inexact(self, reading: str, fuzzy: bool) -> tuple[str, str, str] | None:
+        """An inflected or compound foreign child word, or a misspelled English one."""
+        if not reading.isascii() or reading.isalpha():
+            for lexicon in self.foreign:
+                if lexicon.matches(reading):
+                    return reading, reading, lexicon.language
+        if not (fuzzy and reading.isalpha()) or reading in lx.NOT_MISSPELLINGS:
+            return None
+        lemma = self.squeezed_forms.get(_squeeze_all(reading))
+        near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
+        return (near, near, "english") if near else None
+
+    def _match_word(self, readings: Iterable[str], fuzzy: bool = True) -> tuple[str, str, str] | None:
+        """(term, lemma, language) for the first reading that is a child word, else None."""
+        readings = [r for r in readings if r]
+        found = self._exact(readings)
+        # A reading that is an English word is that word, not a disguise or a misspelling of another.
+        if found or any(r in self.known and len(r) > 1 for r in readings):
+            return found
+        return next(filter(None, (self._inexact(r, fuzzy) for r in readings)), None)
+
+    # -- finding child words ---------------------------------------------------------------------------------
+
+    def _word_hits(self, text: _Text) -> None:
+        for i, token in enumerate(text.tokens):
+            found = self._match_word(token.readings)
+            if found:
+                text.hits.append(_Hit(found[0], i, i, found[1], found[2]))
+
+    def _joined_hits(self, text: _Text) -> None:
+        """Words cut by a hyphen or a space: "pre-schooler", "grand-daughter", "chil dren", "ba by"."""
+        for i in range(len(text.tokens) - 1):
+            a, b = text.tokens[i], text.tokens[i + 1]
+            separator = text.folded[a.end : b.start]
+            hyphen = separator == "" or separator.strip() in _DASHES
+            short = min(len(a.word), len(b.word)) <= 2
+            if not hyphen and (separator.strip() or (a.word in self.known and b.word in self.known and not short)):
+                continue
+            joined = [x + y for x in a.readings[:2] for y in b.readings[:2]]
+            if hyphen:
+                found = self._match_word(joined)
+            else:  # two words apart: only an exact English child word ("ba by"), not "men in" -> "menin"
+                lemma = next((self.english_forms[j] for j in joined if j in self.english_forms), None)
+                found = (lemma, lemma, "english") if lemma else None
+            if found:
+                text.hits.append(_Hit(found[0], i, i + 1, found[1], found[2]))
+
+    def _three_piece_hits(self, text: _Text) -> None:
+        """A word cut in three short pieces: "ch il dren"; only an exact English child word counts."""
+        tokens = text.tokens
+        for i in range(len(tokens) - 2):
+            pieces = tokens[i : i + 3]
+            separators = [text.folded[a.end : b.start] for a, b in itertools.pairwise(pieces)]
+            if any(sep.strip() not in ("", *_DASHES) for sep in separators):
+                continue
+            if any(len(p.word) > 4 or not p.word.isalpha() for p in pieces):
+                continue
+            joined = "".join(p.word for p in pieces)
+            if joined in self.english_forms:
+                lemma = self.english_forms[joined]
+                text.hits.append(_Hit(lemma, i, i + 2, lemma))
+
+    def _spaced_hits(self, text: _Text) -> None:
+        for first, _last, letters in spaced_runs(text.folded, text.tokens):
+            # Any stretch of the run may be the word: "a c h i l d" holds "child".
+            for i in range(len(letters)):
+                for j in range(len(letters), i + 2, -1):
+                    found = self._match_word([letters[i:j]], fuzzy=False)
+                    if found:
+                        text.hits.append(_Hit(found[0], first + i, first + j - 1, found[1], found[2]))
+                        break
+
+    @staticmethod
+    def _phrase_hits(text: _Text) -> None:
+        phrases, words = _phrases(), text.words
+        for i, token in enumerate(text.tokens):
+            for phrase in (p for reading in token.readings for p in phrases.get(reading, ())):
+                span = text.tokens[i : i + len(phrase)]
+                if len(span) == len(phrase) and all(p in t.readings for p, t in zip(phrase, span, strict=True)):
+                    term = lx.CHILD_PHRASES[phrase]
+                    text.hits.append(_Hit(term, i, i + len(phrase) - 1, term))
+            # "fifth grader", "5th grade", "grade 3".
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if words[i] in lx.GRADE_ORDINALS and nxt in ("grader", "graders", "grade"):
+                text.hits.append(_Hit(f"{words[i]} {nxt}", i, i + 1, "grader"))
+            # "grade 3 class", "in grade 5"; not "grade 5 rapids" or a climbing grade.
+            after = words[i + 2] if i + 2 < len(words) else ""
+            school = after in lx.SCHOOL_WORDS or (i > 0 and words[i - 1] == "in")
+            if words[i] == "grade" and nxt in lx.GRADE_NUMBERS and school:
+                text.hits.append(_Hit(f"grade {nxt}", i, i + 1, "grader"))
+
+    # -- context rules: each says whether a hit is a child word used in an adult sense --------------------------
+
+    @staticmethod
+    def _idiom_spans(tokens: list[Token]) -> list[tuple[int, int]]:
+        """Token spans of the adult idioms in the text; a word also matches its possessive ("Julia Child's")."""
+
+        def matches(word: str, token: Token) -> bool:
+            possessive = "'" in token.text or "’" in token.text
+            return word in token.readings or (possessive and word + "s" in token.readings)
+
+        spans = []
+        idioms = _idioms()
+        for i, token in enumerate(tokens):
+            starts = set(token.readings) | {r[:-1] for r in token.readings if r.endswith("s")}
+            for words, family in (entry for start in starts for entry in idioms.get(start, ())):
+                span = tokens[i : i + len(words)]
+                if len(span) < len(words) or not all(matches(w, t) for w, t in zip(words, span, strict=True)):
+                    continue
+                if family != "title" or (_written_as_title(span) and _capitals_inform(tokens)):
+                    spans.append((i, i + len(words) - 1))
+        return spans
+
+    @staticmethod
+    def _in_idiom(text: _Text, hit: _Hit) -> bool:
+        return any(lo <= hit.first and hit.last <= hi for lo, hi in text.idiom_spans)
+
+    @staticmethod
+    def _near_context_word(text: _Text, hit: _Hit) -> bool:
+        """A goat's kid, an eye's pupil: a context word right after the hit, or shortly before it with no
+        person between ("goat kids", "a doe with her twin kids", "nanny goat nursing her kid")."""
+        context = lx.NEAR_WORDS.get(hit.lemma)
+        if not context:
+            return False
+        words = text.words
+        if hit.last + 1 < len(words) and words[hit.last + 1] in context:
+            return True
+        for j in range(hit.first - 1, max(-1, hit.first - 1 - lx.NEAR_WINDOW), -1):
+            if words[j] in context:
+                return True
+            if words[j] not in lx.NEAR_FILLER and (
+                _noun_kind(words[j]) in ("adult", "person") or words[j] in lx.ENGLISH_FORMS
+            ):
                 return False
-            if lemma in ("and", "or", "with"):
+        return False
+
+    @staticmethod
+    def _lacks_its_language(text: _Text, hit: _Hit) -> bool:
+        """German "Kind", French "ado": everyday English words too, so they count only beside other words of
+        their language ("ein Kind")."""
+        if hit.language == "english" or text.words[hit.first] not in lx.NEEDS_LANGUAGE_CONTEXT:
+            return False
+        markers = lx.LANGUAGE_MARKERS.get(hit.language, frozenset())
+        others = any(h is not hit and h.language == hit.language for h in text.hits)
+        return not (others or any(w in markers for w in text.words))
+
+    @staticmethod
+    def _false_friend(text: _Text, hit: _Hit) -> bool:
+        """French "son" (his/her) in "une femme et son chien": a text of that language with no English."""
+        languages = lx.FALSE_FRIENDS.get(text.words[hit.first], ())
+        if not languages or any(w in lx.ENGLISH_MARKERS for w in text.words):
+            return False
+        return any(w in lx.LANGUAGE_MARKERS[lang] for lang in languages for w in text.words)
+
+    @staticmethod
+    def _young_of_something(text: _Text, hit: _Hit) -> bool:
+        """ "young man", "young wine", "junge Frau", "juvenile hawk", "baby sea turtles", "an elephant and her baby"."""
+        following = text.following(hit.last)
+        kinds = [_noun_kind(w) for w in following]
+        if hit.lemma in _YOUNG_WORDS:
+            for word, kind in zip(following, kinds, strict=True):
+                if kind in ("adult", "animal", "thing"):
+                    return True
+                if kind == "person" or word in lx.ENGLISH_FORMS:  # "young football player", "young girl"
+                    break
+        if hit.lemma == "juvenile" and any(k in ("animal", "thing") for k in kinds):
+            return True
+        if hit.lemma not in _YOUNG_ANIMAL_TERMS:
+            return False
+        if "animal" in kinds[:2]:
+            return True
+        before = [_noun_kind(w) for w in text.words[max(0, hit.first - 4) : hit.first]]
+        people = any(_noun_kind(w) in ("adult", "person") for w in text.words) or any(
+            h is not hit and h.lemma not in _YOUNG_ANIMAL_TERMS for h in text.hits
+        )
+        return "animal" in before and not people
+
+    def _minor_as_adjective(self, text: _Text, hit: _Hit) -> bool:
+        """ "minor repairs", "a minor chord", "E minor"; not "a minor", "minors", "a minor drinking"."""
+        if hit.lemma != "minor" or text.words[hit.first] != "minor":
+            return False
+        previous = text.words[hit.first - 1] if hit.first else ""
+        following = text.following(hit.last, window=1)
+        noun_after = (
+            bool(following)
+            and following[0] in self.nouns
+            and following[0] not in _FUNCTION_WORDS
+            and not following[0].endswith("ing")
+        )
+        return noun_after or (previous in lx.MINOR_NOTES and previous != "a")
+
+    @staticmethod
+    def _grown_up(text: _Text, hit: _Hit) -> bool:
+        """ "adult son", "grown children", "grown-up kids"."""
+        if hit.lemma not in _GROWN_UP_TERMS or hit.first == 0:
+            return False
+        return text.words[hit.first - 1] in _GROWN_UP or text.words[max(0, hit.first - 2) : hit.first] == [
+            "grown",
+            "up",
+        ]
+
+    def _written_as_name(self, text: _Text, hit: _Hit) -> bool:
+        """`Neil Young`, `Julia Child`: both capitalised, after a word that is no article or adjective, in a text
+        that also has lower-case words (so capitals mean something)."""
+        at, tokens = hit.first, text.tokens
+        if text.words[at] not in _SURNAMES or at == 0 or not (tokens[at].capitalised and tokens[at - 1].capitalised):
+            return False
+        given = tokens[at - 1].word
+        return (
+            _capitals_inform(tokens)
+            and given.isalpha()
+            and given not in _ARTICLES
+            and given not in self.english_forms
+            and given not in self.adjectives
+        )
+
+    # -- ages ------------------------------------------------------------------------------------------------
+
+    def _word_after_age(self, word: str, is_hit: bool, after_article: bool) -> bool | None:
+        """True: the age is a person's; False: a thing's or an animal's; None: look at the next word."""
+        kind = _noun_kind(word)
+        if is_hit or kind in ("person", "adult"):
+            return True
+        if kind in ("animal", "thing"):
+            return False
+        if word in _FUNCTION_WORDS or word.endswith("ing") or not word.isalpha() or word not in self.known:
+            return True  # "on a swing", "playing", a name
+        if after_article and word in self.verbs and word.endswith("s") and not word.endswith("ss"):
+            return True  # "a 6-year-old smiles"
+        if word in self.nouns and word not in self.adjectives:
+            return _agent_noun(word)  # "a 12-year-old gamer"; else a thing: "10-year-old car"
+        return None
+
+    def _age_is_a_person(self, text: _Text, match: re.Match) -> bool:
+        """An age under 16 flags when it describes a person: a person noun, a name, or nothing after it.
+
+        "N years old" with the unit in the plural says the age of what came before ("the whisky is 12 years
+        old"): then a thing or an animal before it clears it unless a person follows.
+        """
+        plural = (match.groupdict().get("old") or "").endswith("s")
+        if plural or text.folded[match.end() : match.end() + 2] in ("'s", "’s"):  # "5-year-olds", "a 5 year old's"
+            return True
+        after = text.token_after(match.end())
+        child_at = {h.first for h in text.hits}
+        after_article = bool(re.search(r"(?:^|\s)(?:a|an|one)\s*$", text.folded[: match.start()].lower()))
+        predicative = (match.groupdict().get("unit") or "").endswith("s") and not after_article
+        of_a_thing = predicative and not self._subject_is_a_person(text, match.start())
+        for j in range(after, min(len(text.tokens), after + 3)):
+            start = match.end() if j == after else text.tokens[j - 1].end
+            if _BOUNDARY.search(text.folded[start : text.tokens[j].start]):
                 break
+            verdict = self._word_after_age(text.words[j], j in child_at, after_article)
+            if verdict is not None:
+                return verdict and not (of_a_thing and _noun_kind(text.words[j]) is None and j not in child_at)
+        return not of_a_thing
+
+    def _subject_is_a_person(self, text: _Text, offset: int) -> bool:
+        """The noun before `offset` (skipping "is", "the", ...) is a person, a child word, or no noun at all."""
+        before = [t.word for t in text.tokens if t.end <= offset][-4:]
+        for word in reversed(before):
+            kind = _noun_kind(word)
+            if kind in ("person", "adult") or word in self.english_forms:
+                return True
+            if kind in ("animal", "thing") or (word in self.nouns and word not in _FUNCTION_WORDS):
+                return False
         return True
 
-    def _screen_doc(self, text: str, doc: NormalizedText) -> ScreenResult:
-        matches: list[str] = []
-        for i, token in enumerate(doc.tokens):
-            term = self.noun_forms.get(token)
-            if term:
-                matches.append(term)
-            elif token == "young" and self._young_is_child(doc, i):
-                matches.append("young")
-            for phrase in self.phrases:
-                if doc.lemmas[i : i + len(phrase)] == phrase or doc.tokens[i : i + len(phrase)] == phrase:
-                    matches.append(" ".join(phrase))
-        matches += age_mentions(text)
-        unique = list(dict.fromkeys(matches))
+    def _aged_is_a_person(self, text: _Text, match: re.Match) -> bool:
+        """ "players aged 12" flags; "whisky aged 12 years", "barrel-aged" do not; "ages 3-5" always does."""
+        if match.group("word") != "aged":
+            return True
+        if match.start() > 0 and text.folded[match.start() - 1] in "-‐":
+            return False
+        return self._subject_is_a_person(text, match.start())
+
+    def _age_hits(self, text: _Text) -> list[str]:
+        lowered = lower_same_length(text.folded)
+        found = [m for m in AGE_PATTERN.finditer(lowered) if _is_young_age(m) and self._age_is_a_person(text, m)] + [
+            m for m in AGED_PATTERN.finditer(lowered) if _age_value(m) < LEGAL_AGE and self._aged_is_a_person(text, m)
+        ]
+        for match in AGE_GROUP_PATTERN.finditer(lowered):
+            after = text.token_after(match.end())
+            nxt = text.words[after] if after < len(text.words) else ""
+            # "under-12s", "u10 soccer"; not "U2" or "under 10 dollars".
+            if int(match.group("num")) <= LEGAL_AGE and (match.group("plural") or nxt in AGE_GROUP_NOUNS):
+                found.append(match)
+        return [re.sub(r"\s+", " ", m.group(0).strip()) for m in found]
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def _screen_text(self, raw: str) -> ScreenResult:
+        folded, tokens = tokenize(raw)
+        text = _Text(folded, tokens, [t.word for t in tokens])
+        self._word_hits(text)
+        self._joined_hits(text)
+        self._three_piece_hits(text)
+        self._spaced_hits(text)
+        self._phrase_hits(text)
+        text.idiom_spans = self._idiom_spans(tokens)
+        kept = [h for h in text.hits if not any(rule(text, h) for rule in self._rules)]
+        kept.sort(key=lambda h: (h.first, h.last))
+        unique = list(dict.fromkeys([h.term for h in kept] + self._age_hits(text)))
         return ScreenResult(flagged=bool(unique), matches=unique)
 
     def screen_many(self, texts: Iterable[str]) -> list[ScreenResult]:
-        texts = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
-        return [self._screen_doc(t, d) for t, d in zip(texts, normalize_texts(texts), strict=True)]
+        if not self._ready:
+            self._load()
+        clean = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
+        return [self._screen_text(t) for t in clean]
 
     def screen(self, text: str) -> ScreenResult:
         return self.screen_many([text])[0]

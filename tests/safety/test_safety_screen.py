@@ -1,4 +1,8 @@
-"""Behaviour of the child-content text screen: what it must flag, what it must leave alone."""
+"""Behaviour of the child-content text screen: what it must flag, what it must leave alone.
+
+Documented choices (README, "Ratings, safety and EDA"); issue 11 changed two: adult idioms such as
+"baby blue" pass, and minors / underage / juvenile flag.
+"""
 
 import pandas as pd
 import pytest
@@ -22,7 +26,6 @@ FLAGGED = [
     ("Girls dancing", "girl"),
     ("A baby sleeps", "baby"),
     ("babies in a stroller", "baby"),
-    ("a baby blue car", "baby"),
     ("A toddler walks", "toddler"),
     ("toddlers", "toddler"),
     ("an infant in a crib", "infant"),
@@ -57,6 +60,19 @@ FLAGGED = [
     ("a young person with a punk haircut", "young"),
     ("The young football player", "young"),
     ("youth soccer", "youth"),
+    ("minors at a party", "minor"),
+    ("a minor in a bar", "minor"),
+    ("underage drinking", "underage"),
+    ("a juvenile in court", "juvenile"),
+    ("preteens at the mall", "preteen"),
+    ("a pre-schooler with crayons", "preschooler"),
+    ("schoolkids on a bus", "schoolkid"),
+    ("grade-schoolers at recess", "grade school"),
+    ("fifth graders on a trip", "fifth graders"),
+    ("a kindergartner painting", "kindergartner"),
+    ("the young ones at the pool", "young ones"),
+    ("my 5 year old's new bike", "5 year old"),
+    ("under-12s football", "under-12s"),
 ]
 
 NOT_FLAGGED = [
@@ -93,6 +109,17 @@ NOT_FLAGGED = [
     "the year is 2015",
     "a 10 km race",
     "",
+    "a baby blue car",
+    "minor repairs to the roof",
+    "sonata in E minor",
+    "minor league baseball",
+    "a juvenile hawk on a fence",
+    "a goat and her kid in the barn",
+    "kid leather gloves",
+    "youth hostel in Lisbon",
+    "three-day-old bread",
+    "a 2 month old puppy",
+    "a 10-year-old car",
 ]
 
 
