@@ -101,6 +101,7 @@ def repeated(
     rows: dict[str, list[dict]] = {kind: [] for kind in kinds}
     oof_tau: dict[str, list[float]] = {kind: [] for kind in kinds}
     seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    curves: dict[str, dict] = {}
     for seed in seeds:
         preds: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
         experts: list[np.ndarray] = []
@@ -135,6 +136,8 @@ def repeated(
                 )
         for kind in kinds:
             oof_tau[kind].append(kendall_tau_c(np.concatenate(preds[kind]), np.concatenate(experts)))
+            if kind not in curves:  # the first seed's out-of-fold predictions
+                curves[kind] = reliability(np.concatenate(preds[kind]), np.concatenate(experts))
     summary = {
         kind: {
             **{key: spread([r[key] for r in rows[kind]]) for key in SPREAD_KEYS},
@@ -143,7 +146,53 @@ def repeated(
         }
         for kind in kinds
     }
-    return {"summary": summary, "folds": rows, "oof_tau_c": oof_tau}
+    return {"summary": summary, "folds": rows, "oof_tau_c": oof_tau, "reliability": curves}
+
+
+def reliability(pred: np.ndarray, expert: np.ndarray, bins: int = 10) -> dict:
+    """Calibration against the experts: pairs binned by predicted score, mean score vs mean expert score per bin.
+
+    The expert score is the mean of the three ratings mapped to [0, 1] (the training target of expert pairs), so a
+    calibrated model's bin means lie on the diagonal; `ece` is the pair-weighted mean gap.
+    """
+    keep = ~np.isnan(expert)
+    pred, expert = pred[keep], expert[keep]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(pred, edges[1:-1]), 0, bins - 1)
+    rows = [
+        {
+            "lo": float(edges[b]),
+            "hi": float(edges[b + 1]),
+            "n": int((which == b).sum()),
+            "mean_score": float(pred[which == b].mean()),
+            "mean_expert": float(expert[which == b].mean()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+    ece = sum(r["n"] * abs(r["mean_score"] - r["mean_expert"]) for r in rows) / max(1, len(pred))
+    return {"bins": rows, "ece": float(ece), "pairs": len(pred)}
+
+
+def plot_reliability(curves: dict[str, dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for kind, curve in curves.items():
+        xs = [r["mean_score"] for r in curve["bins"]]
+        ys = [r["mean_expert"] for r in curve["bins"]]
+        ax.plot(xs, ys, marker="o", label=f"{kind} (ECE {curve['ece']:.3f})")
+    ax.set_xlabel("predicted score (out-of-fold)")
+    ax.set_ylabel("mean expert score, (mean rating - 1) / 3")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def fmt(s: dict) -> str:
@@ -188,8 +237,21 @@ def repeated_main(args: argparse.Namespace) -> None:
             f"| {kind} | {fmt(s['r1'])} | {fmt(s['mrr'])} | {fmt(s['val_r1'])} | {fmt(s['val_mrr'])} "
             f"| {fmt(s['oof_tau_c'])} | {fmt(s['rmse'])} |"
         )
+    lines.append("")
+    lines.append(
+        "Calibration (first seed, out-of-fold): "
+        + ", ".join(
+            f"{kind} ECE {curve['ece']:.3f} over {curve['pairs']} expert pairs"
+            for kind, curve in result["reliability"].items()
+        )
+    )
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(table + "\n")
+    plot_reliability(
+        result["reliability"],
+        args.out.with_suffix(".reliability.png"),
+        f"{args.text_encoder} + {args.image_encoder}: score vs experts",
+    )
     print(table)
 
 
