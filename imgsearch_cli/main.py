@@ -90,7 +90,7 @@ def run(
         "minilm-l6", help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
     ),
     image_encoder: str = typer.Option(
-        "efficientnet-lite0", help="Image encoder id (efficientnet-lite0/1/2, resnet18, clip-..., fake-image)."
+        "efficientnet-lite2", help="Image encoder id (efficientnet-lite0/1/2[-views], resnet18, clip-..., fake-image)."
     ),
 ) -> None:
     """Run the pipeline flow on DATA_DIR (Prefect starts a local server if none is configured)."""
@@ -208,7 +208,7 @@ def backfill(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     text_encoder: str = typer.Option(None, help="Text encoder id (default: the pipeline's, minilm-l6)."),
     image_encoder: str = typer.Option(
-        None, help="Image encoder id, e.g. efficientnet-lite2 (default: efficientnet-lite0)."
+        None, help="Image encoder id, e.g. efficientnet-lite0 (default: efficientnet-lite2)."
     ),
     force_reembed: bool = typer.Option(
         False, help="Re-embed everything with these encoders, overwriting their cache entries."
