@@ -255,21 +255,8 @@ def test_symlinks_inside_the_dataset_are_fine(sample_copy, tmp_path):
     assert dataset.summary.images == {"train_images": len(list(store.iterdir())), "test_images": 13}
 
 
-def png_header(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header declares width x height but carries no pixels: proves nothing is decoded."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
-    return path
-
-
 @pytest.mark.parametrize(("width", "height", "shown"), [(10_000, 10_000, "100.0"), (8_000, 7_000, "56.0")])
-def test_huge_image_is_refused_from_its_header(sample_copy, width, height, shown):
+def test_huge_image_is_refused_from_its_header(sample_copy, png_header, width, height, shown):
     png_header(sample_copy / "train_images" / "huge.png", width, height)
     with pytest.raises(ContractError) as err:
         ingest_dataset(sample_copy)
@@ -279,7 +266,7 @@ def test_huge_image_is_refused_from_its_header(sample_copy, width, height, shown
     assert "column 'decodes'" not in message
 
 
-def test_image_over_twice_the_bound_is_refused_by_pil_too(tmp_path):
+def test_image_over_twice_the_bound_is_refused_by_pil_too(tmp_path, png_header):
     from tasks.images import ImageTooLargeError, open_image
 
     with pytest.raises(ImageTooLargeError, match=r"big.png: 400.0 megapixels, over the 50 MP bound"):
