@@ -69,11 +69,6 @@ def check_image_file(path: Path, roots: tuple[Path, ...]) -> ImageCheck:
         return ImageCheck(size, True, None, False, f"{type(err).__name__}: {err}"[:200])
 
 
-def decode_error(path: Path) -> str:
-    """'' when the file decodes as an image (within the pixel bound), else why not."""
-    return check_image_file(path, (Path(path).resolve().parent,)).error
-
-
 def dataset_roots(data_dir: Path) -> tuple[Path, ...]:
     """Where the files of a dataset's image folders may lie: the dataset folder, and each image folder's
     target when the folder itself is a symbolic link (to a shared image store, say)."""
