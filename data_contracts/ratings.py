@@ -7,6 +7,7 @@ import pandas as pd
 
 from data_contracts.runner import Contract
 from data_contracts.tables import _why
+from tasks.ingest.tables import MAX_TEXT_CHARS
 
 SOURCES = ["expert", "crowd", "both"]
 
@@ -20,7 +21,10 @@ def _training_pairs() -> list:
         _why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
         # A pair without text cannot be embedded or screened for child content.
         _why(gxe.ExpectColumnValuesToNotBeNull(column="query_text"), "every pair has its caption text"),
-        _why(gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1), "no empty caption texts"),
+        _why(
+            gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1, max_value=MAX_TEXT_CHARS),
+            f"caption texts of 1 to {MAX_TEXT_CHARS} characters",
+        ),
         # The provenance column is what the EDA and the model card report on.
         _why(gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES), "source is expert, crowd or both"),
         # Scores that exist must be on the [0, 1] scale too, or the blend was done on raw 1..4 scores.
@@ -36,11 +40,13 @@ def _training_pairs() -> list:
 
 
 def prepare_training_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns the contract checks and a `line` (row number) to locate bad rows."""
+    """Add the derived columns the contract checks and a `row` (1-based position) to locate bad rows.
+
+    A row of this derived table has no line in any file, so it is called a row, never a line."""
     out = frame.copy()
     out["text_length"] = out["query_text"].fillna("").astype(str).str.strip().str.len()
-    if "line" not in out:
-        out.insert(0, "line", range(1, len(out) + 1))
+    if "row" not in out:
+        out.insert(0, "row", range(1, len(out) + 1))
     return out
 
 
@@ -60,7 +66,5 @@ def _safe_training_pairs() -> list:
     ]
 
 
-TRAINING_PAIRS_CONTRACT = Contract("training_pairs", _training_pairs, index=("line", "image", "query_id"))
-SAFE_TRAINING_PAIRS_CONTRACT = Contract(
-    "safe_training_pairs", _safe_training_pairs, index=("line", "image", "query_id")
-)
+TRAINING_PAIRS_CONTRACT = Contract("training_pairs", _training_pairs, index=("row", "image", "query_id"))
+SAFE_TRAINING_PAIRS_CONTRACT = Contract("safe_training_pairs", _safe_training_pairs, index=("row", "image", "query_id"))

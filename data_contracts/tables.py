@@ -8,10 +8,14 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from data_contracts.runner import Contract
-from tasks.ingest.tables import caption_image
+from tasks.images import MAX_IMAGE_PIXELS
+from tasks.ingest.tables import MAX_TEXT_CHARS, caption_image
 
-IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
-QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
+# A file name: no folder part, no '#' (it separates the caption number), no markup or quote characters and no
+# control characters. Flickr8k names are `<digits>_<hex>.jpg`; values are escaped wherever they are shown anyway.
+_NAME = r"[^/\\#<>\"\x00-\x1f\x7f]+\.(?:jpg|jpeg|JPG|JPEG)"
+IMAGE_NAME = rf"^{_NAME}$"
+QUERY_ID = rf"^{_NAME}#[0-9]+$"
 
 
 def _why(expectation, why: str):
@@ -24,7 +28,10 @@ def _image_column(column: str = "image") -> list:
         # Rows without an image cannot be joined to pixels.
         _why(gxe.ExpectColumnValuesToNotBeNull(column=column), "every row names an image"),
         # Names are file names in the image folder, not paths: no traversal, no captions ids.
-        _why(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=IMAGE_NAME), "an image is a .jpg file name"),
+        _why(
+            gxe.ExpectColumnValuesToMatchRegex(column=column, regex=IMAGE_NAME),
+            "an image is a .jpg file name without folders, '#', markup or control characters",
+        ),
     ]
 
 
@@ -46,6 +53,11 @@ def _text_column(column: str = "query_text") -> list:
     return [
         # An empty caption embeds to noise and cannot be screened for child content.
         _why(gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1), "no empty texts"),
+        # A runaway text passes everything else and then crashes the text screen (spaCy E088) mid-run.
+        _why(
+            gxe.ExpectColumnValueLengthsToBeBetween(column=column, max_value=MAX_TEXT_CHARS),
+            f"texts of at most {MAX_TEXT_CHARS} characters",
+        ),
     ]
 
 
@@ -70,6 +82,11 @@ def _crowd() -> list:
             _why(gxe.ExpectColumnValuesToBeBetween(column="count_yes", min_value=0), "count_yes >= 0"),
             _why(gxe.ExpectColumnValuesToBeBetween(column="count_no", min_value=0), "count_no >= 0"),
             _why(gxe.ExpectColumnValuesToBeInSet(column="counts_whole", value_set=[True]), "counts are integers"),
+            # With no rater the share is 0/0: whatever share_yes says, it measures nothing.
+            _why(
+                gxe.ExpectColumnValuesToBeInSet(column="has_raters", value_set=[True]),
+                "at least one rater: count_yes + count_no >= 1",
+            ),
             # share must agree with the counts, or one of the two columns was shifted or mistyped.
             _why(
                 gxe.ExpectColumnValuesToBeInSet(column="share_matches_counts", value_set=[True]),
@@ -84,6 +101,7 @@ def _prepare_crowd(frame: pd.DataFrame) -> pd.DataFrame:
     yes, no = out["count_yes"], out["count_no"]
     out["counts_whole"] = ((yes % 1 == 0) & (no % 1 == 0)) | yes.isna() | no.isna()
     total = yes + no
+    out["has_raters"] = (total >= 1) | total.isna()  # missing counts are reported by their own check
     share = (yes / total.where(total > 0)).fillna(0.0)
     out["share_matches_counts"] = ((share - out["share_yes"]).abs() <= 0.011) | out["share_yes"].isna() | total.isna()
     return out
@@ -145,7 +163,18 @@ def _image_references() -> list:
 
 def _image_files() -> list:
     return [
-        # A truncated or corrupt file would crash the embedding stage far from its cause.
+        # A link out of the dataset would read (and show in reports) a file nobody delivered as data.
+        _why(
+            gxe.ExpectColumnValuesToBeInSet(column="inside_dataset", value_set=[True]),
+            "image files lie inside the dataset folder (a symbolic link may not point out of it)",
+        ),
+        # A huge image passes every other check and then takes gigabytes to decode; checked from the header.
+        _why(
+            gxe.ExpectColumnValuesToBeBetween(column="megapixels", max_value=MAX_IMAGE_PIXELS / 1e6),
+            f"images of at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
+        ),
+        # A truncated or corrupt file would crash the embedding stage far from its cause. Files not opened
+        # for one of the reasons above have no value here (null), so each file fails one check only.
         _why(gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]), "every image file decodes"),
     ]
 

@@ -22,7 +22,7 @@ from flows.params import DatasetParams, ModelRunParams
 from flows.pipeline import RunParams, RunResult, run_pipeline
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ingest.tasks import ingest_task
-from tasks.ratings.inbox import BatchOutcome
+from tasks.ratings.inbox import BatchOutcome, inbox_entries
 from tasks.ratings.tasks import (
     KnownReferences,
     emit_ratings_merged,
@@ -46,7 +46,7 @@ class InboxParams(DatasetParams):
 
 
 class InboxResult(BaseModel):
-    dataset_version: str
+    dataset_version: str | None = Field(default=None, description="None when the inbox was empty")
     outcomes: list[dict] = Field(default_factory=list, description="One outcome per inbox file")
     merged_batches: list[str] = Field(default_factory=list)
     merged_rows: int = 0
@@ -74,13 +74,18 @@ def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) 
 def ingest_ratings(params: InboxParams) -> InboxResult:
     """Process every file in `<workspace>/inbox/`.
 
-    Good batches merge into the append-only store and `imgsearch.ratings.merged` is emitted (once per run,
+    An empty inbox ends the run at once: no task, no artifact. Good batches merge into the append-only
+    store and `imgsearch.ratings.merged` is emitted (once per run,
     listing every merged batch). Bad files go to quarantine; each is logged as a warning and listed in the
     `ratings-inbox` artifact. The run ends Failed only when files arrived and every one was quarantined:
     then nothing can retrain and an operator must look. A mix of good and bad files completes (the good ones
     count) with the bad ones in the artifact and the log; duplicates are archived and never merged twice.
     """
     workspace = params.resolve_workspace()
+    if not inbox_entries(workspace):
+        # Polled every minute: an empty inbox runs no task and writes no artifact (and ingests nothing).
+        get_run_logger().debug("inbox %s is empty", workspace.inbox)
+        return InboxResult()
     references = known_references_task(params.data_dir, workspace, params.reingest)
     outcomes: list[BatchOutcome] = process_inbox_task(workspace, references)
     event_id = emit_ratings_merged(workspace, outcomes, references.version)

@@ -212,11 +212,12 @@ def render_html(tables: EdaTables, figures: dict[str, Path], title: str) -> str:
         f"</head><body><h1>{html.escape(title)}</h1>",
         "<h2>Safety filter</h2><table>",
     ]
-    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in tables.safety.items()]
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in tables.safety.items()]
     parts.append("</table>")
     for name, frame in tables.tables.items():
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>")
-        parts.append(frame.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="", border=0))
+        # Cells hold caption lemmas and image names from the input tables: escaped, never markup.
+        parts.append(frame.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="", border=0, escape=True))
     parts.append("<h2>Figures</h2>")
     parts += [
         f"<figure><img src='{p.name}' alt='{html.escape(n)}'><figcaption>{html.escape(n)}</figcaption></figure>"

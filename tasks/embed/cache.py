@@ -3,12 +3,14 @@
 A vector is stored under the sha256 of the text or of the image file's bytes, so a rerun embeds only
 texts and files that are new or changed, whatever they are called. Each write adds a new Parquet part
 atomically (parts have unique names, so parallel shards never collide); many parts are compacted into
-one. A part that cannot be read or fails its checks is reported, moved to the quarantine and its
-vectors are recomputed on the next call.
+one. Each part carries a sha256 of its keys and vectors in its metadata, checked on every read: a part
+that cannot be read, fails that checksum or any other check is reported, moved to the quarantine and
+its vectors are recomputed on the next call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 PART_GLOB = "part-*.parquet"
 META_ENCODER = b"imgsearch.encoder_id"
+# sha256 of the part's content (see `content_digest`): a flipped bit anywhere in the keys or the vectors
+# changes it, where Parquet alone would decode the flipped float as a valid vector.
+META_SHA256 = b"imgsearch.content_sha256"
 # Parts are compacted into one when a cache folder holds more than this many: keeps cold reads fast.
 MAX_PARTS = 16
 # Misses are embedded and written in chunks of this many, so an interrupted cold run keeps its progress.
@@ -89,7 +94,17 @@ class CorruptPartError(ValueError):
     """A cache part that cannot be trusted; the cache quarantines it and recomputes its vectors."""
 
 
-def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray]:
+def content_digest(keys: Sequence[str], matrix: np.ndarray) -> str:
+    """sha256 over the shape, the keys and the vectors' little-endian float32 bytes."""
+    digest = hashlib.sha256(f"{len(keys)}x{matrix.shape[1]}\n".encode())
+    digest.update("\n".join(keys).encode())
+    digest.update(b"\0")
+    digest.update(np.ascontiguousarray(matrix, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray, bool]:
+    """Keys, vectors, and whether a checksum vouched for them (parts written before checksums have none)."""
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for truncated or garbled files
@@ -106,7 +121,17 @@ def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray]:
     matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
     if not np.isfinite(matrix).all():
         raise CorruptPartError("non-finite values")
-    return table.column("key").to_pylist(), matrix
+    keys = table.column("key").to_pylist()
+    expected = meta.get(META_SHA256)
+    if expected is None:
+        # Only a part whose metadata is exactly what the writer put there before checksums counts as old;
+        # anything else (a flipped bit in the checksum's own key, say) is damage.
+        if set(meta) != {META_ENCODER}:
+            raise CorruptPartError(f"no checksum, and unexpected metadata keys {sorted(meta)}")
+        return keys, matrix, False
+    if content_digest(keys, matrix) != expected.decode(errors="replace"):
+        raise CorruptPartError("checksum mismatch: its keys or vectors changed after it was written")
+    return keys, matrix, True
 
 
 class EmbeddingCache:
@@ -144,18 +169,21 @@ class EmbeddingCache:
         if self._rows is not None:
             return self._rows
         self._rows = {}
+        unverified = 0
         for path in self.parts():
             try:
-                keys, matrix = _read_part(path, self.encoder_id)
+                keys, matrix, verified = _read_part(path, self.encoder_id)
                 if self._dim is not None and matrix.shape[1] != self._dim:
                     raise CorruptPartError(f"dimension {matrix.shape[1]}, other parts have {self._dim}")
             except CorruptPartError as err:
                 self._quarantine(path, str(err))
                 continue
+            unverified += not verified
             self._append(keys, matrix)
             self._parts.append(path)
-        if len(self._parts) > MAX_PARTS:
-            self.compact()
+        if len(self._parts) > MAX_PARTS or unverified:
+            # Parts from before checksums are trusted once and rewritten with one (new part first, then the old go).
+            self.compact(rewrite_single=bool(unverified))
         return self._rows
 
     def _append(self, keys: list[str], matrix: np.ndarray) -> None:
@@ -214,19 +242,22 @@ class EmbeddingCache:
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), pa.float32()), matrix.shape[1])
         table = pa.table({"key": pa.array(keys, pa.string()), "vector": vectors})
-        table = table.replace_schema_metadata({META_ENCODER: self.encoder_id.encode()})
+        table = table.replace_schema_metadata(
+            {META_ENCODER: self.encoder_id.encode(), META_SHA256: content_digest(keys, matrix).encode()}
+        )
         # Time first so that parts sort in write order; the uuid keeps parallel writers apart.
         path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return path
 
-    def compact(self) -> Path | None:
-        """Rewrite the parts this cache has read as one. The new part lands before the old ones go, so a
-        crash loses nothing; parts another process wrote meanwhile are left alone."""
+    def compact(self, rewrite_single: bool = False) -> Path | None:
+        """Rewrite the parts this cache has read as one (a single part only when `rewrite_single`). The new
+        part lands before the old ones go, so a crash loses nothing; parts another process wrote meanwhile
+        are left alone."""
         rows = self._load()
         old = list(self._parts)
-        if len(old) <= 1:
+        if len(old) < (1 if rewrite_single else 2):
             return None
         keys = list(rows)
         path = self._write(keys, self.get(keys))

@@ -6,6 +6,7 @@ the known images and texts of a dataset version, reports what happened and tells
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ def latest_version_of(workspace: Workspace, data_dir: Path) -> Path | None:
     return None
 
 
+def _cell(text: str, limit: int = 400) -> str:
+    """A markdown table cell from a file name or a reason: both come from outside, so no markup, no '|'."""
+    return html.escape(text.replace("|", "/").replace("\n", " ")[:limit], quote=False)
+
+
 def outcomes_markdown(outcomes: list[BatchOutcome]) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("merged", "duplicate", "quarantined")}
     head = (
@@ -71,8 +77,8 @@ def outcomes_markdown(outcomes: list[BatchOutcome]) -> str:
     if not outcomes:
         return head + "The inbox was empty.\n"
     rows = "".join(
-        f"| {o.file} | **{o.status}** | {o.kind} | `{o.batch_id}` | {o.rows} | {o.dropped_unknown_text} | "
-        f"{o.reason.replace('|', '/').replace(chr(10), ' ')[:400]} |\n"
+        f"| {_cell(o.file)} | **{o.status}** | {o.kind} | `{o.batch_id}` | {o.rows} | {o.dropped_unknown_text} | "
+        f"{_cell(o.reason)} |\n"
         for o in outcomes
     )
     table = (
@@ -95,10 +101,10 @@ def process_inbox_task(workspace: Workspace, references: KnownReferences) -> lis
             logger.warning("quarantined %s (batch %s): %s", outcome.file, outcome.batch_id, outcome.reason)
         else:
             logger.info("%s %s (batch %s, %d rows)", outcome.status, outcome.file, outcome.batch_id, outcome.rows)
-    create_markdown_artifact(
-        key="ratings-inbox", markdown=outcomes_markdown(outcomes), description="Outcome of each inbox file"
-    )
-    if outcomes:
+    if outcomes:  # an empty poll writes nothing (the flow returns before this task when it sees no file)
+        create_markdown_artifact(
+            key="ratings-inbox", markdown=outcomes_markdown(outcomes), description="Outcome of each inbox file"
+        )
         create_table_artifact(
             key="ratings-inbox-batches",
             table=[o.as_dict() for o in outcomes],

@@ -159,3 +159,93 @@ def test_non_finite_vectors_are_never_cached(workspace):
     with pytest.raises(ValueError, match="1 non-finite vector"):
         embed_texts(["fine", "broken"], NanEncoder(), workspace)
     assert not list(workspace.embedding_cache_dir("fake-text").glob("part-*"))
+
+
+# Bit rot: a part carries a checksum of its content; a single flipped bit is caught like a truncation.
+
+
+def _flip(path, position: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_single_bit_flips_anywhere_in_a_part_are_caught(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((20, 64)).astype(np.float32)
+    keys = [f"{i:064x}" for i in range(20)]
+    clean = EmbeddingCache(tmp_path / "clean", "fake-image").add(keys, matrix)
+    size = clean.stat().st_size
+    vectors_at = clean.read_bytes().find(matrix[0].tobytes())
+    assert vectors_at > 0
+    # 30 positions spread over the whole file, and 10 inside the vector data (the bytes of the first vectors).
+    positions = [(i * 2 + 1) * size // 60 for i in range(30)] + [vectors_at + 97 * i + 5 for i in range(10)]
+    outcomes = {"quarantined": 0, "unchanged": 0}
+    for n, position in enumerate(positions):
+        folder = tmp_path / f"flip-{n}"
+        folder.mkdir()
+        part = folder / clean.name
+        part.write_bytes(clean.read_bytes())
+        _flip(part, position, n % 8)
+        cache = EmbeddingCache(folder, "fake-image", quarantine=tmp_path / "quarantine")
+        missing = cache.missing(keys)
+        if cache.corrupt_parts:
+            assert missing == keys and not part.exists(), "a quarantined part's vectors are all recomputed"
+            outcomes["quarantined"] += 1
+        else:  # a bit no decoded value depends on (padding, statistics): what is read must be the original
+            np.testing.assert_array_equal(cache.get(keys), matrix)
+            outcomes["unchanged"] += 1
+        if n >= 30:
+            assert cache.corrupt_parts == 1, f"a flip in the vector data at byte {position} went unnoticed"
+    assert outcomes["quarantined"] >= 30
+
+
+def test_flipped_image_part_is_rebuilt_with_the_right_vectors(workspace, images, caplog):
+    enc = FakeImageEncoder()
+    clean = embed_image_files(images, enc, workspace)
+    (part,) = workspace.embedding_cache_dir(enc.encoder_id).glob("part-*.parquet")
+    # The fake vectors hold few distinct values, so Parquet stores them once in a dictionary page: flip 1.0f there.
+    position = part.read_bytes().find(np.float32(1.0).tobytes())
+    assert position > 0
+    _flip(part, position + 2, 3)
+    with caplog.at_level("WARNING", logger=embedding_cache.__name__):
+        rebuilt, report = embed_image_files_report(images, enc, workspace)
+    assert report.corrupt_parts == 1 and report.misses == 5 and "checksum mismatch" in caplog.text
+    np.testing.assert_array_equal(rebuilt, clean)
+    assert embed_image_files_report(images, enc, workspace)[1].hits == 5
+
+
+def _write_part(path, keys, matrix, metadata):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), pa.float32()), matrix.shape[1])
+    table = pa.table({"key": pa.array(keys, pa.string()), "vector": vectors}).replace_schema_metadata(metadata)
+    pq.write_table(table, path)
+
+
+def test_part_from_before_checksums_is_trusted_once_and_rewritten_with_one(workspace):
+    folder = workspace.embedding_cache_dir("fake-text")
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = np.arange(6, dtype=np.float32).reshape(2, 3)
+    _write_part(
+        folder / "part-00000000000000000001-old.parquet", ["a", "b"], matrix, {b"imgsearch.encoder_id": b"fake-text"}
+    )
+    cache = EmbeddingCache.for_workspace(workspace, "fake-text")
+    np.testing.assert_array_equal(cache.get(["a", "b"]), matrix)
+    (part,) = cache.parts()
+    assert "old" not in part.name
+    import pyarrow.parquet as pq
+
+    assert embedding_cache.META_SHA256 in pq.read_schema(part).metadata
+    assert EmbeddingCache.for_workspace(workspace, "fake-text").corrupt_parts == 0
+
+
+def test_part_whose_checksum_key_was_damaged_is_not_taken_for_an_old_one(workspace):
+    folder = workspace.embedding_cache_dir("fake-text")
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = np.ones((1, 3), np.float32)
+    damaged_key = {b"imgsearch.encoder_id": b"fake-text", b"imgsearch.content_sha257": b"0" * 64}
+    _write_part(folder / "part-00000000000000000001-x.parquet", ["a"], matrix, damaged_key)
+    cache = EmbeddingCache.for_workspace(workspace, "fake-text")
+    assert cache.missing(["a"]) == ["a"] and cache.corrupt_parts == 1

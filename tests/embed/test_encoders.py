@@ -265,3 +265,11 @@ def test_folding_batch_norm_keeps_the_features():
         after = fuse_batch_norm(net).features(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_images_over_the_pixel_bound_are_refused_undecoded(tmp_path, png_header):
+    from tasks.embed.encoders.base import load_rgb
+    from tasks.images import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"wide.png: 12000x5000 = 60.0 megapixels"):
+        load_rgb(png_header(tmp_path / "wide.png", 12_000, 5_000), 224)

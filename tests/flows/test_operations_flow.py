@@ -84,6 +84,40 @@ def test_inbox_flow_merges_good_quarantines_bad_and_ignores_duplicates(prefect_h
     assert ingest_ratings(inbox_params(sample_dir, workspace)).outcomes == [] and len(events) == 1
 
 
+def test_empty_inbox_poll_writes_no_artifact_and_runs_no_task(prefect_harness, sample_dir, workspace, events):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+    drop(workspace, ".copy-in-progress.tsv", rating_lines(sample_dir, "crowd", 2))  # hidden: not a batch yet
+    state = ingest_ratings(inbox_params(sample_dir, workspace), return_state=True)
+    assert state.is_completed() and state.result().outcomes == [] and state.result().dataset_version is None
+    run_id = state.state_details.flow_run_id
+
+    async def written():
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            return artifacts, tasks
+
+    artifacts, tasks = asyncio.run(written())
+    assert artifacts == [] and tasks == []
+    assert events == [] and not list((workspace.root / "datasets").glob("*")), "nothing ingested for an empty poll"
+
+
+def test_unexpected_file_in_the_inbox_is_reported_once(prefect_harness, sample_dir, workspace, events):
+    drop(workspace, "ratings.csv", rating_lines(sample_dir, "crowd", 2))
+    state = ingest_ratings(inbox_params(sample_dir, workspace), return_state=True)
+    assert state.is_failed(), "the only file was quarantined: an operator must look"
+    with pytest.raises(AllBatchesQuarantinedError, match=r"ratings.csv: unexpected file name"):
+        state.result()
+    assert list(workspace.quarantine.glob("*ratings.csv.reason.txt"))
+    assert ingest_ratings(inbox_params(sample_dir, workspace)).outcomes == [], "the next poll is quiet again"
+
+
 def test_inbox_flow_fails_when_every_file_is_bad(prefect_harness, sample_dir, workspace, events):
     drop(workspace, "crowd_bad.tsv", "nope.jpg\tnope.jpg#0\t1.0\t3\t0\n")
     state = ingest_ratings(inbox_params(sample_dir, workspace), return_state=True)
