@@ -85,7 +85,7 @@ def load_model(workspace: Path | None):
         from tasks.training.registry import ModelRegistry
         from tasks.workspace import Workspace
 
-        registry = ModelRegistry(Workspace(workspace.resolve()).models)
+        registry = ModelRegistry(Workspace(workspace.resolve()))
         record = registry.champion()
         if record is not None and record.kind == "two_tower":
             return registry.load(record.version), record, f"champion {record.version}"

@@ -135,10 +135,11 @@ class Workspace:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Hold an exclusive, process-wide lock named `name` over this workspace (fcntl; freed if the process dies).
+        """Hold an exclusive lock named `name` over this workspace: the project's one lock API.
 
-        Flows that rewrite shared state (retrain, backfill) run their body under one lock, so two runs on one
-        workspace take turns even when they bypass the deployments' concurrency limits.
+        An fcntl lock on `locks/<name>.lock`, freed by the kernel if the holder dies, so a crash never leaves
+        a stale lock. Separate opens block each other, so threads of one process take turns too. Holders:
+        `training` (the body of retrain and backfill), `registry` (promotion), `ratings-store` (inbox merges).
         """
         with open(self.lock_path(name), "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -8,11 +8,8 @@ with a `.reason.txt` beside it and nothing is merged. One bad file never blocks 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +20,7 @@ from tasks.ingest.tables import CROWD, EXPERT, TableFormat, read_table
 from tasks.workspace import Workspace, write_parquet_atomic, write_text_atomic
 
 RATINGS_SUFFIXES = {".tsv", ".txt"}
+STORE_LOCK = "ratings-store"  # only one inbox run merges at a time, so two runs cannot both merge a new file
 
 
 @dataclass(frozen=True)
@@ -37,17 +35,6 @@ class BatchOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@contextlib.contextmanager
-def store_lock(workspace: Workspace) -> Iterator[None]:
-    """Only one inbox run merges at a time, so two runs cannot both merge the same new file."""
-    with open(workspace.ratings_batches / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def batch_id(path: Path) -> str:
@@ -110,7 +97,7 @@ def process_inbox(
 ) -> list[BatchOutcome]:
     """Validate and merge every file in the inbox; returns one outcome per file."""
     outcomes = []
-    with store_lock(workspace):
+    with workspace.lock(STORE_LOCK):
         # Listed under the lock: a run that listed before waiting would find files another run already moved.
         files = sorted(
             p

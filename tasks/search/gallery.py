@@ -18,7 +18,7 @@ def index_folder(
     from tasks.training.registry import ModelRegistry
 
     workspace = workspace or Workspace.from_env()
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
     if champion is None:
         raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")

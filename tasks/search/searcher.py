@@ -136,7 +136,7 @@ class Searcher:
         from tasks.training.registry import ModelRegistry
 
         workspace = workspace or Workspace.from_env()
-        registry = ModelRegistry(workspace.models)
+        registry = ModelRegistry(workspace)
         record = registry.champion()
         if record is None:
             raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")

@@ -6,26 +6,22 @@ Layout under the workspace's `models/` folder:
     <version>/metrics.json    every metric of this model, plus the run's comparison table
     <version>/model_card.md   a short human-readable card
     champion.json             {"version", "primary_metric", "value", ...}
-Every write is atomic and promotion holds an exclusive lock, so concurrent runs cannot corrupt it.
+Every write is atomic and promotion holds the workspace lock `registry`, so concurrent runs cannot corrupt it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from tasks.training.models import PairModel, load_model
-from tasks.workspace import atomic_dir, write_json_atomic, write_text_atomic
+from tasks.workspace import Workspace, atomic_dir, write_json_atomic, write_text_atomic
 
 CHAMPION_FILE = "champion.json"
-LOCK_FILE = ".registry.lock"
+REGISTRY_LOCK = "registry"
 
 
 @dataclass(frozen=True)
@@ -56,19 +52,11 @@ class PromotionDecision:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """The registry of one workspace: its `models/` folder, promotions under the workspace lock `registry`."""
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive lock over the registry: two runs promote one after the other, never interleaved."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.root = workspace.models
 
     def register(
         self,
@@ -144,7 +132,8 @@ class ModelRegistry:
 
         metric = challenger.primary_metric
         value = challenger.primary_value
-        with self.locked():
+        # two runs promote one after the other, never interleaved
+        with self.workspace.lock(REGISTRY_LOCK):
             current = self.champion()
             if current is not None and champion_value is None:
                 champion_value = float(current.metrics.get(metric, math.nan))

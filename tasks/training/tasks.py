@@ -157,7 +157,7 @@ def train_evaluate_register(
     for kind, model in outcome.models.items():
         _check_validation_predictions(model, eval_data, f"validation predictions of {kind}")
 
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion, champion_value = _champion_on_current_data(
         registry, eval_data, text_encoder, image_encoder, params.primary_metric
     )

@@ -106,7 +106,7 @@ def test_retrain_uses_the_cache_and_promotes_only_a_better_model(prefect_harness
     assert cache["image"]["misses"] == 0 and cache["text"]["misses"] == 0 and cache["image"]["hits"] == 72
     assert "| image | 72 | 72 | 0 |" in second.summary_markdown
     assert "1 merged batch(es) included" in second.summary_markdown
-    champion = ModelRegistry(workspace.models).champion()
+    champion = ModelRegistry(workspace).champion()
     if second.run.training["promoted"]:
         assert champion.version == second.run.training["version"]
     else:
@@ -129,7 +129,7 @@ def test_backfill_with_a_new_encoder_reembeds_and_retrains(prefect_harness, samp
     other = backfill(image_encoder="fake-image-b", **base)
     cache = other.run.embeddings["cache"]
     assert cache["image"]["misses"] == 72 and cache["text"]["misses"] == 0  # new image encoder, texts from the cache
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     assert registry.record(other.run.training["version"]).image_encoder == "fake-image-b"
 
     # forced: everything re-embedded; the old cache parts stay until the new ones are written and read back
@@ -175,7 +175,7 @@ def test_two_concurrent_retrains_leave_a_valid_registry_and_store(prefect_harnes
     assert not errors, errors
     assert len(results) == 4
 
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
     assert champion is not None and champion.version in registry.versions()
     registry.load(champion.version)  # the champion's files are complete
@@ -200,7 +200,7 @@ def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_
     monkeypatch.setattr(tasks.training.registry, "model_card", crash)  # dies inside the version's atomic_dir
     with pytest.raises(RuntimeError, match="simulated crash"):
         retrain(params)
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     assert registry.versions() == [good] and registry.champion().version == good
     assert not [
         p for p in workspace.models.iterdir() if p.name.startswith(".") and p.is_dir()

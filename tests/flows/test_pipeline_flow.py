@@ -64,7 +64,7 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     training = first.training
     assert set(training["metrics"]) >= {"ridge", "xgboost", "study_mlp", "two_tower", "constant", "random"}
     assert training["promoted"] and training["reason"] == "no champion yet"
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
     assert champion.version == training["version"] and champion.kind == training["best"]
     version_dir = workspace.models / champion.version
