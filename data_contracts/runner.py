@@ -28,6 +28,12 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def why(expectation: Any, reason: str) -> Any:
+    """Attach the reason an expectation exists (`meta.why`); failure messages and Data Docs show it."""
+    expectation.meta = {"why": reason}
+    return expectation
+
+
 @dataclass(frozen=True)
 class Contract:
     """A named suite: `build()` returns the expectations; `index` names the columns that locate a row."""
@@ -181,7 +187,7 @@ def run_contract(frame: pd.DataFrame, contract: Contract, source: str) -> Contra
             gx.ValidationDefinition(name=asset_name, data=batch, suite=suite)
         )
         result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": list(contract.index)}
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if _state.get("docs_dir") else []
+        actions: list[Any] = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if _state.get("docs_dir") else []
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(
                 name=asset_name, validation_definitions=[definition], actions=actions, result_format=result_format

@@ -7,45 +7,40 @@ from collections.abc import Callable
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.runner import Contract
+from data_contracts.runner import Contract, why
 from tasks.ingest.tables import caption_image
 
 IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
 QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
 
 
-def _why(expectation, why: str):
-    expectation.meta = {"why": why}
-    return expectation
-
-
 def _image_column(column: str = "image") -> list:
     return [
         # Rows without an image cannot be joined to pixels.
-        _why(gxe.ExpectColumnValuesToNotBeNull(column=column), "every row names an image"),
+        why(gxe.ExpectColumnValuesToNotBeNull(column=column), "every row names an image"),
         # Names are file names in the image folder, not paths: no traversal, no captions ids.
-        _why(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=IMAGE_NAME), "an image is a .jpg file name"),
+        why(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=IMAGE_NAME), "an image is a .jpg file name"),
     ]
 
 
 def _query_id_column() -> list:
     return [
         # query_id encodes which image the caption was written for; later stages parse it.
-        _why(gxe.ExpectColumnValuesToMatchRegex(column="query_id", regex=QUERY_ID), "query_id is <image>.jpg#<n>"),
+        why(gxe.ExpectColumnValuesToMatchRegex(column="query_id", regex=QUERY_ID), "query_id is <image>.jpg#<n>"),
     ]
 
 
 def _pair_unique() -> list:
     return [
         # One rating or one pair per (image, query_id): duplicates would double-weight a pair.
-        _why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
+        why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
     ]
 
 
 def _text_column(column: str = "query_text") -> list:
     return [
         # An empty caption embeds to noise and cannot be screened for child content.
-        _why(gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1), "no empty texts"),
+        why(gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1), "no empty texts"),
     ]
 
 
@@ -57,7 +52,7 @@ def _crowd() -> list:
     rating_checks = []
     for column in ("share_yes", "count_yes", "count_no"):
         # A blank or non-numeric rating would silently become a missing target.
-        rating_checks.append(_why(gxe.ExpectColumnValuesToNotBeNull(column=column), "ratings are numbers"))
+        rating_checks.append(why(gxe.ExpectColumnValuesToNotBeNull(column=column), "ratings are numbers"))
     return (
         _image_column()
         + _query_id_column()
@@ -65,13 +60,13 @@ def _crowd() -> list:
         + rating_checks
         + [
             # share_yes is the fraction of raters who said yes: the training target for crowd pairs.
-            _why(gxe.ExpectColumnValuesToBeBetween(column="share_yes", min_value=0, max_value=1), "share in [0, 1]"),
+            why(gxe.ExpectColumnValuesToBeBetween(column="share_yes", min_value=0, max_value=1), "share in [0, 1]"),
             # Counts of raters are whole and non-negative.
-            _why(gxe.ExpectColumnValuesToBeBetween(column="count_yes", min_value=0), "count_yes >= 0"),
-            _why(gxe.ExpectColumnValuesToBeBetween(column="count_no", min_value=0), "count_no >= 0"),
-            _why(gxe.ExpectColumnValuesToBeInSet(column="counts_whole", value_set=[True]), "counts are integers"),
+            why(gxe.ExpectColumnValuesToBeBetween(column="count_yes", min_value=0), "count_yes >= 0"),
+            why(gxe.ExpectColumnValuesToBeBetween(column="count_no", min_value=0), "count_no >= 0"),
+            why(gxe.ExpectColumnValuesToBeInSet(column="counts_whole", value_set=[True]), "counts are integers"),
             # share must agree with the counts, or one of the two columns was shifted or mistyped.
-            _why(
+            why(
                 gxe.ExpectColumnValuesToBeInSet(column="share_matches_counts", value_set=[True]),
                 "share_yes = count_yes / (count_yes + count_no)",
             ),
@@ -93,9 +88,9 @@ def _expert() -> list:
     checks = _image_column() + _query_id_column() + _pair_unique()
     for column in ("expert_1", "expert_2", "expert_3"):
         # Experts answer on a 1..4 scale; anything else is a typo or a shifted column.
-        checks.append(_why(gxe.ExpectColumnValuesToNotBeNull(column=column), "expert ratings are numbers"))
+        checks.append(why(gxe.ExpectColumnValuesToNotBeNull(column=column), "expert ratings are numbers"))
         checks.append(
-            _why(
+            why(
                 gxe.ExpectColumnValuesToBeInSet(column=column, value_set=[1, 2, 3, 4]),
                 "expert ratings are integers 1..4",
             )
@@ -110,9 +105,9 @@ def _queries() -> list:
         + _text_column()
         + [
             # Each test query is evaluated once; a repeated id would count twice in retrieval metrics.
-            _why(gxe.ExpectColumnValuesToBeUnique(column="query_id"), "query_id unique"),
+            why(gxe.ExpectColumnValuesToBeUnique(column="query_id"), "query_id unique"),
             # The relevant image of a test query is the one its caption was written for.
-            _why(
+            why(
                 gxe.ExpectColumnValuesToBeInSet(column="names_own_image", value_set=[True]),
                 "query_id names the row's image",
             ),
@@ -129,14 +124,14 @@ def _prepare_queries(frame: pd.DataFrame) -> pd.DataFrame:
 def _test_images() -> list:
     return _image_column() + [
         # The gallery lists each image once.
-        _why(gxe.ExpectColumnValuesToBeUnique(column="image"), "image unique"),
+        why(gxe.ExpectColumnValuesToBeUnique(column="image"), "image unique"),
     ]
 
 
 def _image_references() -> list:
     return [
         # A row that names an image not in its folder would train or evaluate on nothing.
-        _why(
+        why(
             gxe.ExpectColumnValuesToBeInSet(column="found", value_set=[True]),
             "every referenced image exists in its folder",
         ),
@@ -146,7 +141,7 @@ def _image_references() -> list:
 def _image_files() -> list:
     return [
         # A truncated or corrupt file would crash the embedding stage far from its cause.
-        _why(gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]), "every image file decodes"),
+        why(gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]), "every image file decodes"),
     ]
 
 
