@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.training.metrics import mean_reciprocal_rank
 from tasks.training.models.base import TrainingData, write_kind
 from tasks.training.models.torch_training import EarlyStopping, Standardizer, holdout_groups, seed_torch, torch_threads
 
@@ -43,13 +44,6 @@ def _network(dt: int, di: int, dim: int, hidden: int, dropout: float):
             return torch.sigmoid(self.a * cosine + self.b)
 
     return TwoTowerNet()
-
-
-def _mrr(text_vecs: np.ndarray, image_vecs: np.ndarray, own: np.ndarray) -> float:
-    sims = text_vecs @ image_vecs.T
-    target = sims[np.arange(len(own)), own][:, None]
-    ranks = 1 + (sims > target).sum(axis=1)
-    return float(np.mean(1.0 / ranks))
 
 
 class TwoTowerModel:
@@ -144,9 +138,9 @@ class TwoTowerModel:
                 cosine = (self.net.embed_text(t[held]) * self.net.embed_image(i[held])).sum(-1)
                 val_mse = float(nn.functional.mse_loss(self.net.calibrate(cosine), y[held]))
                 val_mrr = (
-                    _mrr(
-                        self.net.embed_text(pos_t[val_text_rows]).numpy(),
-                        self.net.embed_image(pos_i[val_image_rows]).numpy(),
+                    mean_reciprocal_rank(
+                        self.net.embed_text(pos_t[val_text_rows]).numpy()
+                        @ self.net.embed_image(pos_i[val_image_rows]).numpy().T,
                         own,
                     )
                     if have_pos
