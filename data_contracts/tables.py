@@ -8,10 +8,10 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from data_contracts.runner import Contract, why
-from tasks.ingest.tables import caption_image
+from tasks.ingest.tables import JPEG_EXTENSIONS, caption_image
 
-IMAGE_NAME = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)$"
-QUERY_ID = r"^[^/\\#]+\.(?:jpg|jpeg|JPG|JPEG)#[0-9]+$"
+IMAGE_NAME = rf"^[^/\\#]+\.(?:{'|'.join(JPEG_EXTENSIONS)})$"
+QUERY_ID = rf"^[^/\\#]+\.(?:{'|'.join(JPEG_EXTENSIONS)})#[0-9]+$"
 
 
 def _image_column(column: str = "image") -> list:
