@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,23 +51,23 @@ def main() -> None:
     result = run_pipeline(params)
     total = time.perf_counter() - started
     training = result.training
-    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training["metrics"].items()}
+    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training.metrics.items()}
     payload = {
         "dataset": str(PRACTICUM),
         "text_encoder": args.text_encoder,
         "image_encoder": args.image_encoder,
         "seed": args.seed,
         "models": models,
-        "best": training["best"],
+        "best": training.best,
         "study_mlp": "study_mlp",
-        "primary_metric": training["primary_metric"],
-        "promoted": training["promoted"],
-        "train_seconds": training["train_seconds"],
-        "fit_seconds": training["fit_seconds"],
+        "primary_metric": training.primary_metric,
+        "promoted": training.promoted,
+        "train_seconds": training.train_seconds,
+        "fit_seconds": training.fit_seconds,
         "pipeline_seconds": total,
-        "split": training["split"],
+        "split": asdict(training.split),
     }
-    best, mlp = models[training["best"]], models["study_mlp"]
+    best, mlp = models[training.best], models["study_mlp"]
     payload["best_over_study"] = {k: (best[k] / mlp[k] if mlp[k] else None) for k in ("mrr", "r1")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ratings.aggregate import RatingParams
-from tasks.training.tasks import TrainParams
+from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace
 
 

@@ -134,13 +134,28 @@ def process_inbox(
     return outcomes
 
 
-def load_ratings_store(workspace: Workspace) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class RatingsStore:
+    """Every merged batch's rows, by kind, oldest batch first (empty frames when none)."""
+
+    crowd: pd.DataFrame
+    expert: pd.DataFrame
+
+    def known_only(self, query_ids: set[str]) -> RatingsStore:
+        """The rows whose caption id is known (a batch may name captions of another dataset version)."""
+        return RatingsStore(*(f[f["query_id"].isin(query_ids)] if len(f) else f for f in (self.crowd, self.expert)))
+
+
+def load_ratings_store(workspace: Workspace) -> RatingsStore:
     """Every merged batch, by kind, oldest first (so a later batch's rating of a pair wins on merge)."""
-    frames: dict[str, list[pd.DataFrame]] = {"crowd": [], "expert": []}
+    frames: dict[str, list[pd.DataFrame]] = {CROWD.name: [], EXPERT.name: []}
     for path in sorted(workspace.ratings_batches.glob("*.parquet")):
         frame = pd.read_parquet(path)
         frames[str(frame["kind"].iloc[0])].append(frame)
-    return {kind: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame() for kind, parts in frames.items()}
+    crowd, expert = (
+        pd.concat(frames[k], ignore_index=True) if frames[k] else pd.DataFrame() for k in (CROWD.name, EXPERT.name)
+    )
+    return RatingsStore(crowd=crowd, expert=expert)
 
 
 def merge_ratings(base: pd.DataFrame, extra: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:

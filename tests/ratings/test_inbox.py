@@ -34,7 +34,7 @@ def test_good_bad_and_duplicate_batches(workspace):
     again = process_inbox(workspace, IMAGES, KNOWN)
     assert [o.status for o in again] == ["duplicate"]
     store = load_ratings_store(workspace)
-    assert len(store["expert"]) == 2 and len(store["crowd"]) == 1
+    assert len(store.expert) == 2 and len(store.crowd) == 1
 
 
 def test_unknown_image_quarantines_the_batch(workspace):
@@ -82,4 +82,4 @@ def test_concurrent_inbox_runs_merge_each_file_once(workspace):
         t.join()
     assert not errors, errors
     assert sorted(o.file for o in results if o.status == "merged") == [f"crowd_{k}.tsv" for k in range(6)]
-    assert len(load_ratings_store(workspace)["crowd"]) == 6
+    assert len(load_ratings_store(workspace).crowd) == 6
