@@ -37,8 +37,10 @@ from tasks.ingest.tasks import ingest_task
 class EmbedParams(DatasetParams):
     """Parameters of one embedding run; the dashboard renders them as a form."""
 
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
-    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/embed/encoders/)")
+    image_encoder: str = Field(
+        default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/embed/encoders/)"
+    )
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine"

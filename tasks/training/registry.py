@@ -1,7 +1,7 @@
 """The model registry: versioned model directories and a champion pointer that moves only on a win.
 
 Layout under the workspace's `models/` folder:
-    <version>/model/          the model's own files (see tasks/models)
+    <version>/model/          the model's own files (see tasks/training/models)
     <version>/metadata.json   encoder ids, data hash, parameters, primary metric
     <version>/metrics.json    every metric of this model, plus the run's comparison table
     <version>/model_card.md   a short human-readable card
