@@ -80,13 +80,13 @@ def main() -> None:
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(
         f"# Quality on practicum-dev ({args.text_encoder} + {args.image_encoder}, seed {args.seed})\n\n{table}\n\n"
-        f"best: {training['best']}; training run {training['train_seconds']:.0f} s; whole pipeline {total:.0f} s\n"
+        f"best: {training.best}; training run {training.train_seconds:.0f} s; whole pipeline {total:.0f} s\n"
     )
     print(table)
     print(
-        f"best {training['best']}: MRR x{payload['best_over_study']['mrr']:.2f}, "
+        f"best {training.best}: MRR x{payload['best_over_study']['mrr']:.2f}, "
         f"R@1 x{payload['best_over_study']['r1'] or float('nan'):.2f} "
-        f"over the study MLP; training {training['train_seconds']:.0f} s; pipeline {total:.0f} s"
+        f"over the study MLP; training {training.train_seconds:.0f} s; pipeline {total:.0f} s"
     )
 
 
