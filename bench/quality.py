@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,23 +51,23 @@ def main() -> None:
     result = run_pipeline(params)
     total = time.perf_counter() - started
     training = result.training
-    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training["metrics"].items()}
+    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training.metrics.items()}
     payload = {
         "dataset": str(PRACTICUM),
         "text_encoder": args.text_encoder,
         "image_encoder": args.image_encoder,
         "seed": args.seed,
         "models": models,
-        "best": training["best"],
+        "best": training.best,
         "study_mlp": "study_mlp",
-        "primary_metric": training["primary_metric"],
-        "promoted": training["promoted"],
-        "train_seconds": training["train_seconds"],
-        "fit_seconds": training["fit_seconds"],
+        "primary_metric": training.primary_metric,
+        "promoted": training.promoted,
+        "train_seconds": training.train_seconds,
+        "fit_seconds": training.fit_seconds,
         "pipeline_seconds": total,
-        "split": training["split"],
+        "split": asdict(training.split),
     }
-    best, mlp = models[training["best"]], models["study_mlp"]
+    best, mlp = models[training.best], models["study_mlp"]
     payload["best_over_study"] = {k: (best[k] / mlp[k] if mlp[k] else None) for k in ("mrr", "r1")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -79,13 +80,13 @@ def main() -> None:
     table = "\n".join(lines)
     args.out.with_suffix(".md").write_text(
         f"# Quality on practicum-dev ({args.text_encoder} + {args.image_encoder}, seed {args.seed})\n\n{table}\n\n"
-        f"best: {training['best']}; training run {training['train_seconds']:.0f} s; whole pipeline {total:.0f} s\n"
+        f"best: {training.best}; training run {training.train_seconds:.0f} s; whole pipeline {total:.0f} s\n"
     )
     print(table)
     print(
-        f"best {training['best']}: MRR x{payload['best_over_study']['mrr']:.2f}, "
+        f"best {training.best}: MRR x{payload['best_over_study']['mrr']:.2f}, "
         f"R@1 x{payload['best_over_study']['r1'] or float('nan'):.2f} "
-        f"over the study MLP; training {training['train_seconds']:.0f} s; pipeline {total:.0f} s"
+        f"over the study MLP; training {training.train_seconds:.0f} s; pipeline {total:.0f} s"
     )
 
 

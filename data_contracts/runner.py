@@ -33,6 +33,12 @@ def quiet_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def why(expectation: Any, reason: str) -> Any:
+    """Attach the reason an expectation exists (`meta.why`); failure messages and Data Docs show it."""
+    expectation.meta = {"why": reason}
+    return expectation
+
+
 @dataclass(frozen=True)
 class Contract:
     """A named suite: `build()` returns the expectations; `index` names the columns that locate a row."""

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -309,48 +310,45 @@ def cached_embed(
     return matrix, report
 
 
-def embed_texts_report(
+class CachedVectors(NamedTuple):
+    """Vectors aligned with the inputs, and what the cache did to get them."""
+
+    matrix: np.ndarray
+    report: CacheReport
+
+
+def embed_texts(
     texts: Sequence[str],
     encoder: TextEncoder,
     workspace: Workspace,
     batch_size: int = 256,
     progress: bool | None = None,
-) -> tuple[np.ndarray, CacheReport]:
+) -> CachedVectors:
+    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
     texts = list(texts)
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
-    return cached_embed(
-        text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+    return CachedVectors(
+        *cached_embed(
+            text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+        )
     )
 
 
-def embed_texts(texts: list[str], encoder: TextEncoder, workspace: Workspace, batch_size: int = 256) -> np.ndarray:
-    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
-    return embed_texts_report(texts, encoder, workspace, batch_size)[0]
-
-
-def embed_image_files_report(
+def embed_image_files(
     paths: Sequence[Path],
     encoder: ImageEncoder,
     workspace: Workspace,
     batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
     progress: bool | None = None,
-) -> tuple[np.ndarray, CacheReport]:
+) -> CachedVectors:
+    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
     paths = [Path(p) for p in paths]
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
-    return cached_embed(
-        hash_files(paths),
-        cache,
-        lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+    return CachedVectors(
+        *cached_embed(
+            hash_files(paths),
+            cache,
+            lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+        )
     )
-
-
-def embed_image_files(
-    paths: list[Path],
-    encoder: ImageEncoder,
-    workspace: Workspace,
-    batch_size: int = IMAGE_BATCH_SIZE,
-    num_workers: int = 2,
-) -> np.ndarray:
-    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
-    return embed_image_files_report(paths, encoder, workspace, batch_size, num_workers)[0]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.ingest.tables import TABLE_FORMATS, TEST_IMAGE_DIR, TRAIN_IMAGE_DIR, caption_image, read_table
+from tasks.workspace import dataset_version
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 # Which folder the `image` column of each table refers to.
 TABLE_FOLDERS = {
     "train": TRAIN_IMAGE_DIR,
@@ -129,11 +129,16 @@ class IngestSummary:
     dropped_reasons: dict[str, str] = field(default_factory=dict)
     contracts: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def version(self) -> str:
+        """The dataset version: names its folder under the workspace's `datasets/`."""
+        return dataset_version(self.data_hash)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
     def render(self) -> str:
-        lines = [f"dataset {self.data_dir} (hash {self.data_hash[:12]})", "rows:"]
+        lines = [f"dataset {self.data_dir} (version {self.version})", "rows:"]
         lines += [f"  {name:<12} {count:>7}" for name, count in self.rows.items()]
         lines += ["images:"] + [f"  {name:<12} {count:>7}" for name, count in self.images.items()]
         lines += ["contracts:"] + [f"  {name:<20} {status}" for name, status in self.contracts.items()]

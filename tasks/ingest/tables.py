@@ -43,22 +43,15 @@ class TableFormat:
 
 
 TRAIN = TableFormat("train", "train_dataset.csv", ",", ("image", "query_id", "query_text"), True)
-CROWD = TableFormat(
-    "crowd",
-    "CrowdAnnotations.tsv",
-    "\t",
-    ("image", "query_id", "share_yes", "count_yes", "count_no"),
-    False,
-    numeric=("share_yes", "count_yes", "count_no"),
-)
-EXPERT = TableFormat(
-    "expert",
-    "ExpertAnnotations.tsv",
-    "\t",
-    ("image", "query_id", "expert_1", "expert_2", "expert_3"),
-    False,
-    numeric=("expert_1", "expert_2", "expert_3"),
-)
+
+
+def _ratings_table(name: str, filename: str, ratings: tuple[str, ...]) -> TableFormat:
+    """The rating tables: tab-separated, no header, the pair then its numeric ratings."""
+    return TableFormat(name, filename, "\t", ("image", "query_id", *ratings), False, numeric=ratings)
+
+
+CROWD = _ratings_table("crowd", "CrowdAnnotations.tsv", ("share_yes", "count_yes", "count_no"))
+EXPERT = _ratings_table("expert", "ExpertAnnotations.tsv", ("expert_1", "expert_2", "expert_3"))
 QUERIES = TableFormat("queries", "test_queries.csv", "|", ("query_id", "query_text", "image"), True, leading_index=True)
 TEST_IMAGES = TableFormat("test_images", "test_images.csv", ",", ("image",), True)
 
@@ -70,6 +63,12 @@ MAX_TEXT_CHARS = 1000
 TABLE_FORMATS: dict[str, TableFormat] = {t.name: t for t in (TRAIN, CROWD, EXPERT, QUERIES, TEST_IMAGES)}
 TRAIN_IMAGE_DIR = "train_images"
 TEST_IMAGE_DIR = "test_images"
+# Images are JPEG files: the image contracts accept these extensions and search indexes only these.
+JPEG_EXTENSIONS = ("jpg", "jpeg", "JPG", "JPEG")
+
+
+def is_jpeg_name(name: str) -> bool:
+    return "." in name and name.rsplit(".", 1)[1] in JPEG_EXTENSIONS
 
 
 def _decode(path: Path, raw: bytes) -> str:

@@ -11,11 +11,8 @@ starting with '.') are copies in progress and are left alone. One bad file never
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +23,7 @@ from tasks.ingest.tables import CROWD, EXPERT, TableFormat, read_table
 from tasks.workspace import Workspace, write_parquet_atomic, write_text_atomic
 
 RATINGS_SUFFIXES = {".tsv", ".txt"}
+STORE_LOCK = "ratings-store"  # only one inbox run merges at a time, so two runs cannot both merge a new file
 
 
 @dataclass(frozen=True)
@@ -40,17 +38,6 @@ class BatchOutcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@contextlib.contextmanager
-def store_lock(workspace: Workspace) -> Iterator[None]:
-    """Only one inbox run merges at a time, so two runs cannot both merge the same new file."""
-    with open(workspace.ratings_batches / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def normalized_content(raw: bytes) -> bytes:
@@ -146,7 +133,7 @@ def process_inbox(
 ) -> list[BatchOutcome]:
     """Validate and merge every file in the inbox; returns one outcome per file."""
     outcomes = []
-    with store_lock(workspace):
+    with workspace.lock(STORE_LOCK):
         # Listed under the lock: a run that listed before waiting would find files another run already moved.
         files = inbox_entries(workspace)
         merged = merged_batch_ids(workspace)
@@ -182,13 +169,28 @@ def process_inbox(
     return outcomes
 
 
-def load_ratings_store(workspace: Workspace) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class RatingsStore:
+    """Every merged batch's rows, by kind, oldest batch first (empty frames when none)."""
+
+    crowd: pd.DataFrame
+    expert: pd.DataFrame
+
+    def known_only(self, query_ids: set[str]) -> RatingsStore:
+        """The rows whose caption id is known (a batch may name captions of another dataset version)."""
+        return RatingsStore(*(f[f["query_id"].isin(query_ids)] if len(f) else f for f in (self.crowd, self.expert)))
+
+
+def load_ratings_store(workspace: Workspace) -> RatingsStore:
     """Every merged batch, by kind, oldest first (so a later batch's rating of a pair wins on merge)."""
-    frames: dict[str, list[pd.DataFrame]] = {"crowd": [], "expert": []}
+    frames: dict[str, list[pd.DataFrame]] = {CROWD.name: [], EXPERT.name: []}
     for path in sorted(workspace.ratings_batches.glob("*.parquet")):
         frame = pd.read_parquet(path)
         frames[str(frame["kind"].iloc[0])].append(frame)
-    return {kind: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame() for kind, parts in frames.items()}
+    crowd, expert = (
+        pd.concat(frames[k], ignore_index=True) if frames[k] else pd.DataFrame() for k in (CROWD.name, EXPERT.name)
+    )
+    return RatingsStore(crowd=crowd, expert=expert)
 
 
 def merge_ratings(base: pd.DataFrame, extra: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:

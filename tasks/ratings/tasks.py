@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.ingest.dataset import IngestedDataset
+from tasks.ingest.tables import CROWD, EXPERT
 from tasks.ratings.aggregate import AggregatedRatings, RatingParams, aggregate_ratings
-from tasks.ratings.inbox import BatchOutcome, process_inbox
+from tasks.ratings.inbox import BatchOutcome, load_ratings_store, merge_ratings, process_inbox
 from tasks.workspace import Workspace
 
 MERGED_EVENT = "imgsearch.ratings.merged"
@@ -162,3 +163,20 @@ def aggregate_ratings_task(dataset: IngestedDataset, params: RatingParams) -> Ag
         f"crowd_weight={params.crowd_weight})",
     )
     return result
+
+
+@task(name="merge-ratings-store", cache_policy=NO_CACHE)
+def merge_ratings_store_task(dataset: IngestedDataset, workspace: Workspace) -> IngestedDataset:
+    """Add the rating batches merged from the inbox; a pair rated again takes its newest rating."""
+    store = load_ratings_store(workspace)
+    if store.crowd.empty and store.expert.empty:
+        return dataset
+    store = store.known_only(set(dataset.texts()["query_id"]))
+    get_run_logger().info(
+        "ratings store: %d crowd and %d expert rows of known captions", len(store.crowd), len(store.expert)
+    )
+    return replace(
+        dataset,
+        crowd=merge_ratings(dataset.crowd, store.crowd, CROWD.columns),
+        expert=merge_ratings(dataset.expert, store.expert, EXPERT.columns),
+    )

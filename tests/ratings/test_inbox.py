@@ -34,7 +34,7 @@ def test_good_bad_and_duplicate_batches(workspace):
     again = process_inbox(workspace, IMAGES, KNOWN)
     assert [o.status for o in again] == ["duplicate"]
     store = load_ratings_store(workspace)
-    assert len(store["expert"]) == 2 and len(store["crowd"]) == 1
+    assert len(store.expert) == 2 and len(store.crowd) == 1
 
 
 def test_unknown_image_quarantines_the_batch(workspace):
@@ -82,7 +82,7 @@ def test_concurrent_inbox_runs_merge_each_file_once(workspace):
         t.join()
     assert not errors, errors
     assert sorted(o.file for o in results if o.status == "merged") == [f"crowd_{k}.tsv" for k in range(6)]
-    assert len(load_ratings_store(workspace)["crowd"]) == 6
+    assert len(load_ratings_store(workspace).crowd) == 6
 
 
 GOOD_EXPERT = "a.jpg\tb.jpg#1\t1\t2\t2\nb.jpg\ta.jpg#0\t3\t4\t4\n"
@@ -119,7 +119,7 @@ def test_crlf_copy_of_a_merged_file_is_a_duplicate(workspace):
     (workspace.inbox / "expert_2026-11 (windows copy).tsv").write_bytes(GOOD_EXPERT.replace("\n", "\r\n").encode())
     (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
     assert outcome.status == "duplicate"
-    assert len(load_ratings_store(workspace)["expert"]) == 2
+    assert len(load_ratings_store(workspace).expert) == 2
     assert list(workspace.inbox_archive.glob("*duplicate*windows copy*"))  # archived, not deleted
 
 
@@ -139,7 +139,7 @@ def test_unexpected_names_and_folders_are_quarantined_with_a_reason(workspace):
     assert "unexpected file name" in moved.with_name(moved.name + ".reason.txt").read_text()
     assert (next(workspace.quarantine.glob("*-batch-2026-11")) / "expert.tsv").read_text() == GOOD_EXPERT
     assert sorted(p.name for p in workspace.inbox.iterdir()) == [".expert.tsv.part", "archive"]
-    assert load_ratings_store(workspace)["expert"].empty
+    assert load_ratings_store(workspace).expert.empty
 
 
 def test_blank_first_line_does_not_change_the_kind(workspace):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tasks.training.metrics import mean_reciprocal_rank
 from tasks.training.models.base import TrainingData, write_kind
 from tasks.training.models.torch_training import EarlyStopping, Standardizer, holdout_groups, seed_torch, torch_threads
 
@@ -45,11 +47,17 @@ def _network(dt: int, di: int, dim: int, hidden: int, dropout: float):
     return TwoTowerNet()
 
 
-def _mrr(text_vecs: np.ndarray, image_vecs: np.ndarray, own: np.ndarray) -> float:
-    sims = text_vecs @ image_vecs.T
-    target = sims[np.arange(len(own)), own][:, None]
-    ranks = 1 + (sims > target).sum(axis=1)
-    return float(np.mean(1.0 / ranks))
+@dataclass(frozen=True)
+class _Positives:
+    """(caption, own image) rows as tensors: `train_rows` feed InfoNCE, the `val_` rows score validation MRR."""
+
+    text: Any
+    image: Any
+    groups: np.ndarray  # the image of each row
+    train_rows: np.ndarray
+    val_text_rows: Any
+    val_image_rows: Any
+    val_own: np.ndarray  # per validation caption, its image's position among `val_image_rows`
 
 
 class TwoTowerModel:
@@ -88,9 +96,8 @@ class TwoTowerModel:
         with torch_threads(1):
             return self._fit(data, seed)
 
-    def _fit(self, data: TrainingData, seed: int) -> TwoTowerModel:  # noqa: PLR0915 -- one training loop
+    def _fit(self, data: TrainingData, seed: int) -> TwoTowerModel:
         import torch
-        from torch import nn
 
         seed_torch(seed)
         self.image_scaler = Standardizer.fit(
@@ -102,25 +109,7 @@ class TwoTowerModel:
         y = torch.from_numpy(data.target.astype(np.float32))
         w = torch.from_numpy((data.weights if data.weights is not None else np.ones(len(y))).astype(np.float32))
         tr = torch.from_numpy(np.flatnonzero(~held))
-
-        have_pos = data.positives_groups is not None and len(np.unique(data.positives_groups)) > 3
-        if have_pos:
-            assert data.positives_text is not None and data.positives_image is not None
-            pos_groups = np.asarray(data.positives_groups)
-            pos_t = torch.from_numpy(self._text_in(data.positives_text))
-            pos_i = torch.from_numpy(self._image_in(data.positives_image))
-            # positives whose image is in the rating hold-out stay out of training too
-            held_images = set(data.groups[held].tolist())
-            pos_held = np.array([g in held_images for g in pos_groups])
-            if pos_held.sum() < 2 or (~pos_held).sum() < 2:
-                pos_held = np.zeros(len(pos_groups), dtype=bool)
-                pos_held[: max(2, len(pos_groups) // 10)] = True
-            pos_tr = np.flatnonzero(~pos_held)
-            # validation retrieval: each held-out caption against the held-out images
-            val_images, own = np.unique(pos_groups[pos_held], return_inverse=True)
-            first_of = {g: k for k, g in enumerate(pos_groups) if pos_held[k]}
-            val_image_rows = torch.from_numpy(np.array([first_of[g] for g in val_images]))
-            val_text_rows = torch.from_numpy(np.flatnonzero(pos_held))
+        positives = self._positives(data, held)
 
         self.net = _network(t.shape[1], i.shape[1], self.dim, self.hidden, self.dropout)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -130,36 +119,65 @@ class TwoTowerModel:
         steps = max(1, math.ceil(len(tr) / self.batch_size))
         for epoch in range(self.epochs):
             self.net.train()
-            order = tr[torch.randperm(len(tr), generator=generator)]
-            for idx in order.split(self.batch_size):
+            for idx in tr[torch.randperm(len(tr), generator=generator)].split(self.batch_size):
                 optimizer.zero_grad()
                 cosine = (self.net.embed_text(t[idx]) * self.net.embed_image(i[idx])).sum(-1)
                 loss = (w[idx] * (self.net.calibrate(cosine) - y[idx]) ** 2).sum() / w[idx].sum()
-                if have_pos and self.contrastive_weight > 0:
-                    loss = loss + self.contrastive_weight * self._info_nce(pos_t, pos_i, pos_tr, pos_groups, rng)
+                if positives is not None and self.contrastive_weight > 0:
+                    loss = loss + self.contrastive_weight * self._info_nce(positives, rng)
                 loss.backward()
                 optimizer.step()
-            self.net.eval()
-            with torch.no_grad():
-                cosine = (self.net.embed_text(t[held]) * self.net.embed_image(i[held])).sum(-1)
-                val_mse = float(nn.functional.mse_loss(self.net.calibrate(cosine), y[held]))
-                val_mrr = (
-                    _mrr(
-                        self.net.embed_text(pos_t[val_text_rows]).numpy(),
-                        self.net.embed_image(pos_i[val_image_rows]).numpy(),
-                        own,
-                    )
-                    if have_pos
-                    else 0.0
-                )
-            # rank first, calibration second: MSE only breaks ties between epochs of equal ranking
-            quality = val_mrr - val_mse
+            val_mse, val_mrr = self._validate(t[held], i[held], y[held], positives)
             self.history.append({"epoch": epoch, "val_mse": val_mse, "val_mrr": val_mrr, "steps": steps})
-            if stopper.update(quality, self.net):
+            # rank first, calibration second: MSE only breaks ties between epochs of equal ranking
+            if stopper.update(val_mrr - val_mse, self.net):
                 break
         stopper.restore(self.net)
         self._recalibrate(t, i, y)
         return self
+
+    def _positives(self, data: TrainingData, held: np.ndarray) -> _Positives | None:
+        """Each image's own captions for the contrastive loss, with a held-out part for validation retrieval;
+        None when there are too few images with captions to contrast."""
+        import torch
+
+        if data.positives_groups is None or len(np.unique(data.positives_groups)) <= 3:
+            return None
+        assert data.positives_text is not None and data.positives_image is not None
+        groups = np.asarray(data.positives_groups)
+        # positives whose image is in the rating hold-out stay out of training too
+        held_images = set(data.groups[held].tolist())
+        pos_held = np.array([g in held_images for g in groups])
+        if pos_held.sum() < 2 or (~pos_held).sum() < 2:
+            pos_held = np.zeros(len(groups), dtype=bool)
+            pos_held[: max(2, len(groups) // 10)] = True
+        # validation retrieval: each held-out caption against the held-out images
+        val_images, own = np.unique(groups[pos_held], return_inverse=True)
+        first_of = {g: k for k, g in enumerate(groups) if pos_held[k]}
+        return _Positives(
+            text=torch.from_numpy(self._text_in(data.positives_text)),
+            image=torch.from_numpy(self._image_in(data.positives_image)),
+            groups=groups,
+            train_rows=np.flatnonzero(~pos_held),
+            val_text_rows=torch.from_numpy(np.flatnonzero(pos_held)),
+            val_image_rows=torch.from_numpy(np.array([first_of[g] for g in val_images])),
+            val_own=own,
+        )
+
+    def _validate(self, t, i, y, positives: _Positives | None) -> tuple[float, float]:
+        """(MSE on the held-out rated pairs, MRR of held-out captions against their images)."""
+        import torch
+        from torch import nn
+
+        self.net.eval()
+        with torch.no_grad():
+            cosine = (self.net.embed_text(t) * self.net.embed_image(i)).sum(-1)
+            val_mse = float(nn.functional.mse_loss(self.net.calibrate(cosine), y))
+            if positives is None:
+                return val_mse, 0.0
+            texts = self.net.embed_text(positives.text[positives.val_text_rows]).numpy()
+            images = self.net.embed_image(positives.image[positives.val_image_rows]).numpy()
+        return val_mse, mean_reciprocal_rank(texts @ images.T, positives.val_own)
 
     def _recalibrate(self, t, i, y) -> None:
         """Refit only a and b on all rating pairs: the ranking stays, the scores become calibrated."""
@@ -179,23 +197,23 @@ class TwoTowerModel:
         with torch.no_grad():
             self.net.a.clamp_(min=1e-3)  # keep the map increasing, so ranking is unchanged
 
-    def _info_nce(self, pos_t, pos_i, pos_tr: np.ndarray, pos_groups: np.ndarray, rng: np.random.Generator):
+    def _info_nce(self, positives: _Positives, rng: np.random.Generator):
         import torch
         from torch import nn
 
         # one caption per image in a batch, so no other row in it is a false negative
         batch, seen = [], set()
-        for k in rng.permutation(pos_tr):
-            if pos_groups[k] not in seen:
-                seen.add(pos_groups[k])
+        for k in rng.permutation(positives.train_rows):
+            if positives.groups[k] not in seen:
+                seen.add(positives.groups[k])
                 batch.append(k)
                 if len(batch) == self.batch_size:
                     break
         idx = torch.from_numpy(np.array(batch))
         logits = (
             self.net.logit_scale.exp().clamp(max=100)
-            * self.net.embed_text(pos_t[idx])
-            @ self.net.embed_image(pos_i[idx]).T
+            * self.net.embed_text(positives.text[idx])
+            @ self.net.embed_image(positives.image[idx]).T
         )
         labels = torch.arange(len(idx))
         return (nn.functional.cross_entropy(logits, labels) + nn.functional.cross_entropy(logits.T, labels)) / 2
@@ -214,8 +232,10 @@ class TwoTowerModel:
             return self.net.embed_image(torch.from_numpy(self._image_in(image))).numpy()
 
     def calibrate(self, cosine: np.ndarray) -> np.ndarray:
+        from scipy.special import expit  # the logistic function without overflow warnings for steep maps
+
         a, b = float(self.net.a.detach()), float(self.net.b.detach())
-        return (1.0 / (1.0 + np.exp(-(a * cosine + b)))).astype(np.float32)
+        return expit(a * np.asarray(cosine) + b).astype(np.float32)
 
     def predict(self, text: np.ndarray, image: np.ndarray) -> np.ndarray:
         return self.calibrate((self.embed_texts(text) * self.embed_images(image)).sum(axis=1))
