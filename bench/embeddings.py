@@ -16,6 +16,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, round
     """Plain loop and stage over the same images, chunk by chunk and in alternating order, so that load from
     other jobs on the machine falls on both alike. The stage runs cold (every chunk is new to its fresh
     workspace): hashing, cache lookups and writes included. Returns (plain s, stage s, warm s over all)."""
-    from tasks.embed.cache import embed_image_files_report
+    from tasks.embed.cache import embed_image_files
     from tasks.workspace import Workspace
 
     size = -(-len(paths) // rounds)
@@ -68,7 +69,7 @@ def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, round
 
         def stage(chunk: list[Path]) -> float:
             started = time.perf_counter()
-            _, report = embed_image_files_report(chunk, encoder, workspace, batch_size, workers, progress=False)
+            _, report = embed_image_files(chunk, encoder, workspace, batch_size, workers, progress=False)
             assert report.misses == report.unique, report
             return time.perf_counter() - started
 
@@ -81,7 +82,7 @@ def interleaved(encoder, paths: list[Path], batch_size: int, workers: int, round
                 plain_s += plain_loop(encoder, chunk, batch_size)
                 stage_s += stage(chunk)
         started = time.perf_counter()
-        _, report = embed_image_files_report(paths, encoder, workspace, batch_size, workers, progress=False)
+        _, report = embed_image_files(paths, encoder, workspace, batch_size, workers, progress=False)
         warm_s = time.perf_counter() - started
         assert report.misses == 0, report
     return plain_s, stage_s, warm_s
@@ -108,7 +109,7 @@ def whole_stage(data_dir: Path, text_encoder: str, image_encoder: str) -> dict:
         "warm_s": warm_s,
         "texts": len(inputs.texts),
         "images": len(inputs.train_images) + len(inputs.test_images),
-        "cold_summary": cold.summary.as_dict(),
+        "cold_summary": asdict(cold.summary),
     }
 
 

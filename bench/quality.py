@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def load_features(data_dir: Path, workspace: Path, text_encoder: str, image_enco
     from tasks.ingest.dataset import ingest_dataset
     from tasks.ratings.aggregate import RatingParams, aggregate_ratings
     from tasks.safety.text_screen import apply_child_safety
-    from tasks.training.tasks import captions_frame
+    from tasks.training.inputs import captions_frame
     from tasks.workspace import Workspace
 
     dataset = ingest_dataset(data_dir)
@@ -119,7 +120,7 @@ def repeated(
                 test_gallery=features["test_gallery"],
                 test_image_emb=embedded.test_images,
                 expert_pair_weight=4.0,
-                val_images=held,
+                held_out_images=held,
             )
             outcome = train_and_evaluate(train, eval_data, kinds, seed=seed, model_options=options)
             experts.append(eval_data.val_expert)
@@ -271,22 +272,22 @@ def pipeline_main(args: argparse.Namespace) -> None:
     result = run_pipeline(params)
     total = time.perf_counter() - started
     training = result.training
-    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training["metrics"].items()}
+    models = {name: {k: row.get(k) for k in KEYS + SAFE_KEYS} for name, row in training.metrics.items()}
     payload = {
         "dataset": str(PRACTICUM),
         "text_encoder": args.text_encoder,
         "image_encoder": args.image_encoder,
         "seed": params.seed,
         "models": models,
-        "best": training["best"],
-        "primary_metric": training["primary_metric"],
-        "promoted": training["promoted"],
-        "train_seconds": training["train_seconds"],
-        "fit_seconds": training["fit_seconds"],
-        "embed_seconds": result.embeddings.get("seconds"),
+        "best": training.best,
+        "primary_metric": training.primary_metric,
+        "promoted": training.promoted,
+        "train_seconds": training.train_seconds,
+        "fit_seconds": training.fit_seconds,
+        "embed_seconds": result.embeddings.seconds,
         "pipeline_seconds": total,
         "load_average": os.getloadavg()[0],
-        "split": training["split"],
+        "split": asdict(training.split),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -297,7 +298,7 @@ def pipeline_main(args: argparse.Namespace) -> None:
             f"| {name} | " + " | ".join("—" if row[k] is None else f"{row[k]:.3f}" for k in KEYS + SAFE_KEYS) + " |"
         )
     print("\n".join(lines))
-    print(f"best {training['best']}; training {training['train_seconds']:.0f} s; pipeline {total:.0f} s")
+    print(f"best {training.best}; training {training.train_seconds:.0f} s; pipeline {total:.0f} s")
 
 
 def main() -> None:

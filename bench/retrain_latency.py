@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,9 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
         "ingest_ratings_seconds": round(ingested - dropped, 1),
         "retrain_seconds": round(done - ingested, 1),
         "drop_to_decision_seconds": round(done - dropped, 1),
-        "cache": result.run.embeddings["cache"],
-        "promoted": training["promoted"],
-        "reason": training["reason"],
+        "cache": {kind: asdict(report) for kind, report in result.run.embeddings.cache.items()},
+        "promoted": training.promoted,
+        "reason": training.reason,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),

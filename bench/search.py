@@ -85,7 +85,7 @@ def load_model(workspace: Path | None):
         from tasks.training.registry import ModelRegistry
         from tasks.workspace import Workspace
 
-        registry = ModelRegistry(Workspace(workspace.resolve()).models)
+        registry = ModelRegistry(Workspace(workspace.resolve()))
         record = registry.champion()
         if record is not None and record.kind == "two_tower":
             return registry.load(record.version), record, f"champion {record.version}"
@@ -121,7 +121,7 @@ def original_get_pictures(searcher, query: str, k: int):
     query = validate_query(query, k)
     if searcher.content_filter.screen(query).flagged:
         raise AssertionError("bench queries are never flagged")
-    text = embed_texts([query], searcher.text_encoder, searcher.workspace)
+    text = embed_texts([query], searcher.text_encoder, searcher.workspace).matrix
     scores = searcher.model.calibrate(searcher.model.embed_texts(text) @ searcher._projected.T)[0]
     part = np.argpartition(-scores, k - 1)[:k]
     rows = part[np.lexsort((part, -scores[part]))]

@@ -8,12 +8,7 @@ import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 
-from data_contracts.runner import Contract, ContractResult, enforce
-
-
-def _why(expectation, why: str):
-    expectation.meta = {"why": why}
-    return expectation
+from data_contracts.runner import Contract, ContractResult, enforce, why
 
 
 def embeddings_frame(keys: Sequence[str], matrix: np.ndarray) -> pd.DataFrame:
@@ -40,13 +35,13 @@ def embedding_contract(name: str, dim: int, rows: int) -> Contract:
     def build() -> list:
         return [
             # Later stages index vectors by input position; a missing or extra row shifts every pair after it.
-            _why(gxe.ExpectTableRowCountToEqual(value=rows), f"one vector per input ({rows})"),
+            why(gxe.ExpectTableRowCountToEqual(value=rows), f"one vector per input ({rows})"),
             # A model or cache of another dimension would break the training matrix (or silently mix encoders).
-            _why(gxe.ExpectColumnValuesToBeBetween(column="dim", min_value=dim, max_value=dim), f"dimension {dim}"),
+            why(gxe.ExpectColumnValuesToBeBetween(column="dim", min_value=dim, max_value=dim), f"dimension {dim}"),
             # NaN or inf poisons every distance and every gradient downstream.
-            _why(gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]), "all values finite"),
+            why(gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]), "all values finite"),
             # An all-zero vector means an input that was never really embedded (blank image, empty text).
-            _why(
+            why(
                 gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=0, strict_min=True),
                 "vector is not all zeros",
             ),

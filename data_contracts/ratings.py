@@ -5,8 +5,8 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from data_contracts.runner import Contract
-from data_contracts.tables import _why
+from data_contracts.runner import Contract, why
+from tasks.ingest.tables import MAX_TEXT_CHARS
 
 SOURCES = ["expert", "crowd", "both"]
 
@@ -14,21 +14,24 @@ SOURCES = ["expert", "crowd", "both"]
 def _training_pairs() -> list:
     return [
         # Downstream models regress on target with a sigmoid head: anything outside [0, 1] is a bug upstream.
-        _why(gxe.ExpectColumnValuesToNotBeNull(column="target"), "every pair has a target"),
-        _why(gxe.ExpectColumnValuesToBeBetween(column="target", min_value=0, max_value=1), "target in [0, 1]"),
+        why(gxe.ExpectColumnValuesToNotBeNull(column="target"), "every pair has a target"),
+        why(gxe.ExpectColumnValuesToBeBetween(column="target", min_value=0, max_value=1), "target in [0, 1]"),
         # One target per pair: a duplicate would double-weight it and leak across the image split.
-        _why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
+        why(gxe.ExpectCompoundColumnsToBeUnique(column_list=["image", "query_id"]), "one row per (image, query_id)"),
         # A pair without text cannot be embedded or screened for child content.
-        _why(gxe.ExpectColumnValuesToNotBeNull(column="query_text"), "every pair has its caption text"),
-        _why(gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1), "no empty caption texts"),
+        why(gxe.ExpectColumnValuesToNotBeNull(column="query_text"), "every pair has its caption text"),
+        why(
+            gxe.ExpectColumnValuesToBeBetween(column="text_length", min_value=1, max_value=MAX_TEXT_CHARS),
+            f"caption texts of 1 to {MAX_TEXT_CHARS} characters",
+        ),
         # The provenance column is what the EDA and the model card report on.
-        _why(gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES), "source is expert, crowd or both"),
+        why(gxe.ExpectColumnValuesToBeInSet(column="source", value_set=SOURCES), "source is expert, crowd or both"),
         # Scores that exist must be on the [0, 1] scale too, or the blend was done on raw 1..4 scores.
-        _why(
+        why(
             gxe.ExpectColumnValuesToBeBetween(column="expert_score", min_value=0, max_value=1),
             "expert_score in [0, 1] where present",
         ),
-        _why(
+        why(
             gxe.ExpectColumnValuesToBeBetween(column="crowd_share", min_value=0, max_value=1),
             "crowd_share in [0, 1] where present",
         ),
@@ -36,11 +39,13 @@ def _training_pairs() -> list:
 
 
 def prepare_training_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns the contract checks and a `line` (row number) to locate bad rows."""
+    """Add the derived columns the contract checks and a `row` (1-based position) to locate bad rows.
+
+    A row of this derived table has no line in any file, so it is called a row, never a line."""
     out = frame.copy()
     out["text_length"] = out["query_text"].fillna("").astype(str).str.strip().str.len()
-    if "line" not in out:
-        out.insert(0, "line", range(1, len(out) + 1))
+    if "row" not in out:
+        out.insert(0, "row", range(1, len(out) + 1))
     return out
 
 
@@ -56,11 +61,9 @@ def prepare_safe_training_pairs(
 def _safe_training_pairs() -> list:
     return _training_pairs() + [
         # The legal requirement: no pair that mentions or shows a child may reach training.
-        _why(gxe.ExpectColumnValuesToBeInSet(column="child_flagged", value_set=[False]), "no flagged pair remains"),
+        why(gxe.ExpectColumnValuesToBeInSet(column="child_flagged", value_set=[False]), "no flagged pair remains"),
     ]
 
 
-TRAINING_PAIRS_CONTRACT = Contract("training_pairs", _training_pairs, index=("line", "image", "query_id"))
-SAFE_TRAINING_PAIRS_CONTRACT = Contract(
-    "safe_training_pairs", _safe_training_pairs, index=("line", "image", "query_id")
-)
+TRAINING_PAIRS_CONTRACT = Contract("training_pairs", _training_pairs, index=("row", "image", "query_id"))
+SAFE_TRAINING_PAIRS_CONTRACT = Contract("safe_training_pairs", _safe_training_pairs, index=("row", "image", "query_id"))

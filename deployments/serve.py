@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the project importable (the flows' own modules)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,24 +61,25 @@ def build_deployments(
     inbox_params = InboxParams(**base).model_dump(mode="json", exclude_unset=True)
     backfill_params = BackfillParams(**base, **model).model_dump(mode="json", exclude_unset=True)
     return [
-        retrain.to_deployment(
-            name="train",
+        _deployment(
+            retrain,
+            "train",
+            {"params": retrain_params},
+            "Scheduled training on the dataset plus the ratings store; promotes only a better model.",
             cron=train_cron,
-            parameters={"params": retrain_params},
-            concurrency_limit=1,
-            description="Scheduled training on the dataset plus the ratings store; promotes only a better model.",
-            tags=TAGS,
         ),
-        ingest_ratings.to_deployment(
-            name="ingest-ratings",
+        _deployment(
+            ingest_ratings,
+            "ingest-ratings",
+            {"params": inbox_params},
+            "Checks the ratings inbox; emits imgsearch.ratings.merged when new ratings merged.",
             interval=inbox_interval,
-            parameters={"params": inbox_params},
-            concurrency_limit=1,
-            description="Checks the ratings inbox; emits imgsearch.ratings.merged when new ratings merged.",
-            tags=TAGS,
         ),
-        retrain.to_deployment(
-            name="retrain",
+        _deployment(
+            retrain,
+            "retrain",
+            {"params": retrain_params},
+            "Retrains when the inbox merged new ratings; promotes only a better model.",
             triggers=[
                 DeploymentEventTrigger(
                     name="retrain on merged ratings",
@@ -85,19 +87,21 @@ def build_deployments(
                     match={"prefect.resource.id": STORE_RESOURCE_ID},
                 )
             ],
-            parameters={"params": retrain_params},
-            concurrency_limit=1,
-            description="Retrains when the inbox merged new ratings; promotes only a better model.",
-            tags=TAGS,
         ),
-        backfill.to_deployment(
-            name="backfill",
-            parameters=backfill_params,
-            concurrency_limit=1,
-            description="On demand: rebuild with other encoders or another dataset folder, optionally re-embedding.",
-            tags=TAGS,
+        _deployment(
+            backfill,
+            "backfill",
+            backfill_params,
+            "On demand: rebuild with other encoders or another dataset folder, optionally re-embedding.",
         ),
     ]
+
+
+def _deployment(flow: Any, name: str, parameters: dict, description: str, **when: Any) -> RunnerDeployment:
+    """One run at a time per deployment (later runs wait); `when` is its schedule or trigger, if any."""
+    return flow.to_deployment(
+        name=name, parameters=parameters, concurrency_limit=1, description=description, tags=TAGS, **when
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

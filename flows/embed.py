@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,15 @@ from pydantic import Field
 from flows.params import DatasetParams
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, IMAGE_BATCH_SIZE
 from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
-from tasks.embed.stage import DEFAULT_SHARD_SIZE, EmbedInputs, EmbedStageOutput, Shard, ShardResult, embed_inputs
+from tasks.embed.stage import (
+    DEFAULT_SHARD_SIZE,
+    EmbedInputs,
+    EmbedStageOutput,
+    Shard,
+    ShardResult,
+    embed_inputs,
+    run_shards_here,
+)
 from tasks.embed.tasks import embed_shard_task, publish_embed_summary
 from tasks.ingest.tasks import ingest_task
 
@@ -27,8 +37,10 @@ from tasks.ingest.tasks import ingest_task
 class EmbedParams(DatasetParams):
     """Parameters of one embedding run; the dashboard renders them as a form."""
 
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
-    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/embed/encoders/)")
+    image_encoder: str = Field(
+        default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/embed/encoders/)"
+    )
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine"
@@ -49,12 +61,7 @@ def shard_runner(params: EmbedParams) -> Iterator:
         "torch_threads": params.torch_threads,
     }
     if not params.dask_address:
-        # One shard at a time: a shard already uses every core, so running shards side by side here only thrashes.
-        def run_here(shards: list[Shard]) -> Iterator[ShardResult]:
-            for shard in shards:
-                yield embed_shard_task(shard, **options)
-
-        yield run_here
+        yield functools.partial(run_shards_here, embed=embed_shard_task, **options)
         return
 
     from prefect_dask import DaskTaskRunner
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dask-address")
     args = parser.parse_args(argv)
     output = embed_flow(EmbedParams(**{k: v for k, v in vars(args).items() if v is not None}))
-    print(output.summary.as_dict())  # noqa: T201 - command-line output
+    print(asdict(output.summary))  # noqa: T201 - command-line output
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from flows.params import DatasetParams, ModelRunParams
 from flows.pipeline import RunParams, RunResult, run_pipeline
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ingest.tasks import ingest_task
-from tasks.ratings.inbox import BatchOutcome
+from tasks.ratings.inbox import BatchOutcome, inbox_entries
 from tasks.ratings.tasks import (
     KnownReferences,
     emit_ratings_merged,
@@ -30,7 +30,7 @@ from tasks.ratings.tasks import (
     process_inbox_task,
     references_from_version,
 )
-from tasks.training.tasks import TrainParams
+from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace
 
 TRAINING_LOCK = "training"
@@ -46,8 +46,8 @@ class InboxParams(DatasetParams):
 
 
 class InboxResult(BaseModel):
-    dataset_version: str
-    outcomes: list[dict] = Field(default_factory=list, description="One outcome per inbox file")
+    dataset_version: str | None = Field(default=None, description="None when the inbox was empty")
+    outcomes: list[BatchOutcome] = Field(default_factory=list, description="One outcome per inbox file")
     merged_batches: list[str] = Field(default_factory=list)
     merged_rows: int = 0
     event_id: str | None = Field(default=None, description="Id of the imgsearch.ratings.merged event, if one was sent")
@@ -63,7 +63,7 @@ def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) 
     version_dir = None if reingest else latest_version_of(workspace, data_dir)
     if version_dir is None:
         dataset = ingest_task.fn(data_dir, workspace)
-        version_dir = workspace.dataset_dir(dataset.summary.data_hash[:16])
+        version_dir = workspace.dataset_dir(dataset.summary.version)
     return references_from_version(version_dir)
 
 
@@ -74,13 +74,18 @@ def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) 
 def ingest_ratings(params: InboxParams) -> InboxResult:
     """Process every file in `<workspace>/inbox/`.
 
-    Good batches merge into the append-only store and `imgsearch.ratings.merged` is emitted (once per run,
+    An empty inbox ends the run at once: no task, no artifact. Good batches merge into the append-only
+    store and `imgsearch.ratings.merged` is emitted (once per run,
     listing every merged batch). Bad files go to quarantine; each is logged as a warning and listed in the
     `ratings-inbox` artifact. The run ends Failed only when files arrived and every one was quarantined:
     then nothing can retrain and an operator must look. A mix of good and bad files completes (the good ones
     count) with the bad ones in the artifact and the log; duplicates are archived and never merged twice.
     """
     workspace = params.resolve_workspace()
+    if not inbox_entries(workspace):
+        # Polled every minute: an empty inbox runs no task and writes no artifact (and ingests nothing).
+        get_run_logger().debug("inbox %s is empty", workspace.inbox)
+        return InboxResult()
     references = known_references_task(params.data_dir, workspace, params.reingest)
     outcomes: list[BatchOutcome] = process_inbox_task(workspace, references)
     event_id = emit_ratings_merged(workspace, outcomes, references.version)
@@ -93,7 +98,7 @@ def ingest_ratings(params: InboxParams) -> InboxResult:
         )
     return InboxResult(
         dataset_version=references.version,
-        outcomes=[o.as_dict() for o in outcomes],
+        outcomes=outcomes,
         merged_batches=[o.batch_id for o in merged],
         merged_rows=sum(o.rows for o in merged),
         event_id=event_id,
@@ -114,30 +119,23 @@ class OperationResult(BaseModel):
 
 def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> str:
     """What the run rebuilt (embedding cache hits and misses) and what the registry decided, and why."""
-    lines = [f"## {title}", ""]
-    emb = result.embeddings
-    if emb:
-        lines += [
-            f"Encoders: text `{emb['text_encoder']}`, image "
-            f"`{emb['image_encoder']}`; embedding stage {emb['seconds']:.1f} s.",
-            "",
-            "| kind | inputs | cache hits | embedded now |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {kind} | {c['unique']} | {c['hits']} | {c['misses']} |" for kind, c in emb["cache"].items()]
-        lines.append("")
-    lines.append(f"Ratings store: {store_batches} merged batch(es) included.")
-    tr = result.training
-    if tr:
-        metric = tr["primary_metric"]
-        value = tr["metrics"][tr["best"]].get(metric)
-        lines += [
-            "",
-            f"Challenger: `{tr['version']}` ({tr['best']}, {metric} = {value:.4f}).",
-            "",
-            f"**{'Promoted' if tr['promoted'] else 'Not promoted'}**: {tr['reason']}.",
-            f"Champion now: `{tr['champion']}`.",
-        ]
+    emb, tr = result.embeddings, result.training
+    lines = [
+        f"## {title}",
+        "",
+        f"Encoders: text `{emb.text_encoder}`, image `{emb.image_encoder}`; embedding stage {emb.seconds:.1f} s.",
+        "",
+        "| kind | inputs | cache hits | embedded now |",
+        "|---|---|---|---|",
+        *(f"| {kind} | {c.unique} | {c.hits} | {c.misses} |" for kind, c in emb.cache.items()),
+        "",
+        f"Ratings store: {store_batches} merged batch(es) included.",
+        "",
+        f"Challenger: `{tr.version}` ({tr.best}, {tr.primary_metric} = {tr.best_metrics[tr.primary_metric]:.4f}).",
+        "",
+        f"**{'Promoted' if tr.promoted else 'Not promoted'}**: {tr.reason}.",
+        f"Champion now: `{tr.champion}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -152,8 +150,7 @@ def _run_locked(title: str, run_params: RunParams, artifact_key: str) -> Operati
         store_batches = len(merged_batch_ids(workspace))
     summary = run_summary_markdown(title, result, store_batches)
     create_markdown_artifact(key=artifact_key, markdown=summary, description=title)
-    if result.training:
-        logger.info("%s: %s", "promoted" if result.training["promoted"] else "not promoted", result.training["reason"])
+    logger.info("%s: %s", "promoted" if result.training.promoted else "not promoted", result.training.reason)
     return OperationResult(run=result, summary_markdown=summary)
 
 

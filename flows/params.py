@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ratings.aggregate import RatingParams
-from tasks.training.tasks import TrainParams
+from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace
 
 
@@ -35,8 +35,10 @@ class ModelRunParams(DatasetParams):
     """What a run that trains needs on top of the dataset: seed, encoders, ratings and training choices."""
 
     seed: int = Field(default=0, ge=0, description="Seed for every random choice in the run")
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/encoders.py)")
-    image_encoder: str = Field(default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/encoders.py)")
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/embed/encoders/)")
+    image_encoder: str = Field(
+        default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/embed/encoders/)"
+    )
     ratings: RatingParams = Field(
         default_factory=RatingParams, description="How expert and crowd ratings become targets"
     )

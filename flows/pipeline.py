@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.params import ModelRunParams
 from tasks.eda.tasks import eda_report_task
+from tasks.embed.stage import EmbedSummary
 from tasks.embed.tasks import embed_task
-from tasks.ingest.dataset import IngestedDataset
+from tasks.ingest.dataset import IngestSummary
 from tasks.ingest.tasks import ingest_task
-from tasks.ratings.tasks import aggregate_ratings_task
+from tasks.ratings.aggregate import RatingCounts
+from tasks.ratings.tasks import aggregate_ratings_task, merge_ratings_store_task
+from tasks.safety.image_detector import DetectorMetrics
 from tasks.safety.tasks import child_detector_task, child_safety_task
+from tasks.safety.text_screen import SafetySummary
+from tasks.search.gallery import IndexSummary
 from tasks.search.tasks import index_gallery_task
-from tasks.training.tasks import captions_frame, train_evaluate_register
-from tasks.workspace import Workspace
+from tasks.training.inputs import TrainInputs
+from tasks.training.tasks import TrainReport, fit_and_compare, publish_training_report, register_and_promote
 
 
 class RunParams(ModelRunParams):
@@ -30,38 +32,27 @@ class RunParams(ModelRunParams):
     )
 
 
+class DetectorSummary(BaseModel):
+    """The child-image detector a run trained: where it is saved and how it did on held-out images."""
+
+    path: str
+    image_encoder: str
+    train_images: int
+    validation: DetectorMetrics
+    test: DetectorMetrics
+
+
 class RunResult(BaseModel):
-    ingest: dict
-    ratings: dict = Field(default_factory=dict, description="Pair counts of the rating aggregation")
-    safety: dict = Field(default_factory=dict, description="Texts, images and pairs flagged by the child filter")
-    eda_report: str | None = Field(default=None, description="Path of the EDA report HTML")
-    embeddings: dict = Field(default_factory=dict, description="Counts, encoder ids, cache hits/misses, seconds")
-    detector: dict = Field(
-        default_factory=dict, description="Child-image detector: precision and recall on held-out images"
-    )
-    training: dict = Field(
-        default_factory=dict, description="Metrics per model, best model, registry version, promotion"
-    )
-    gallery: dict = Field(default_factory=dict, description="Search index of the test images")
+    """What each stage of a run reports, as the stages' own typed summaries."""
 
-
-@task(name="merge-ratings-store", cache_policy=NO_CACHE)
-def merge_ratings_store_task(dataset: IngestedDataset, workspace: Workspace) -> IngestedDataset:
-    """Add the rating batches merged from the inbox; a pair rated again takes its newest rating."""
-    from tasks.ingest.tables import CROWD, EXPERT
-    from tasks.ratings.inbox import load_ratings_store, merge_ratings
-
-    store = load_ratings_store(workspace)
-    if store["crowd"].empty and store["expert"].empty:
-        return dataset
-    known = set(dataset.texts()["query_id"])
-    crowd = store["crowd"][store["crowd"]["query_id"].isin(known)] if not store["crowd"].empty else store["crowd"]
-    expert = store["expert"][store["expert"]["query_id"].isin(known)] if not store["expert"].empty else store["expert"]
-    return replace(
-        dataset,
-        crowd=merge_ratings(dataset.crowd, crowd, CROWD.columns),
-        expert=merge_ratings(dataset.expert, expert, EXPERT.columns),
-    )
+    ingest: IngestSummary
+    ratings: RatingCounts = Field(description="Pair counts of the rating aggregation")
+    safety: SafetySummary = Field(description="Texts, images and pairs flagged by the child filter")
+    eda_report: str = Field(description="Path of the EDA report HTML")
+    embeddings: EmbedSummary = Field(description="Counts, encoder ids, cache hits/misses, seconds")
+    detector: DetectorSummary = Field(description="Child-image detector: precision and recall on held-out images")
+    training: TrainReport = Field(description="Metrics per model, best model, registry version, promotion")
+    gallery: IndexSummary | None = Field(default=None, description="Search index of the test images, if indexed")
 
 
 @flow(name="imgsearch-run", description="Ingest and validate a dataset, then curate, embed, train, register and index.")
@@ -77,36 +68,20 @@ def run_pipeline(params: RunParams) -> RunResult:
     embedded = embed_task(dataset, workspace, params.text_encoder, params.image_encoder, force=params.force_reembed)
     detector = child_detector_task(safety, embedded.train_images, params.image_encoder, workspace, params.seed)
 
-    flagged_texts = set(safety.text_flags.loc[safety.text_flags["flagged"], "query_id"])
-    flagged_images = set(safety.image_flags.loc[safety.image_flags["flagged"], "image"])
-    captions = captions_frame(dataset.texts(), flagged_images, flagged_texts, set(embedded.train_images.keys))
-    test_queries = dataset.queries[["query_id", "image"]].assign(safe=~dataset.queries["query_id"].isin(flagged_texts))
-    training = train_evaluate_register(
-        safety.kept,
-        captions,
-        test_queries,
-        dataset.test_images["image"].tolist(),
-        embedded.texts,
-        embedded.train_images,
-        embedded.test_images,
-        params.text_encoder,
-        params.image_encoder,
-        dataset.summary.data_hash,
-        params.training,
-        params.seed,
-        workspace,
-    )
-    gallery = {}
-    if params.index_gallery:
-        # indexed for the champion (which may use other encoders than this run, if this run did not win)
-        gallery = index_gallery_task(dataset.test_image_dir, workspace)
+    encoders = (params.text_encoder, params.image_encoder)
+    inputs = TrainInputs.from_stages(dataset, safety, embedded, encoders, params.training, params.seed)
+    comparison = fit_and_compare(inputs, workspace)
+    registration = register_and_promote(inputs, comparison, workspace)
+    training = publish_training_report(comparison, registration, workspace)
+    # indexed for the champion (which may use other encoders than this run, if this run did not win)
+    gallery = index_gallery_task(dataset.test_image_dir, workspace) if params.index_gallery else None
     return RunResult(
-        ingest=dataset.summary.as_dict(),
-        ratings=ratings.counts.as_dict(),
-        safety=asdict(safety.summary),
+        ingest=dataset.summary,
+        ratings=ratings.counts,
+        safety=safety.summary,
         eda_report=str(report.html),
-        embeddings=embedded.summary.as_dict(),
-        detector=detector,
-        training=training.as_dict(),
+        embeddings=embedded.summary,
+        detector=DetectorSummary.model_validate(detector),
+        training=training,
         gallery=gallery,
     )

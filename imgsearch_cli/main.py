@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+
 app = typer.Typer(help="imgsearch: text-to-image relevance search with a child-safety guarantee.", no_args_is_help=True)
 
 DEFAULT_SAMPLE_TRAIN = 200
@@ -87,10 +89,10 @@ def run(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     seed: int = typer.Option(0, help="Seed for every random choice in the run."),
     text_encoder: str = typer.Option(
-        "minilm-l6", help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
+        DEFAULT_TEXT_ENCODER, help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
     ),
     image_encoder: str = typer.Option(
-        "efficientnet-lite2", help="Image encoder id (efficientnet-lite0/1/2[-views], resnet18, clip-..., fake-image)."
+        DEFAULT_IMAGE_ENCODER, help="Image encoder id (efficientnet-lite0/1/2[-views], resnet18, clip-..., fake-image)."
     ),
 ) -> None:
     """Run the pipeline flow on DATA_DIR (Prefect starts a local server if none is configured)."""
@@ -109,38 +111,35 @@ def run(
         result = run_pipeline(params)
     except (TableReadError, ContractError, FileNotFoundError) as err:
         _fail(f"run failed: {err}")
-    summary = result.ingest
-    typer.echo(f"ingested {summary['data_dir']}: " + ", ".join(f"{k} {v}" for k, v in summary["rows"].items()))
-    if result.safety:
-        safety = result.safety
-        typer.echo(
-            f"child filter: {safety['texts_flagged']}/{safety['texts_screened']} texts, "
-            f"{safety['images_flagged']}/{safety['images_with_captions']} captioned images flagged; pairs "
-            f"{safety['pairs_before']} -> {safety['pairs_after']} ({safety['pairs_flagged']} removed: "
-            f"{safety['pairs_flagged_by_text']} by text, {safety['pairs_flagged_by_image']} by image)"
-        )
-    if result.eda_report:
-        typer.echo(f"EDA report: {result.eda_report}")
-    if result.embeddings:
-        e = result.embeddings
-        typer.echo(f"embeddings: {e['text_encoder']} + {e['image_encoder']}, {e['counts']}, {e['seconds']:.1f} s")
-    if result.detector:
-        t = result.detector["test"]
-        typer.echo(f"child-image detector (held-out images): precision {t['precision']:.3f}, recall {t['recall']:.3f}")
-    if result.training:
-        tr = result.training
-        best = tr["metrics"][tr["best"]]
-        typer.echo(
-            f"best model {tr['best']}: {tr['primary_metric']} "
-            f"{best[tr['primary_metric']]:.3f}, test MRR {best.get('mrr', float('nan')):.3f}, "
-            f"R@1 {best.get('r1', float('nan')):.3f}, tau-c {best['tau_c']:.3f}, RMSE {best['rmse']:.3f}"
-        )
-        typer.echo(f"registered {tr['version']}; {'promoted' if tr['promoted'] else 'not promoted'}: {tr['reason']}")
-        typer.echo(f"report: {tr['report_path']}")
+    _print_run(result)
+    typer.echo(f"run finished in {time.perf_counter() - started:.1f} s")
+
+
+def _print_run(result) -> None:
+    """One line per stage of a `RunResult`."""
+    ingest, safety, emb, tr = result.ingest, result.safety, result.embeddings, result.training
+    typer.echo(f"ingested {ingest.data_dir}: " + ", ".join(f"{k} {v}" for k, v in ingest.rows.items()))
+    typer.echo(
+        f"child filter: {safety.texts_flagged}/{safety.texts_screened} texts, "
+        f"{safety.images_flagged}/{safety.images_with_captions} captioned images flagged; pairs "
+        f"{safety.pairs_before} -> {safety.pairs_after} ({safety.pairs_flagged} removed: "
+        f"{safety.pairs_flagged_by_text} by text, {safety.pairs_flagged_by_image} by image)"
+    )
+    typer.echo(f"EDA report: {result.eda_report}")
+    typer.echo(f"embeddings: {emb.text_encoder} + {emb.image_encoder}, {emb.counts}, {emb.seconds:.1f} s")
+    test = result.detector.test
+    typer.echo(f"child-image detector (held-out images): precision {test.precision:.3f}, recall {test.recall:.3f}")
+    best = {k: (float("nan") if v is None else v) for k, v in tr.best_metrics.items()}
+    typer.echo(
+        f"best model {tr.best}: {tr.primary_metric} {best[tr.primary_metric]:.3f}, "
+        f"test MRR {best.get('mrr', float('nan')):.3f}, R@1 {best.get('r1', float('nan')):.3f}, "
+        f"tau-c {best['tau_c']:.3f}, RMSE {best['rmse']:.3f}"
+    )
+    typer.echo(f"registered {tr.version}; {'promoted' if tr.promoted else 'not promoted'}: {tr.reason}")
+    typer.echo(f"report: {tr.report_path}")
     if result.gallery:
         g = result.gallery
-        typer.echo(f"gallery: {g['searchable']} searchable test images, {g['flagged']} hidden as showing children")
-    typer.echo(f"run finished in {time.perf_counter() - started:.1f} s")
+        typer.echo(f"gallery: {g.searchable} searchable test images, {g.flagged} hidden as showing children")
 
 
 @app.command()
@@ -175,7 +174,7 @@ def demo(
         with atomic_dir(target) as tmp:
             generate_sample(tmp, seed=seed)
         typer.echo(f"sample dataset written to {target}")
-    run(data_dir=target, seed=seed, text_encoder="minilm-l6", image_encoder="efficientnet-lite0")
+    run(data_dir=target, seed=seed, text_encoder=DEFAULT_TEXT_ENCODER, image_encoder=DEFAULT_IMAGE_ENCODER)
     _demo_searches()
 
 
@@ -206,10 +205,8 @@ def _as_user_file(path: Path) -> None:
 @app.command()
 def backfill(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
-    text_encoder: str = typer.Option(None, help="Text encoder id (default: the pipeline's, minilm-l6)."),
-    image_encoder: str = typer.Option(
-        None, help="Image encoder id, e.g. efficientnet-lite0 (default: efficientnet-lite2)."
-    ),
+    text_encoder: str = typer.Option(DEFAULT_TEXT_ENCODER, help="Text encoder id."),
+    image_encoder: str = typer.Option(DEFAULT_IMAGE_ENCODER, help="Image encoder id, e.g. efficientnet-lite0."),
     force_reembed: bool = typer.Option(
         False, help="Re-embed everything with these encoders, overwriting their cache entries."
     ),
@@ -226,21 +223,16 @@ def backfill(
     from tasks.embed.encoders.base import ModelNotAvailableError
     from tasks.ingest.tables import TableReadError
 
-    chosen = {"text_encoder": text_encoder, "image_encoder": image_encoder}
+    chosen = {"data_dir": data_dir, "text_encoder": text_encoder, "image_encoder": image_encoder, "seed": seed}
     training = {"force_promote": force_promote} | ({"models": models.split(",")} if models else {})
     try:
-        params = BackfillParams(
-            data_dir=data_dir,
-            force_reembed=force_reembed,
-            seed=seed,
-            training=training,
-            **{k: v for k, v in chosen.items() if v},
-        )
+        # the flow validates the same way; here bad input exits 2 before Prefect starts
+        params = BackfillParams(**chosen, force_reembed=force_reembed, training=training)
     except ValidationError as err:
         _fail(f"bad parameters: {err}", code=2)
     started = time.perf_counter()
     try:
-        result = backfill_flow(**params.model_dump(exclude={"ratings"}))
+        result = backfill_flow(**chosen, force_reembed=force_reembed, training=params.training)
     except (TableReadError, ContractError, FileNotFoundError, ModelNotAvailableError, ValueError) as err:
         _fail(f"backfill failed: {err}")
     typer.echo(result.summary_markdown.strip())
@@ -312,7 +304,7 @@ def score(
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     _as_user_file(out)
-    typer.echo(f"scored {counts['scored']} of {counts['rows']} rows ({counts['refused']} refused) into {out}")
+    typer.echo(f"scored {counts.scored} of {counts.rows} rows ({counts.refused} refused) into {out}")
 
 
 @app.command()
@@ -331,8 +323,7 @@ def index(
     except (SearchUnavailableError, ValueError) as err:
         _fail(str(err))
     typer.echo(
-        f"indexed {summary['searchable']} searchable images, "
-        f"{summary['flagged']} hidden as showing children, into '{name}'"
+        f"indexed {summary.searchable} searchable images, {summary.flagged} hidden as showing children, into '{name}'"
     )
 
 

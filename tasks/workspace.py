@@ -20,11 +20,27 @@ from typing import Any
 
 ENV_HOME = "IMGSEARCH_HOME"
 DEFAULT_HOME = Path("~/.imgsearch")
+VERSION_CHARS = 16  # a dataset version is the head of its content hash: short to read, long enough to be unique
 
 
 def workspace_root() -> Path:
     """Read the workspace root from the environment when called (never at import time)."""
     return Path(os.environ.get(ENV_HOME, str(DEFAULT_HOME))).expanduser().resolve()
+
+
+def dataset_version(data_hash: str) -> str:
+    """The name of a dataset version (its folder under `datasets/`) from the dataset's content hash."""
+    return data_hash[:VERSION_CHARS]
+
+
+class _Folder:
+    """A workspace folder as a read-only attribute: `Workspace.inbox` is `<root>/inbox`, made on first access."""
+
+    def __init__(self, *parts: str):
+        self.parts = parts
+
+    def __get__(self, workspace: Workspace, owner: type | None = None) -> Path:
+        return workspace._dir(*self.parts)
 
 
 @dataclass(frozen=True)
@@ -42,59 +58,20 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @property
-    def reports(self) -> Path:
-        return self._dir("reports")
-
-    @property
-    def data_docs(self) -> Path:
-        return self._dir("reports", "data_docs")
-
-    @property
-    def eda_reports(self) -> Path:
-        return self._dir("reports", "eda")
+    # The folders of the layout (the README's workspace table); each is made when first asked for.
+    reports = _Folder("reports")
+    data_docs = _Folder("reports", "data_docs")  # GX Data Docs of every validation
+    datasets = _Folder("datasets")
+    models = _Folder("models")
+    quarantine = _Folder("quarantine")
+    inbox = _Folder("inbox")  # where new crowd or expert rating files are dropped
+    inbox_archive = _Folder("inbox", "archive")
+    ratings_batches = _Folder("ratings", "batches")  # the append-only ratings store: one Parquet file per batch
+    samples = _Folder("samples")
 
     def eda_dir(self, version: str) -> Path:
         """EDA report (PNGs + report.html) of one dataset version."""
         return self._dir("reports", "eda", version)
-
-    @property
-    def datasets(self) -> Path:
-        return self._dir("datasets")
-
-    @property
-    def cache(self) -> Path:
-        return self._dir("cache")
-
-    @property
-    def embeddings(self) -> Path:
-        return self._dir("cache", "embeddings")
-
-    @property
-    def models(self) -> Path:
-        return self._dir("models")
-
-    @property
-    def quarantine(self) -> Path:
-        return self._dir("quarantine")
-
-    @property
-    def inbox(self) -> Path:
-        """Where new crowd or expert rating files are dropped."""
-        return self._dir("inbox")
-
-    @property
-    def inbox_archive(self) -> Path:
-        return self._dir("inbox", "archive")
-
-    @property
-    def ratings_batches(self) -> Path:
-        """The append-only ratings store: one Parquet file per merged batch."""
-        return self._dir("ratings", "batches")
-
-    @property
-    def samples(self) -> Path:
-        return self._dir("samples")
 
     def dataset_versions(self) -> list[Path]:
         """Prepared dataset versions (folders with a summary.json), newest first."""
@@ -135,10 +112,11 @@ class Workspace:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Hold an exclusive, process-wide lock named `name` over this workspace (fcntl; freed if the process dies).
+        """Hold an exclusive lock named `name` over this workspace: the project's one lock API.
 
-        Flows that rewrite shared state (retrain, backfill) run their body under one lock, so two runs on one
-        workspace take turns even when they bypass the deployments' concurrency limits.
+        An fcntl lock on `locks/<name>.lock`, freed by the kernel if the holder dies, so a crash never leaves
+        a stale lock. Separate opens block each other, so threads of one process take turns too. Holders:
+        `training` (the body of retrain and backfill), `registry` (promotion), `ratings-store` (inbox merges).
         """
         with open(self.lock_path(name), "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

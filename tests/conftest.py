@@ -36,6 +36,26 @@ def sample_copy(sample_dir, tmp_path) -> Path:
     return target
 
 
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height but that carries no pixels: decoding it would fail, so a
+    check that reports its size proves it read the header only."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def png_header():
+    """`png_header(path, width, height)` writes a header-only PNG of that size (see `_png_header`)."""
+    return _png_header
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     from tasks.workspace import Workspace

@@ -6,7 +6,6 @@ is the only function that touches the disk, and it writes every file atomically.
 
 from __future__ import annotations
 
-import html
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.html import render
 from tasks.ingest.tables import caption_image
 from tasks.ratings.aggregate import EXPERT_COLUMNS
 from tasks.safety.normalize import normalize_texts
@@ -203,27 +203,27 @@ def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path) -> dict
     return figures
 
 
+def cell(value: object) -> str:
+    """A table cell as the report shows it: floats to three places, missing values blank."""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
 def render_html(tables: EdaTables, figures: dict[str, Path], title: str) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}</style>",
-        f"</head><body><h1>{html.escape(title)}</h1>",
-        "<h2>Safety filter</h2><table>",
+    """The report page (`templates/report.html.j2`); every value is escaped by the template."""
+    frames = [
+        {
+            "name": name.replace("_", " "),
+            "columns": [str(c) for c in frame.columns],
+            "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)],
+        }
+        for name, frame in tables.tables.items()
     ]
-    parts += [f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in tables.safety.items()]
-    parts.append("</table>")
-    for name, frame in tables.tables.items():
-        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>")
-        parts.append(frame.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="", border=0))
-    parts.append("<h2>Figures</h2>")
-    parts += [
-        f"<figure><img src='{p.name}' alt='{html.escape(n)}'><figcaption>{html.escape(n)}</figcaption></figure>"
-        for n, p in figures.items()
-    ]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    shown_figures = [(name, path.name) for name, path in figures.items()]
+    return render(
+        "tasks.eda", "report.html.j2", title=title, safety=tables.safety, tables=frames, figures=shown_figures
+    )
 
 
 @dataclass(frozen=True)
@@ -247,12 +247,6 @@ def write_eda_report(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path, titl
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub markdown table (pandas' to_markdown needs the optional tabulate)."""
-
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.3f}"
-        return str(value)
-
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]

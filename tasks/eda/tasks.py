@@ -19,7 +19,7 @@ from tasks.workspace import Workspace
 def eda_report_task(
     dataset: IngestedDataset, ratings: AggregatedRatings, safety: SafetyOutcome, workspace: Workspace
 ) -> EdaReport:
-    version = dataset.summary.data_hash[:16]
+    version = dataset.summary.version
     counts = {k: v for k, v in asdict(safety.summary).items() if k != "terms"}
     tables = eda_tables(dataset.expert, ratings.pairs, dataset.texts(), safety.summary.terms, counts)
     report = write_eda_report(

@@ -3,12 +3,14 @@
 A vector is stored under the sha256 of the text or of the image file's bytes, so a rerun embeds only
 texts and files that are new or changed, whatever they are called. Each write adds a new Parquet part
 atomically (parts have unique names, so parallel shards never collide); many parts are compacted into
-one. A part that cannot be read or fails its checks is reported, moved to the quarantine and its
-vectors are recomputed on the next call.
+one. Each part carries a sha256 of its keys and vectors in its metadata, checked on every read: a part
+that cannot be read, fails that checksum or any other check is reported, moved to the quarantine and
+its vectors are recomputed on the next call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PART_GLOB = "part-*.parquet"
 META_ENCODER = b"imgsearch.encoder_id"
+# sha256 of the part's content (see `content_digest`): a flipped bit anywhere in the keys or the vectors
+# changes it, where Parquet alone would decode the flipped float as a valid vector.
+META_SHA256 = b"imgsearch.content_sha256"
 # Parts are compacted into one when a cache folder holds more than this many: keeps cold reads fast.
 MAX_PARTS = 16
 # Misses are embedded and written in chunks of this many, so an interrupted cold run keeps its progress.
@@ -89,7 +95,17 @@ class CorruptPartError(ValueError):
     """A cache part that cannot be trusted; the cache quarantines it and recomputes its vectors."""
 
 
-def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray]:
+def content_digest(keys: Sequence[str], matrix: np.ndarray) -> str:
+    """sha256 over the shape, the keys and the vectors' little-endian float32 bytes."""
+    digest = hashlib.sha256(f"{len(keys)}x{matrix.shape[1]}\n".encode())
+    digest.update("\n".join(keys).encode())
+    digest.update(b"\0")
+    digest.update(np.ascontiguousarray(matrix, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray, bool]:
+    """Keys, vectors, and whether a checksum vouched for them (parts written before checksums have none)."""
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for truncated or garbled files
@@ -106,7 +122,17 @@ def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray]:
     matrix = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
     if not np.isfinite(matrix).all():
         raise CorruptPartError("non-finite values")
-    return table.column("key").to_pylist(), matrix
+    keys = table.column("key").to_pylist()
+    expected = meta.get(META_SHA256)
+    if expected is None:
+        # Only a part whose metadata is exactly what the writer put there before checksums counts as old;
+        # anything else (a flipped bit in the checksum's own key, say) is damage.
+        if set(meta) != {META_ENCODER}:
+            raise CorruptPartError(f"no checksum, and unexpected metadata keys {sorted(meta)}")
+        return keys, matrix, False
+    if content_digest(keys, matrix) != expected.decode(errors="replace"):
+        raise CorruptPartError("checksum mismatch: its keys or vectors changed after it was written")
+    return keys, matrix, True
 
 
 class EmbeddingCache:
@@ -144,18 +170,21 @@ class EmbeddingCache:
         if self._rows is not None:
             return self._rows
         self._rows = {}
+        unverified = 0
         for path in self.parts():
             try:
-                keys, matrix = _read_part(path, self.encoder_id)
+                keys, matrix, verified = _read_part(path, self.encoder_id)
                 if self._dim is not None and matrix.shape[1] != self._dim:
                     raise CorruptPartError(f"dimension {matrix.shape[1]}, other parts have {self._dim}")
             except CorruptPartError as err:
                 self._quarantine(path, str(err))
                 continue
+            unverified += not verified
             self._append(keys, matrix)
             self._parts.append(path)
-        if len(self._parts) > MAX_PARTS:
-            self.compact()
+        if len(self._parts) > MAX_PARTS or unverified:
+            # Parts from before checksums are trusted once and rewritten with one (new part first, then the old go).
+            self.compact(rewrite_single=bool(unverified))
         return self._rows
 
     def _append(self, keys: list[str], matrix: np.ndarray) -> None:
@@ -214,19 +243,22 @@ class EmbeddingCache:
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), pa.float32()), matrix.shape[1])
         table = pa.table({"key": pa.array(keys, pa.string()), "vector": vectors})
-        table = table.replace_schema_metadata({META_ENCODER: self.encoder_id.encode()})
+        table = table.replace_schema_metadata(
+            {META_ENCODER: self.encoder_id.encode(), META_SHA256: content_digest(keys, matrix).encode()}
+        )
         # Time first so that parts sort in write order; the uuid keeps parallel writers apart.
         path = self.directory / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return path
 
-    def compact(self) -> Path | None:
-        """Rewrite the parts this cache has read as one. The new part lands before the old ones go, so a
-        crash loses nothing; parts another process wrote meanwhile are left alone."""
+    def compact(self, rewrite_single: bool = False) -> Path | None:
+        """Rewrite the parts this cache has read as one (a single part only when `rewrite_single`). The new
+        part lands before the old ones go, so a crash loses nothing; parts another process wrote meanwhile
+        are left alone."""
         rows = self._load()
         old = list(self._parts)
-        if len(old) <= 1:
+        if len(old) < (1 if rewrite_single else 2):
             return None
         keys = list(rows)
         path = self._write(keys, self.get(keys))
@@ -278,48 +310,45 @@ def cached_embed(
     return matrix, report
 
 
-def embed_texts_report(
+class CachedVectors(NamedTuple):
+    """Vectors aligned with the inputs, and what the cache did to get them."""
+
+    matrix: np.ndarray
+    report: CacheReport
+
+
+def embed_texts(
     texts: Sequence[str],
     encoder: TextEncoder,
     workspace: Workspace,
     batch_size: int = 256,
     progress: bool | None = None,
-) -> tuple[np.ndarray, CacheReport]:
+) -> CachedVectors:
+    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
     texts = list(texts)
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
-    return cached_embed(
-        text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+    return CachedVectors(
+        *cached_embed(
+            text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+        )
     )
 
 
-def embed_texts(texts: list[str], encoder: TextEncoder, workspace: Workspace, batch_size: int = 256) -> np.ndarray:
-    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
-    return embed_texts_report(texts, encoder, workspace, batch_size)[0]
-
-
-def embed_image_files_report(
+def embed_image_files(
     paths: Sequence[Path],
     encoder: ImageEncoder,
     workspace: Workspace,
     batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
     progress: bool | None = None,
-) -> tuple[np.ndarray, CacheReport]:
+) -> CachedVectors:
+    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
     paths = [Path(p) for p in paths]
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
-    return cached_embed(
-        hash_files(paths),
-        cache,
-        lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+    return CachedVectors(
+        *cached_embed(
+            hash_files(paths),
+            cache,
+            lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+        )
     )
-
-
-def embed_image_files(
-    paths: list[Path],
-    encoder: ImageEncoder,
-    workspace: Workspace,
-    batch_size: int = IMAGE_BATCH_SIZE,
-    num_workers: int = 2,
-) -> np.ndarray:
-    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
-    return embed_image_files_report(paths, encoder, workspace, batch_size, num_workers)[0]

@@ -13,9 +13,9 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -84,14 +84,11 @@ class ShardResult:
 class EmbedSummary:
     text_encoder: str
     image_encoder: str
-    counts: dict[str, int]
-    cache: dict[str, dict]
+    counts: dict[str, int]  # texts, train_images, test_images -> vectors
+    cache: dict[str, CacheReport]  # text, image -> what the cache held and what was embedded
     shards: int
     workers: int
     seconds: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -153,11 +150,12 @@ ShardRunner = Callable[[list[Shard]], Iterable[ShardResult]]
 
 
 def run_shards_here(
-    shards: list[Shard], batch_size: int = IMAGE_BATCH_SIZE, num_workers: int = 2
+    shards: list[Shard], embed: Callable[..., ShardResult] = embed_shard, **options: Any
 ) -> Iterator[ShardResult]:
-    """Run shards one after another in this process (each already uses every core)."""
+    """Run shards one after another in this process: a shard already uses every core, so running shards side
+    by side here only thrashes. `embed` is `embed_shard`, or its Prefect task so each shard shows in a run."""
     for shard in shards:
-        yield embed_shard(shard, batch_size, num_workers)
+        yield embed(shard, **options)
 
 
 def _report(
@@ -228,7 +226,7 @@ def embed_inputs(
         text_encoder=text_encoder,
         image_encoder=image_encoder,
         counts={name: len(emb) for name, emb in outputs.items()},
-        cache={kind: report.as_dict() for kind, report in reports.items()},
+        cache=reports,
         shards=len(shards),
         workers=len(workers),
         seconds=round(time.perf_counter() - started, 3),

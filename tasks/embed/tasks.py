@@ -34,20 +34,19 @@ def embed_shard_task(
 
 def publish_embed_summary(summary: EmbedSummary, key: str = "embed-summary") -> None:
     """The stage's numbers as a Prefect table artifact: one row per input kind."""
-    rows = []
-    for kind, report in summary.cache.items():
-        rows.append(
-            {
-                "kind": kind,
-                "encoder": report["encoder_id"],
-                "inputs": report["requested"],
-                "unique": report["unique"],
-                "cache hits": report["hits"],
-                "embedded": report["misses"],
-                "corrupt parts rebuilt": report["corrupt_parts"],
-                "seconds": report["seconds"],
-            }
-        )
+    rows = [
+        {
+            "kind": kind,
+            "encoder": report.encoder_id,
+            "inputs": report.requested,
+            "unique": report.unique,
+            "cache hits": report.hits,
+            "embedded": report.misses,
+            "corrupt parts rebuilt": report.corrupt_parts,
+            "seconds": report.seconds,
+        }
+        for kind, report in summary.cache.items()
+    ]
     create_table_artifact(
         key=key,
         table=rows,

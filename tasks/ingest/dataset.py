@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 from tasks.ingest.tables import TABLE_FORMATS, TEST_IMAGE_DIR, TRAIN_IMAGE_DIR, caption_image, read_table
+from tasks.workspace import dataset_version
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 # Which folder the `image` column of each table refers to.
 TABLE_FOLDERS = {
     "train": TRAIN_IMAGE_DIR,
@@ -28,35 +27,74 @@ TABLE_FOLDERS = {
 }
 
 
-def decode_error(path: Path) -> str:
-    """'' when the file decodes as an image, else why not. JPEG draft mode keeps the check cheap."""
+@dataclass(frozen=True)
+class ImageCheck:
+    """What the scan found about one file: its size, pixels, whether it decodes, and why not.
+
+    `decodes` and `megapixels` are None when the file was deliberately not opened (a link out of the
+    dataset) or not decoded (over the pixel bound): each of those has its own expectation.
+    """
+
+    bytes: int
+    inside_dataset: bool
+    megapixels: float | None
+    decodes: bool | None
+    error: str
+
+
+def check_image_file(path: Path, roots: tuple[Path, ...]) -> ImageCheck:
+    """Check one file of an image folder. A symlink must resolve inside one of `roots` or it is not opened;
+    the pixel count is read from the header and a file over the bound is not decoded; JPEG draft mode keeps
+    the decode check cheap."""
+    from tasks.images import ImageTooLargeError, open_image
+
+    if path.is_symlink():
+        target = path.resolve()
+        if not any(target.is_relative_to(root) for root in roots):
+            return ImageCheck(
+                0, False, None, None, f"symbolic link to {target}, outside the dataset folder: not opened"
+            )
+        if not target.is_file():
+            return ImageCheck(0, True, None, False, f"broken symbolic link to {target}")
+    size = path.stat().st_size
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
+            megapixels = img.size[0] * img.size[1] / 1e6
             img.draft("RGB", (64, 64))
             img.load()
-        return ""
+        return ImageCheck(size, True, megapixels, True, "")
+    except ImageTooLargeError as err:
+        return ImageCheck(size, True, err.pixels / 1e6, None, str(err))
     except Exception as err:  # PIL raises many types for corrupt data; all mean "does not decode"
-        return f"{type(err).__name__}: {err}"[:200]
+        return ImageCheck(size, True, None, False, f"{type(err).__name__}: {err}"[:200])
 
 
-def scan_image_folder(folder: Path, workers: int | None = None) -> pd.DataFrame:
-    """One row per file in `folder`: image name, size, whether it decodes and why not."""
+def dataset_roots(data_dir: Path) -> tuple[Path, ...]:
+    """Where the files of a dataset's image folders may lie: the dataset folder, and each image folder's
+    target when the folder itself is a symbolic link (to a shared image store, say)."""
+    data_dir = Path(data_dir)
+    return (data_dir.resolve(), *((data_dir / f).resolve() for f in (TRAIN_IMAGE_DIR, TEST_IMAGE_DIR)))
+
+
+def scan_image_folder(folder: Path, workers: int | None = None, roots: tuple[Path, ...] | None = None) -> pd.DataFrame:
+    """One row per file in `folder` (hidden files left out): name, size, pixels, whether it decodes and why not.
+
+    A symbolic link must resolve inside one of `roots` (default: the folder's parent and the folder itself);
+    a link that leads out of them is reported and not opened.
+    """
     folder = Path(folder)
+    columns = ["folder", "image", "bytes", "inside_dataset", "megapixels", "decodes", "error"]
     if not folder.is_dir():
-        return pd.DataFrame({"folder": [], "image": [], "bytes": [], "decodes": [], "error": []})
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        return pd.DataFrame({c: [] for c in columns})
+    roots = roots or (folder.parent.resolve(), folder.resolve())
+    names = sorted(p.name for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and not p.name.startswith("."))
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        errors = list(pool.map(lambda n: decode_error(folder / n), names))
-    return pd.DataFrame(
-        {
-            "folder": folder.name,
-            "image": names,
-            "bytes": [(folder / n).stat().st_size for n in names],
-            "decodes": [not e for e in errors],
-            "error": errors,
-        }
-    )
+        checks = list(pool.map(lambda n: check_image_file(folder / n, roots), names))
+    frame = pd.DataFrame([asdict(c) for c in checks], columns=columns[2:])
+    frame.insert(0, "image", names)
+    frame.insert(0, "folder", folder.name)
+    return frame.astype({"decodes": object, "megapixels": float})
 
 
 def image_references(tables: dict[str, pd.DataFrame], folders: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -91,11 +129,16 @@ class IngestSummary:
     dropped_reasons: dict[str, str] = field(default_factory=dict)
     contracts: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def version(self) -> str:
+        """The dataset version: names its folder under the workspace's `datasets/`."""
+        return dataset_version(self.data_hash)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
     def render(self) -> str:
-        lines = [f"dataset {self.data_dir} (hash {self.data_hash[:12]})", "rows:"]
+        lines = [f"dataset {self.data_dir} (version {self.version})", "rows:"]
         lines += [f"  {name:<12} {count:>7}" for name, count in self.rows.items()]
         lines += ["images:"] + [f"  {name:<12} {count:>7}" for name, count in self.images.items()]
         lines += ["contracts:"] + [f"  {name:<20} {status}" for name, status in self.contracts.items()]
@@ -170,7 +213,7 @@ def ingest_dataset(data_dir: Path, docs_dir: Path | None = None) -> IngestedData
     for folder in (TRAIN_IMAGE_DIR, TEST_IMAGE_DIR):
         if not (data_dir / folder).is_dir():
             raise FileNotFoundError(f"{data_dir / folder}: image folder not found")
-        folders[folder] = scan_image_folder(data_dir / folder)
+        folders[folder] = scan_image_folder(data_dir / folder, roots=dataset_roots(data_dir))
     refs = image_references(tables, folders)
     enforce(refs, IMAGE_REFERENCES_CONTRACT, str(data_dir))
     statuses[IMAGE_REFERENCES_CONTRACT.name] = f"passed ({len(refs)} references)"

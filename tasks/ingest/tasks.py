@@ -17,7 +17,7 @@ def ingest_task(data_dir: Path, workspace: Workspace) -> IngestedDataset:
     """Validate the raw dataset; on success store its tables as a dataset version in the workspace."""
     dataset = ingest_dataset(data_dir, docs_dir=workspace.data_docs)
     summary = dataset.summary
-    version_dir = write_prepared(dataset, workspace.dataset_dir(summary.data_hash[:16]))
+    version_dir = write_prepared(dataset, workspace.dataset_dir(summary.version))
     create_table_artifact(
         key="ingest-row-counts",
         table=[{"table": name, "rows": rows} for name, rows in summary.rows.items()]
@@ -30,7 +30,7 @@ def ingest_task(data_dir: Path, workspace: Workspace) -> IngestedDataset:
         key="ingest-summary",
         markdown=(
             f"## Ingestion of `{summary.data_dir}`\n\n"
-            f"Dataset version `{summary.data_hash[:16]}` written to `{version_dir}`.\n\n"
+            f"Dataset version `{summary.version}` written to `{version_dir}`.\n\n"
             f"| contract | status |\n|---|---|\n{contracts}\n\n### Dropped\n{dropped}\n\n"
             f"Data Docs: `{workspace.data_docs / 'index.html'}`\n"
         ),

@@ -6,8 +6,9 @@ the known images and texts of a dataset version, reports what happened and tells
 
 from __future__ import annotations
 
+import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.ingest.dataset import IngestedDataset
+from tasks.ingest.tables import CROWD, EXPERT
 from tasks.ratings.aggregate import AggregatedRatings, RatingParams, aggregate_ratings
-from tasks.ratings.inbox import BatchOutcome, process_inbox
+from tasks.ratings.inbox import BatchOutcome, load_ratings_store, merge_ratings, process_inbox
 from tasks.workspace import Workspace
 
 MERGED_EVENT = "imgsearch.ratings.merged"
@@ -62,6 +64,11 @@ def latest_version_of(workspace: Workspace, data_dir: Path) -> Path | None:
     return None
 
 
+def _cell(text: str, limit: int = 400) -> str:
+    """A markdown table cell from a file name or a reason: both come from outside, so no markup, no '|'."""
+    return html.escape(text.replace("|", "/").replace("\n", " ")[:limit], quote=False)
+
+
 def outcomes_markdown(outcomes: list[BatchOutcome]) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("merged", "duplicate", "quarantined")}
     head = (
@@ -71,8 +78,8 @@ def outcomes_markdown(outcomes: list[BatchOutcome]) -> str:
     if not outcomes:
         return head + "The inbox was empty.\n"
     rows = "".join(
-        f"| {o.file} | **{o.status}** | {o.kind} | `{o.batch_id}` | {o.rows} | {o.dropped_unknown_text} | "
-        f"{o.reason.replace('|', '/').replace(chr(10), ' ')[:400]} |\n"
+        f"| {_cell(o.file)} | **{o.status}** | {o.kind} | `{o.batch_id}` | {o.rows} | {o.dropped_unknown_text} | "
+        f"{_cell(o.reason)} |\n"
         for o in outcomes
     )
     table = (
@@ -95,10 +102,10 @@ def process_inbox_task(workspace: Workspace, references: KnownReferences) -> lis
             logger.warning("quarantined %s (batch %s): %s", outcome.file, outcome.batch_id, outcome.reason)
         else:
             logger.info("%s %s (batch %s, %d rows)", outcome.status, outcome.file, outcome.batch_id, outcome.rows)
-    create_markdown_artifact(
-        key="ratings-inbox", markdown=outcomes_markdown(outcomes), description="Outcome of each inbox file"
-    )
-    if outcomes:
+    if outcomes:  # an empty poll writes nothing (the flow returns before this task when it sees no file)
+        create_markdown_artifact(
+            key="ratings-inbox", markdown=outcomes_markdown(outcomes), description="Outcome of each inbox file"
+        )
         create_table_artifact(
             key="ratings-inbox-batches",
             table=[o.as_dict() for o in outcomes],
@@ -156,3 +163,20 @@ def aggregate_ratings_task(dataset: IngestedDataset, params: RatingParams) -> Ag
         f"crowd_weight={params.crowd_weight})",
     )
     return result
+
+
+@task(name="merge-ratings-store", cache_policy=NO_CACHE)
+def merge_ratings_store_task(dataset: IngestedDataset, workspace: Workspace) -> IngestedDataset:
+    """Add the rating batches merged from the inbox; a pair rated again takes its newest rating."""
+    store = load_ratings_store(workspace)
+    if store.crowd.empty and store.expert.empty:
+        return dataset
+    store = store.known_only(set(dataset.texts()["query_id"]))
+    get_run_logger().info(
+        "ratings store: %d crowd and %d expert rows of known captions", len(store.crowd), len(store.expert)
+    )
+    return replace(
+        dataset,
+        crowd=merge_ratings(dataset.crowd, store.crowd, CROWD.columns),
+        expert=merge_ratings(dataset.expert, store.expert, EXPERT.columns),
+    )

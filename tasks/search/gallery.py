@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -10,15 +11,27 @@ from tasks.search.index import SearchUnavailableError, build_gallery_index
 from tasks.workspace import Workspace
 
 
+@dataclass(frozen=True)
+class IndexSummary:
+    """What indexing a folder made searchable and what it hid."""
+
+    name: str
+    folder: str
+    searchable: int
+    flagged: int
+    image_encoder: str
+    flagged_by: dict[str, int] = field(default_factory=dict)  # "captions" / "detector" -> images
+
+
 def index_folder(
     folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None
-) -> dict:
+) -> IndexSummary:
     """Index `folder` with the champion's image encoder and the matching child detector."""
     from tasks.safety.image_detector import ChildImageDetector
     from tasks.training.registry import ModelRegistry
 
     workspace = workspace or Workspace.from_env()
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
     if champion is None:
         raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
@@ -43,11 +56,11 @@ def index_folder(
     )
     gallery.save(workspace.index_dir(name))
     by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
-    return {
-        "name": name,
-        "folder": str(folder),
-        "searchable": len(gallery.images),
-        "flagged": len(gallery.flagged),
-        "flagged_by": by_source,
-        "image_encoder": image_encoder,
-    }
+    return IndexSummary(
+        name=name,
+        folder=str(folder),
+        searchable=len(gallery.images),
+        flagged=len(gallery.flagged),
+        image_encoder=image_encoder,
+        flagged_by={str(k): int(v) for k, v in by_source.items()},
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.ingest.tables import is_jpeg_name
 from tasks.workspace import Workspace, atomic_dir
 
 
@@ -141,10 +142,11 @@ def build_gallery_index(
     from tasks.embed.encoders.registry import get_image_encoder
 
     folder = Path(folder).resolve()
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    # JPEG only, as the dataset contracts accept: a gallery holds the kind of image the model was trained on
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and is_jpeg_name(p.name))
     if not names:
-        raise ValueError(f"{folder}: no .jpg/.jpeg/.png images to index")
-    embeddings = embed_image_files([folder / n for n in names], get_image_encoder(image_encoder_id), workspace)
+        raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
+    embeddings = embed_image_files([folder / n for n in names], get_image_encoder(image_encoder_id), workspace).matrix
     scores = detector.scores(embeddings)
     flags = gallery_flags(names, caption_flags, detector.predict(embeddings), scores)
     hidden = set(flags["image"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,17 @@ import pandas as pd
 from tasks.search.searcher import Searcher
 
 
-def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5000) -> dict:
+@dataclass(frozen=True)
+class ScoredTable:
+    rows: int
+    refused: int
+
+    @property
+    def scored(self) -> int:
+        return self.rows - self.refused
+
+
+def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5000) -> ScoredTable:
     """Stream a CSV with `image` (a path) and `query_text` columns into `out` with a `score` column.
 
     Batches keep memory flat, so a million rows fit; relative image paths are read relative to the
@@ -22,7 +33,7 @@ def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5
     missing = [c for c in ("image", "query_text") if c not in header]
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}; found {list(header)}")
-    counts = {"rows": 0, "scored": 0, "refused": 0}
+    rows = refused = 0
     with atomic_path(Path(out)) as tmp:
         first = True
         for batch in pd.read_csv(
@@ -36,7 +47,6 @@ def score_table(searcher: Searcher, source: Path, out: Path, batch_size: int = 5
             chunk["notice"] = [r.notice or "" for r in results]
             chunk.to_csv(tmp, mode="w" if first else "a", header=first, index=False)
             first = False
-            counts["rows"] += len(chunk)
-            counts["refused"] += int(chunk["refused"].sum())
-        counts["scored"] = counts["rows"] - counts["refused"]
-    return counts
+            rows += len(chunk)
+            refused += int(chunk["refused"].sum())
+    return ScoredTable(rows, refused)

@@ -8,12 +8,12 @@ no query can return them), then the champion model. Scores are the champion's re
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
 from tasks.workspace import Workspace
@@ -125,8 +125,8 @@ class Searcher:
         # as the index does) and copies of flagged gallery images (by content), wherever the file lies.
         self._caption_flagged = set(caption_flagged or ())
         self._flagged_hashes: set[str] | None = None
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_lock = threading.Lock()
+        self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
+        self._query_lock = threading.Lock()  # LRUCache is not thread-safe; web requests share the searcher
 
     @classmethod
     def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
@@ -136,7 +136,7 @@ class Searcher:
         from tasks.training.registry import ModelRegistry
 
         workspace = workspace or Workspace.from_env()
-        registry = ModelRegistry(workspace.models)
+        registry = ModelRegistry(workspace)
         record = registry.champion()
         if record is None:
             raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
@@ -170,16 +170,12 @@ class Searcher:
 
         with self._query_lock:
             vector = self._query_cache.get(query)
-            if vector is not None:
-                self._query_cache.move_to_end(query)
-                return vector
-        vector = as_float32_rows(
-            self.text_encoder.encode([query]), 1, self.text_encoder.dim, self.text_encoder.encoder_id
-        )
-        with self._query_lock:
-            self._query_cache[query] = vector
-            while len(self._query_cache) > QUERY_CACHE_SIZE:
-                self._query_cache.popitem(last=False)
+        if vector is None:
+            vector = as_float32_rows(
+                self.text_encoder.encode([query]), 1, self.text_encoder.dim, self.text_encoder.encoder_id
+            )
+            with self._query_lock:
+                self._query_cache[query] = vector
         return vector
 
     def _cosines(self, query: str) -> np.ndarray:
@@ -235,7 +231,7 @@ class Searcher:
         if missing:
             raise FileNotFoundError(f"image file(s) not found: {missing[:5]}")
         unique = sorted(set(paths))
-        image_vecs = embed_image_files(unique, self.image_encoder, self.workspace)
+        image_vecs = embed_image_files(unique, self.image_encoder, self.workspace).matrix
         flagged_by_detector = self.detector.predict(image_vecs)
         row_of = {p: k for k, p in enumerate(unique)}
         flagged_copies = self._flagged_content(unique)
@@ -249,7 +245,7 @@ class Searcher:
         ok = [k for k, (s, p) in enumerate(zip(screens, paths, strict=True)) if not s.flagged and not image_flag[p]]
         scores = np.full(len(texts), np.nan, dtype=np.float32)
         if ok:
-            text_vecs = embed_texts([texts[k] for k in ok], self.text_encoder, self.workspace)
+            text_vecs = embed_texts([texts[k] for k in ok], self.text_encoder, self.workspace).matrix
             scores[ok] = self.model.predict(text_vecs, image_vecs[[row_of[paths[k]] for k in ok]])
         out = []
         for k, (text, path) in enumerate(zip(texts, paths, strict=True)):

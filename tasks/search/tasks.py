@@ -8,20 +8,20 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.search.gallery import index_folder
+from tasks.search.gallery import IndexSummary, index_folder
 from tasks.workspace import Workspace
 
 
 @task(name="index-gallery", cache_policy=NO_CACHE)
 def index_gallery_task(
     folder: Path, workspace: Workspace, image_encoder: str | None = None, name: str = "gallery"
-) -> dict:
+) -> IndexSummary:
     summary = index_folder(folder, name, workspace, image_encoder)
     create_markdown_artifact(
         key="gallery-index",
         markdown=(
-            f"## Gallery index `{name}`\n\nFolder `{folder}`: {summary['searchable']} searchable images, "
-            f"{summary['flagged']} hidden as showing children ({summary['flagged_by']}).\n"
+            f"## Gallery index `{name}`\n\nFolder `{folder}`: {summary.searchable} searchable images, "
+            f"{summary.flagged} hidden as showing children ({summary.flagged_by}).\n"
         ),
         description="Search index built from the test images",
     )

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tasks.training.data import EvalData, RetrievalSet
 from tasks.training.metrics import kendall_tau_c, random_scores, regression_metrics, retrieval_metrics
-from tasks.training.models import PairModel, TrainingData, model_classes
+from tasks.training.models import MODEL_KINDS, PairModel, TrainingData, model_classes
 
 LOWER_IS_BETTER = {"rmse", "mae"}
-DEFAULT_MODELS = ("ridge", "xgboost", "study_mlp", "two_tower")
 
 
 def _retrieval_rows(prefix: str, scores: np.ndarray, rs: RetrievalSet, mask: np.ndarray | None = None) -> dict:
@@ -71,6 +71,27 @@ def baseline_metrics(train: TrainingData, eval_data: EvalData, seed: int) -> dic
     return rows
 
 
+@dataclass(frozen=True)
+class FittedModel:
+    """One model of a run: what it is, how long fitting took, every metric on this run's evaluation data."""
+
+    kind: str
+    model: PairModel
+    seconds: float
+    metrics: dict[str, float]
+
+
+def fit_and_evaluate(kind: str, train: TrainingData, eval_data: EvalData, seed: int, options: dict) -> FittedModel:
+    """Fit one model kind with `options` (its constructor arguments) and evaluate it."""
+    classes = model_classes()
+    if kind not in classes:
+        raise ValueError(f"unknown model {kind!r}; choose from {sorted(classes)}")
+    started = time.perf_counter()
+    model = classes[kind](**options).fit(train, seed)
+    seconds = time.perf_counter() - started
+    return FittedModel(kind, model, seconds, evaluate_model(model, eval_data))
+
+
 @dataclass
 class TrainingOutcome:
     models: dict[str, PairModel]
@@ -78,6 +99,18 @@ class TrainingOutcome:
     fit_seconds: dict[str, float] = field(default_factory=dict)
     best: str = ""
     primary_metric: str = ""
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: list[FittedModel], baselines: dict[str, dict[str, float]], primary_metric: str
+    ) -> TrainingOutcome:
+        """One metrics table of the fitted models and the baselines; the best fitted model on `primary_metric`."""
+        rows = {f.kind: f.metrics for f in fitted} | baselines
+        metrics = pd.DataFrame.from_dict(rows, orient="index")
+        best = select_best(metrics, primary_metric, [f.kind for f in fitted])
+        return cls(
+            {f.kind: f.model for f in fitted}, metrics, {f.kind: f.seconds for f in fitted}, best, primary_metric
+        )
 
 
 def better(metric: str, a: float, b: float) -> bool:
@@ -97,23 +130,44 @@ def select_best(metrics: pd.DataFrame, primary: str, candidates: list[str]) -> s
 def train_and_evaluate(
     train: TrainingData,
     eval_data: EvalData,
-    kinds: tuple[str, ...] = DEFAULT_MODELS,
+    kinds: tuple[str, ...] = MODEL_KINDS,
     seed: int = 0,
     primary_metric: str = "val_mrr",
     model_options: dict[str, dict] | None = None,
 ) -> TrainingOutcome:
-    classes = model_classes()
-    unknown = [k for k in kinds if k not in classes]
+    """Fit and evaluate every kind, then add the baselines (the pipeline runs the same steps as its own task)."""
+    unknown = [k for k in kinds if k not in MODEL_KINDS]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(classes)}")
-    models, rows, seconds = {}, {}, {}
-    for kind in kinds:
-        started = time.perf_counter()
-        model = classes[kind](**(model_options or {}).get(kind, {})).fit(train, seed)
-        seconds[kind] = time.perf_counter() - started
-        models[kind] = model
-        rows[kind] = evaluate_model(model, eval_data)
-    rows |= baseline_metrics(train, eval_data, seed)
-    metrics = pd.DataFrame.from_dict(rows, orient="index")
-    best = select_best(metrics, primary_metric, list(kinds))
-    return TrainingOutcome(models, metrics, seconds, best, primary_metric)
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_KINDS)}")
+    options = model_options or {}
+    fitted = [fit_and_evaluate(kind, train, eval_data, seed, options.get(kind, {})) for kind in kinds]
+    return TrainingOutcome.from_fitted(fitted, baseline_metrics(train, eval_data, seed), primary_metric)
+
+
+@dataclass(frozen=True)
+class ChampionMeasure:
+    """The champion as this run sees it: re-measured on this run's evaluation data when its features allow."""
+
+    record: Any  # the registry's ModelRecord
+    metrics: dict[str, float] | None  # None: other encoders, or it would not load; only its stored metrics compare
+
+    def value(self, metric: str) -> float | None:
+        return None if self.metrics is None else self.metrics.get(metric)
+
+    def table_row(self) -> dict[str, float]:
+        return dict(self.record.metrics) if self.metrics is None else self.metrics
+
+
+def measure_champion(
+    registry: Any, eval_data: EvalData, text_encoder: str, image_encoder: str
+) -> ChampionMeasure | None:
+    """Evaluate the registry's champion once on this run's data, if there is one and it uses the same encoders."""
+    record = registry.champion()
+    if record is None:
+        return None
+    if (record.text_encoder, record.image_encoder) != (text_encoder, image_encoder):
+        return ChampionMeasure(record, None)
+    try:
+        return ChampionMeasure(record, evaluate_model(registry.load(record.version), eval_data))
+    except Exception:  # an unloadable champion must not block a new model; stored metrics decide
+        return ChampionMeasure(record, None)

@@ -1,31 +1,28 @@
 """The model registry: versioned model directories and a champion pointer that moves only on a win.
 
 Layout under the workspace's `models/` folder:
-    <version>/model/          the model's own files (see tasks/models)
+    <version>/model/          the model's own files (see tasks/training/models)
     <version>/metadata.json   encoder ids, data hash, parameters, primary metric
     <version>/metrics.json    every metric of this model, plus the run's comparison table
     <version>/model_card.md   a short human-readable card
     champion.json             {"version", "primary_metric", "value", ...}
-Every write is atomic and promotion holds an exclusive lock, so concurrent runs cannot corrupt it.
+Every write is atomic and promotion holds the workspace lock `registry`, so concurrent runs cannot corrupt it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
+from tasks.training.metrics import SHOWN_METRICS
 from tasks.training.models import PairModel, load_model
-from tasks.workspace import atomic_dir, write_json_atomic, write_text_atomic
+from tasks.workspace import Workspace, atomic_dir, dataset_version, write_json_atomic, write_text_atomic
 
 CHAMPION_FILE = "champion.json"
-LOCK_FILE = ".registry.lock"
+REGISTRY_LOCK = "registry"
 
 
 @dataclass(frozen=True)
@@ -39,6 +36,10 @@ class ModelRecord:
     metrics: dict
     params: dict
     created: str
+
+    @property
+    def data_version(self) -> str:
+        return dataset_version(self.data_hash)
 
     @property
     def primary_value(self) -> float:
@@ -56,19 +57,11 @@ class PromotionDecision:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """The registry of one workspace: its `models/` folder, promotions under the workspace lock `registry`."""
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive lock over the registry: two runs promote one after the other, never interleaved."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def __init__(self, workspace: Workspace):
+        self.workspace = workspace
+        self.root = workspace.models
 
     def register(
         self,
@@ -140,63 +133,50 @@ class ModelRegistry:
         `champion_value` is the champion's primary metric re-measured on the challenger's evaluation
         data, when the caller could do that; otherwise the champion's stored value is used.
         """
-        from tasks.training.fit import better
-
-        metric = challenger.primary_metric
-        value = challenger.primary_value
-        with self.locked():
+        metric, value = challenger.primary_metric, challenger.primary_value
+        # two runs promote one after the other, never interleaved
+        with self.workspace.lock(REGISTRY_LOCK):
             current = self.champion()
+            previous = current.version if current else None
             if current is not None and champion_value is None:
                 champion_value = float(current.metrics.get(metric, math.nan))
             if math.isnan(value):
-                return PromotionDecision(
-                    False,
-                    f"challenger has no {metric}",
-                    current.version if current else None,
-                    None,
-                    value,
-                    champion_value,
+                return PromotionDecision(False, f"challenger has no {metric}", previous, None, value, champion_value)
+            reason = promotion_reason(metric, value, current, champion_value, force)
+            if reason is None:
+                reason = (
+                    f"{metric} {value:.4f} does not beat the champion's {champion_value:.4f}; champion {previous} stays"
                 )
-            if current is None:
-                reason = "no champion yet"
-            elif force:
-                reason = "promotion forced"
-            elif champion_value is not None and better(metric, value, champion_value):
-                reason = f"{metric} {value:.4f} beats the champion's {champion_value:.4f}"
-            else:
-                return PromotionDecision(
-                    False,
-                    f"{metric} {value:.4f} does not beat the champion's "
-                    f"{champion_value:.4f}; champion {current.version} stays",
-                    current.version,
-                    current.version,
-                    value,
-                    champion_value,
-                )
+                return PromotionDecision(False, reason, previous, previous, value, champion_value)
+            pointer = {"version": challenger.version, "primary_metric": metric, "value": value, "previous": previous}
             write_json_atomic(
-                self.root / CHAMPION_FILE,
-                {
-                    "version": challenger.version,
-                    "primary_metric": metric,
-                    "value": value,
-                    "promoted": datetime.now(UTC).isoformat(),
-                    "previous": current.version if current else None,
-                    "reason": reason,
-                },
+                self.root / CHAMPION_FILE, pointer | {"promoted": datetime.now(UTC).isoformat(), "reason": reason}
             )
-            return PromotionDecision(
-                True, reason, challenger.version, current.version if current else None, value, champion_value
-            )
+            return PromotionDecision(True, reason, challenger.version, previous, value, champion_value)
+
+
+def promotion_reason(
+    metric: str, value: float, current: ModelRecord | None, champion_value: float | None, force: bool
+) -> str | None:
+    """Why a challenger with `value` on `metric` becomes champion, or None when it does not."""
+    from tasks.training.fit import better
+
+    if current is None:
+        return "no champion yet"
+    if force:
+        return "promotion forced"
+    if champion_value is not None and better(metric, value, champion_value):
+        return f"{metric} {value:.4f} beats the champion's {champion_value:.4f}"
+    return None
 
 
 def model_card(record: ModelRecord, comparison_markdown: str) -> str:
-    shown = ["rmse", "mae", "tau_c", "val_mrr", "r1", "r5", "r10", "mrr", "ndcg10", "safe_mrr"]
-    metric_rows = "\n".join(f"| {k} | {record.metrics[k]:.4f} |" for k in shown if k in record.metrics)
+    metric_rows = "\n".join(f"| {k} | {record.metrics[k]:.4f} |" for k in SHOWN_METRICS if k in record.metrics)
     return f"""# Model card: {record.version}
 
 - **Model**: `{record.kind}`; scores a (text, image) pair with a relevance in [0, 1].
 - **Encoders**: text `{record.text_encoder}`, image `{record.image_encoder}` (features are their embeddings).
-- **Data**: dataset version `{record.data_hash[:16]}`; trained on crowd and expert ratings after the
+- **Data**: dataset version `{record.data_version}`; trained on crowd and expert ratings after the
   child-content filter removed every pair whose text or image concerns children under 16.
 - **Selection metric**: `{record.primary_metric}` = {record.primary_value:.4f}
   (validation split, images unseen in training).

@@ -36,7 +36,8 @@ def test_good_frame_passes():
     [
         ("target", 1.5, "target in \\[0, 1\\]"),
         ("target", np.nan, "every pair has a target"),
-        ("query_text", "", "no empty caption texts"),
+        ("query_text", "", "caption texts of 1 to 1000 characters"),
+        ("query_text", "x" * 1001, "caption texts of 1 to 1000 characters"),
         ("query_text", None, "every pair has its caption text"),
         ("source", "guess", "source is expert, crowd or both"),
         ("expert_score", 3.0, "expert_score in \\[0, 1\\]"),
@@ -48,7 +49,7 @@ def test_bad_frame_fails_with_named_check(column, value, message):
     bad.loc[1, column] = value
     with pytest.raises(ContractError, match=message) as info:
         enforce(prepare_training_pairs(bad), TRAINING_PAIRS_CONTRACT, "aggregated ratings")
-    assert "training_pairs" in str(info.value) and "line 2" in str(info.value)
+    assert "training_pairs" in str(info.value) and "row 2" in str(info.value)
 
 
 def test_duplicate_pairs_fail():

@@ -11,9 +11,7 @@ from tasks.embed.cache import (
     EmbeddingCache,
     Embeddings,
     embed_image_files,
-    embed_image_files_report,
     embed_texts,
-    embed_texts_report,
 )
 from tasks.embed.encoders.fakes import FakeImageEncoder, FakeTextEncoder
 
@@ -43,25 +41,25 @@ def images(tmp_path):
 def test_texts_rerun_hits_the_cache_and_rows_stay_aligned(workspace):
     enc = CountingTextEncoder()
     texts = ["a dog", "a cat", "a dog", "a bird"]
-    first, report = embed_texts_report(texts, enc, workspace)
+    first, report = embed_texts(texts, enc, workspace)
     assert (report.requested, report.unique, report.hits, report.misses) == (4, 3, 0, 3)
     assert enc.seen == ["a dog", "a cat", "a bird"]
     np.testing.assert_array_equal(first[0], first[2])
     np.testing.assert_array_equal(first, FakeTextEncoder().encode(texts))
 
-    again, report = embed_texts_report(["a bird", "a fish", "a dog"], enc, workspace)
+    again, report = embed_texts(["a bird", "a fish", "a dog"], enc, workspace)
     assert (report.hits, report.misses) == (2, 1)
     assert enc.seen[3:] == ["a fish"]
     np.testing.assert_array_equal(again[0], first[3])
-    np.testing.assert_array_equal(embed_texts(["a cat"], enc, workspace)[0], first[1])
+    np.testing.assert_array_equal(embed_texts(["a cat"], enc, workspace).matrix[0], first[1])
 
 
 def test_changed_image_file_is_re_embedded(workspace, images):
     enc = FakeImageEncoder()
-    first, report = embed_image_files_report(images, enc, workspace, batch_size=2, num_workers=2)
+    first, report = embed_image_files(images, enc, workspace, batch_size=2, num_workers=2)
     assert (report.hits, report.misses) == (0, 5)
     Image.new("RGB", (60, 40), "white").save(images[0])
-    second, report = embed_image_files_report(images, enc, workspace, batch_size=2)
+    second, report = embed_image_files(images, enc, workspace, batch_size=2)
     assert (report.hits, report.misses) == (4, 1)
     assert not np.allclose(first[0], second[0])
     np.testing.assert_array_equal(first[1:], second[1:])
@@ -73,14 +71,14 @@ def test_same_bytes_under_another_name_are_not_re_embedded(workspace, images, tm
     embed_image_files(images, enc, workspace)
     copy = tmp_path / "renamed.jpg"
     copy.write_bytes(images[2].read_bytes())
-    vectors, report = embed_image_files_report([copy], enc, workspace)
+    vectors, report = embed_image_files([copy], enc, workspace)
     assert report.hits == 1 and report.misses == 0
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "other-encoder"])
 def test_corrupt_part_is_detected_quarantined_and_rebuilt(workspace, images, damage, caplog):
     enc = FakeImageEncoder()
-    clean = embed_image_files(images, enc, workspace)
+    clean = embed_image_files(images, enc, workspace).matrix
     cache_dir = workspace.embedding_cache_dir(enc.encoder_id)
     (part,) = cache_dir.glob("part-*.parquet")
     if damage == "truncate":
@@ -93,13 +91,13 @@ def test_corrupt_part_is_detected_quarantined_and_rebuilt(workspace, images, dam
         foreign.replace(part)
 
     with caplog.at_level("WARNING", logger=embedding_cache.__name__):
-        rebuilt, report = embed_image_files_report(images, enc, workspace)
+        rebuilt, report = embed_image_files(images, enc, workspace)
     assert report.corrupt_parts == 1 and report.misses == 5
     assert "corrupt" in caplog.text
     np.testing.assert_array_equal(rebuilt, clean)
     assert list(workspace.embedding_quarantine_dir(enc.encoder_id).glob("*.corrupt"))
     # The rebuilt cache is whole again: a third run is all hits.
-    assert embed_image_files_report(images, enc, workspace)[1].hits == 5
+    assert embed_image_files(images, enc, workspace).report.hits == 5
 
 
 def test_many_parts_are_compacted_without_losing_vectors(workspace, monkeypatch):
@@ -125,7 +123,7 @@ def test_cache_refuses_vectors_of_another_dimension(workspace):
 
 
 def test_empty_inputs_give_empty_matrices(workspace):
-    assert embed_texts([], FakeTextEncoder(), workspace).shape[0] == 0
+    assert embed_texts([], FakeTextEncoder(), workspace).matrix.shape[0] == 0
 
 
 def test_embeddings_lookup_by_name():
@@ -159,3 +157,93 @@ def test_non_finite_vectors_are_never_cached(workspace):
     with pytest.raises(ValueError, match="1 non-finite vector"):
         embed_texts(["fine", "broken"], NanEncoder(), workspace)
     assert not list(workspace.embedding_cache_dir("fake-text").glob("part-*"))
+
+
+# Bit rot: a part carries a checksum of its content; a single flipped bit is caught like a truncation.
+
+
+def _flip(path, position: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def test_single_bit_flips_anywhere_in_a_part_are_caught(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((20, 64)).astype(np.float32)
+    keys = [f"{i:064x}" for i in range(20)]
+    clean = EmbeddingCache(tmp_path / "clean", "fake-image").add(keys, matrix)
+    size = clean.stat().st_size
+    vectors_at = clean.read_bytes().find(matrix[0].tobytes())
+    assert vectors_at > 0
+    # 30 positions spread over the whole file, and 10 inside the vector data (the bytes of the first vectors).
+    positions = [(i * 2 + 1) * size // 60 for i in range(30)] + [vectors_at + 97 * i + 5 for i in range(10)]
+    outcomes = {"quarantined": 0, "unchanged": 0}
+    for n, position in enumerate(positions):
+        folder = tmp_path / f"flip-{n}"
+        folder.mkdir()
+        part = folder / clean.name
+        part.write_bytes(clean.read_bytes())
+        _flip(part, position, n % 8)
+        cache = EmbeddingCache(folder, "fake-image", quarantine=tmp_path / "quarantine")
+        missing = cache.missing(keys)
+        if cache.corrupt_parts:
+            assert missing == keys and not part.exists(), "a quarantined part's vectors are all recomputed"
+            outcomes["quarantined"] += 1
+        else:  # a bit no decoded value depends on (padding, statistics): what is read must be the original
+            np.testing.assert_array_equal(cache.get(keys), matrix)
+            outcomes["unchanged"] += 1
+        if n >= 30:
+            assert cache.corrupt_parts == 1, f"a flip in the vector data at byte {position} went unnoticed"
+    assert outcomes["quarantined"] >= 30
+
+
+def test_flipped_image_part_is_rebuilt_with_the_right_vectors(workspace, images, caplog):
+    enc = FakeImageEncoder()
+    clean = embed_image_files(images, enc, workspace).matrix
+    (part,) = workspace.embedding_cache_dir(enc.encoder_id).glob("part-*.parquet")
+    # The fake vectors hold few distinct values, so Parquet stores them once in a dictionary page: flip 1.0f there.
+    position = part.read_bytes().find(np.float32(1.0).tobytes())
+    assert position > 0
+    _flip(part, position + 2, 3)
+    with caplog.at_level("WARNING", logger=embedding_cache.__name__):
+        rebuilt, report = embed_image_files(images, enc, workspace)
+    assert report.corrupt_parts == 1 and report.misses == 5 and "checksum mismatch" in caplog.text
+    np.testing.assert_array_equal(rebuilt, clean)
+    assert embed_image_files(images, enc, workspace).report.hits == 5
+
+
+def _write_part(path, keys, matrix, metadata):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), pa.float32()), matrix.shape[1])
+    table = pa.table({"key": pa.array(keys, pa.string()), "vector": vectors}).replace_schema_metadata(metadata)
+    pq.write_table(table, path)
+
+
+def test_part_from_before_checksums_is_trusted_once_and_rewritten_with_one(workspace):
+    folder = workspace.embedding_cache_dir("fake-text")
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = np.arange(6, dtype=np.float32).reshape(2, 3)
+    _write_part(
+        folder / "part-00000000000000000001-old.parquet", ["a", "b"], matrix, {b"imgsearch.encoder_id": b"fake-text"}
+    )
+    cache = EmbeddingCache.for_workspace(workspace, "fake-text")
+    np.testing.assert_array_equal(cache.get(["a", "b"]), matrix)
+    (part,) = cache.parts()
+    assert "old" not in part.name
+    import pyarrow.parquet as pq
+
+    assert embedding_cache.META_SHA256 in pq.read_schema(part).metadata
+    assert EmbeddingCache.for_workspace(workspace, "fake-text").corrupt_parts == 0
+
+
+def test_part_whose_checksum_key_was_damaged_is_not_taken_for_an_old_one(workspace):
+    folder = workspace.embedding_cache_dir("fake-text")
+    folder.mkdir(parents=True, exist_ok=True)
+    matrix = np.ones((1, 3), np.float32)
+    damaged_key = {b"imgsearch.encoder_id": b"fake-text", b"imgsearch.content_sha257": b"0" * 64}
+    _write_part(folder / "part-00000000000000000001-x.parquet", ["a"], matrix, damaged_key)
+    cache = EmbeddingCache.for_workspace(workspace, "fake-text")
+    assert cache.missing(["a"]) == ["a"] and cache.corrupt_parts == 1

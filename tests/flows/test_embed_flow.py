@@ -16,12 +16,12 @@ def test_embed_flow_embeds_everything_once(prefect_harness, sample_dir, workspac
     params = EmbedParams(data_dir=sample_dir, workspace=workspace.root, shard_size=40, **FAKES)
     first = embed_flow(params)
     assert first.summary.counts == {"texts": 187, "train_images": 60, "test_images": 12}
-    assert first.summary.cache["image"]["misses"] == 72 and first.summary.shards > 2
+    assert first.summary.cache["image"].misses == 72 and first.summary.shards > 2
     assert first.train_images.lookup([first.train_images.keys[0]]).shape == (1, 48)
 
     second = embed_flow(params)
     assert second.summary.shards == 0
-    assert second.summary.cache["image"]["hits"] == 72 and second.summary.cache["text"]["misses"] == 0
+    assert second.summary.cache["image"].hits == 72 and second.summary.cache["text"].misses == 0
     np.testing.assert_array_equal(first.texts.matrix, second.texts.matrix)
 
 

@@ -59,10 +59,10 @@ def test_inbox_flow_merges_good_quarantines_bad_and_ignores_duplicates(prefect_h
     drop(workspace, "crowd_bad.tsv", rating_lines(sample_dir, "crowd", 2).replace("\t1.0\t", "\t1.7\t"))
     result = ingest_ratings(inbox_params(sample_dir, workspace))
 
-    by_file = {o["file"]: o for o in result.outcomes}
-    assert by_file["crowd_2026-11.tsv"]["status"] == "merged" and by_file["crowd_2026-11.tsv"]["rows"] == 4
-    assert by_file["expert_2026-11.tsv"]["status"] == "merged" and by_file["expert_2026-11.tsv"]["rows"] == 3
-    assert by_file["crowd_bad.tsv"]["status"] == "quarantined" and "share_yes" in by_file["crowd_bad.tsv"]["reason"]
+    by_file = {o.file: o for o in result.outcomes}
+    assert by_file["crowd_2026-11.tsv"].status == "merged" and by_file["crowd_2026-11.tsv"].rows == 4
+    assert by_file["expert_2026-11.tsv"].status == "merged" and by_file["expert_2026-11.tsv"].rows == 3
+    assert by_file["crowd_bad.tsv"].status == "quarantined" and "share_yes" in by_file["crowd_bad.tsv"].reason
     assert result.merged_rows == 7 and len(result.merged_batches) == 2
     # the known ids came from the dataset version the flow prepared
     assert (workspace.root / "datasets" / result.dataset_version / "summary.json").is_file()
@@ -75,13 +75,47 @@ def test_inbox_flow_merges_good_quarantines_bad_and_ignores_duplicates(prefect_h
     # re-delivery: the same crowd file again, under another name -> duplicate, nothing merged, no event
     drop(workspace, "crowd_again.tsv", rating_lines(sample_dir, "crowd", 4))
     again = ingest_ratings(inbox_params(sample_dir, workspace))
-    assert [o["status"] for o in again.outcomes] == ["duplicate"] and again.merged_rows == 0
+    assert [o.status for o in again.outcomes] == ["duplicate"] and again.merged_rows == 0
     assert len(events) == 1
     store = load_ratings_store(workspace)
-    assert len(store["crowd"]) == 4 and len(store["expert"]) == 3
+    assert len(store.crowd) == 4 and len(store.expert) == 3
 
     # an empty inbox: a quiet, successful run
     assert ingest_ratings(inbox_params(sample_dir, workspace)).outcomes == [] and len(events) == 1
+
+
+def test_empty_inbox_poll_writes_no_artifact_and_runs_no_task(prefect_harness, sample_dir, workspace, events):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+    drop(workspace, ".copy-in-progress.tsv", rating_lines(sample_dir, "crowd", 2))  # hidden: not a batch yet
+    state = ingest_ratings(inbox_params(sample_dir, workspace), return_state=True)
+    assert state.is_completed() and state.result().outcomes == [] and state.result().dataset_version is None
+    run_id = state.state_details.flow_run_id
+
+    async def written():
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            return artifacts, tasks
+
+    artifacts, tasks = asyncio.run(written())
+    assert artifacts == [] and tasks == []
+    assert events == [] and not list((workspace.root / "datasets").glob("*")), "nothing ingested for an empty poll"
+
+
+def test_unexpected_file_in_the_inbox_is_reported_once(prefect_harness, sample_dir, workspace, events):
+    drop(workspace, "ratings.csv", rating_lines(sample_dir, "crowd", 2))
+    state = ingest_ratings(inbox_params(sample_dir, workspace), return_state=True)
+    assert state.is_failed(), "the only file was quarantined: an operator must look"
+    with pytest.raises(AllBatchesQuarantinedError, match=r"ratings.csv: unexpected file name"):
+        state.result()
+    assert list(workspace.quarantine.glob("*ratings.csv.reason.txt"))
+    assert ingest_ratings(inbox_params(sample_dir, workspace)).outcomes == [], "the next poll is quiet again"
 
 
 def test_inbox_flow_fails_when_every_file_is_bad(prefect_harness, sample_dir, workspace, events):
@@ -97,21 +131,21 @@ def test_inbox_flow_fails_when_every_file_is_bad(prefect_harness, sample_dir, wo
 def test_retrain_uses_the_cache_and_promotes_only_a_better_model(prefect_harness, sample_dir, workspace, events):
     params = RetrainParams(data_dir=sample_dir, workspace=workspace.root, **FAST)
     first = retrain(params)
-    assert first.run.training["promoted"] and "no champion yet" in first.run.training["reason"]
+    assert first.run.training.promoted and "no champion yet" in first.run.training.reason
 
     drop(workspace, "expert_new.tsv", rating_lines(sample_dir, "expert", 5))
     assert ingest_ratings(inbox_params(sample_dir, workspace)).merged_rows == 5
     second = retrain(params)
-    cache = second.run.embeddings["cache"]
-    assert cache["image"]["misses"] == 0 and cache["text"]["misses"] == 0 and cache["image"]["hits"] == 72
+    cache = second.run.embeddings.cache
+    assert cache["image"].misses == 0 and cache["text"].misses == 0 and cache["image"].hits == 72
     assert "| image | 72 | 72 | 0 |" in second.summary_markdown
     assert "1 merged batch(es) included" in second.summary_markdown
-    champion = ModelRegistry(workspace.models).champion()
-    if second.run.training["promoted"]:
-        assert champion.version == second.run.training["version"]
+    champion = ModelRegistry(workspace).champion()
+    if second.run.training.promoted:
+        assert champion.version == second.run.training.version
     else:
         # the challenger lost: the champion stays and the summary says why
-        assert champion.version == first.run.training["version"]
+        assert champion.version == first.run.training.version
         assert "does not beat" in second.summary_markdown and "Not promoted" in second.summary_markdown
 
 
@@ -124,24 +158,24 @@ def test_backfill_with_a_new_encoder_reembeds_and_retrains(prefect_harness, samp
         "index_gallery": False,
     }
     first = backfill(image_encoder="fake-image", **base)
-    assert first.run.embeddings["cache"]["image"]["misses"] == 72
+    assert first.run.embeddings.cache["image"].misses == 72
 
     other = backfill(image_encoder="fake-image-b", **base)
-    cache = other.run.embeddings["cache"]
-    assert cache["image"]["misses"] == 72 and cache["text"]["misses"] == 0  # new image encoder, texts from the cache
-    registry = ModelRegistry(workspace.models)
-    assert registry.record(other.run.training["version"]).image_encoder == "fake-image-b"
+    cache = other.run.embeddings.cache
+    assert cache["image"].misses == 72 and cache["text"].misses == 0  # new image encoder, texts from the cache
+    registry = ModelRegistry(workspace)
+    assert registry.record(other.run.training.version).image_encoder == "fake-image-b"
 
     # forced: everything re-embedded; the old cache parts stay until the new ones are written and read back
     parts_before = set((workspace.embedding_cache_dir("fake-image-b")).glob("part-*.parquet"))
     forced = backfill(image_encoder="fake-image-b", force_reembed=True, **base)
-    cache = forced.run.embeddings["cache"]
-    assert cache["image"]["hits"] == 0 and cache["image"]["misses"] == 72
-    assert cache["text"]["hits"] == 0 and cache["text"]["misses"] == cache["text"]["unique"]
+    cache = forced.run.embeddings.cache
+    assert cache["image"].hits == 0 and cache["image"].misses == 72
+    assert cache["text"].hits == 0 and cache["text"].misses == cache["text"].unique
     assert "forced re-embed" in forced.summary_markdown
     assert parts_before < set(workspace.embedding_cache_dir("fake-image-b").glob("part-*.parquet"))
     # and the next run reads the cache back complete
-    assert backfill(image_encoder="fake-image-b", **base).run.embeddings["cache"]["image"]["hits"] == 72
+    assert backfill(image_encoder="fake-image-b", **base).run.embeddings.cache["image"].hits == 72
 
 
 def test_backfill_rejects_an_unknown_encoder_before_any_work(prefect_harness, sample_dir, workspace):
@@ -175,14 +209,14 @@ def test_two_concurrent_retrains_leave_a_valid_registry_and_store(prefect_harnes
     assert not errors, errors
     assert len(results) == 4
 
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
     assert champion is not None and champion.version in registry.versions()
     registry.load(champion.version)  # the champion's files are complete
     assert len(registry.versions()) == 2
     store = load_ratings_store(workspace)
-    assert len(store["crowd"]) == 3 and len(store["expert"]) == 3
-    assert store["crowd"]["batch_id"].nunique() == 1 and store["expert"]["batch_id"].nunique() == 1
+    assert len(store.crowd) == 3 and len(store.expert) == 3
+    assert store.crowd["batch_id"].nunique() == 1 and store.expert["batch_id"].nunique() == 1
     assert len(events) <= 2 and sum(len(e["payload"]["batches"]) for e in events) == 2
 
 
@@ -192,7 +226,7 @@ def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_
     import tasks.training.registry
 
     params = RetrainParams(data_dir=sample_dir, workspace=workspace.root, **{**FAST, "training": {"models": ["ridge"]}})
-    good = retrain(params).run.training["version"]
+    good = retrain(params).run.training.version
 
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash while writing the model version")
@@ -200,7 +234,7 @@ def test_a_crash_mid_retrain_leaves_the_last_good_state(prefect_harness, sample_
     monkeypatch.setattr(tasks.training.registry, "model_card", crash)  # dies inside the version's atomic_dir
     with pytest.raises(RuntimeError, match="simulated crash"):
         retrain(params)
-    registry = ModelRegistry(workspace.models)
+    registry = ModelRegistry(workspace)
     assert registry.versions() == [good] and registry.champion().version == good
     assert not [
         p for p in workspace.models.iterdir() if p.name.startswith(".") and p.is_dir()

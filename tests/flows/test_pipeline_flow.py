@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from data_contracts import ContractError
 from flows.pipeline import RunParams, run_pipeline
+from tasks.training.inputs import TrainParams
 from tasks.training.registry import ModelRegistry
-from tasks.training.tasks import TrainParams
 
 # Fake encoders and two quick models keep flow tests fast; one test below fits all four models.
 FAKE_ENCODERS = {
@@ -20,7 +20,7 @@ FAKE_ENCODERS = {
 
 def test_flow_ingests_and_writes_dataset_version(prefect_harness, sample_dir, workspace):
     result = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS))
-    version = result.ingest["data_hash"][:16]
+    version = result.ingest.version
     version_dir = workspace.root / "datasets" / version
     assert (version_dir / "train.parquet").is_file()
     assert json.loads((version_dir / "summary.json").read_text())["rows"]["queries"] == 12
@@ -44,12 +44,12 @@ def test_bad_parameters_fail_before_any_work(tmp_path):
 def test_flow_embeds_texts_and_images_and_reruns_from_cache(prefect_harness, sample_dir, workspace):
     params = RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS)
     first = run_pipeline(params).embeddings
-    assert first["counts"] == {"texts": 187, "train_images": 60, "test_images": 12}
-    assert (first["text_encoder"], first["image_encoder"]) == ("fake-text", "fake-image")
-    assert first["cache"]["image"]["misses"] == 72 and first["cache"]["text"]["hits"] == 0
+    assert first.counts == {"texts": 187, "train_images": 60, "test_images": 12}
+    assert (first.text_encoder, first.image_encoder) == ("fake-text", "fake-image")
+    assert first.cache["image"].misses == 72 and first.cache["text"].hits == 0
     assert any((workspace.root / "cache" / "embeddings").iterdir())
     again = run_pipeline(params).embeddings
-    assert again["cache"]["image"]["hits"] == 72 and again["cache"]["text"]["misses"] == 0
+    assert again.cache["image"].hits == 72 and again.cache["text"].misses == 0
 
 
 def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harness, sample_dir, workspace):
@@ -62,22 +62,25 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     )
     first = run_pipeline(params)
     training = first.training
-    assert set(training["metrics"]) >= {"ridge", "xgboost", "study_mlp", "two_tower", "constant", "random"}
-    assert training["promoted"] and training["reason"] == "no champion yet"
-    registry = ModelRegistry(workspace.models)
+    assert set(training.metrics) >= {"ridge", "xgboost", "study_mlp", "two_tower", "constant", "random"}
+    assert training.promoted and training.reason == "no champion yet"
+    registry = ModelRegistry(workspace)
     champion = registry.champion()
-    assert champion.version == training["version"] and champion.kind == training["best"]
+    assert champion.version == training.version and champion.kind == training.best
     version_dir = workspace.models / champion.version
     assert {"model", "metadata.json", "metrics.json", "model_card.md"} <= {p.name for p in version_dir.iterdir()}
     assert (workspace.root / "reports" / "training" / "latest.html").is_file()
-    assert first.detector["test"]["recall"] >= 0.0 and workspace.detector_path("fake-image").is_file()
-    assert first.gallery["searchable"] + first.gallery["flagged"] == 12
+    # the run's result carries the detector it saved, and the numbers it reports are the ones saved beside it
+    saved = json.loads(workspace.detector_path("fake-image").with_suffix(".json").read_text())
+    assert first.detector.path == str(workspace.detector_path("fake-image"))
+    assert saved["test"]["recall"] == first.detector.test.recall and first.detector.test.positives > 0
+    assert first.gallery.searchable + first.gallery.flagged == 12
 
     # Same data, same seed: the challenger only ties, so the champion stays and the run says why.
     second = run_pipeline(params)
-    assert not second.training["promoted"]
-    assert "does not beat" in second.training["reason"]
+    assert not second.training.promoted
+    assert "does not beat" in second.training.reason
     assert registry.champion().version == champion.version
     assert len(registry.versions()) == 2
     # the champion was re-measured on this run's data: it appears in the comparison table
-    assert any(name.startswith("champion") for name in second.training["metrics"])
+    assert any(name.startswith("champion") for name in second.training.metrics)

@@ -88,3 +88,83 @@ def test_missing_file(tmp_path):
 
 def test_caption_image_parses_query_id():
     assert caption_image(pd.Series(["a_b.jpg#3", "x.jpg#0"])).tolist() == ["a_b.jpg", "x.jpg"]
+
+
+# Physical line numbers: the line an editor shows, whatever blank lines or multi-line quoted fields come before.
+
+
+def test_blank_lines_keep_physical_line_numbers(tmp_path):
+    rows = [f"a.jpg\tb.jpg#{i}\t1\t2\t3" for i in range(10)]
+    content = "\n".join(rows[:3]) + "\n\n\n" + "\n".join(rows[3:]) + "\n"  # two blank lines after line 3
+    frame = read_table(EXPERT, write(tmp_path, "ExpertAnnotations.tsv", content))
+    assert frame["line"].tolist() == [1, 2, 3, 6, 7, 8, 9, 10, 11, 12]
+    assert frame.loc[frame["query_id"] == "b.jpg#9", "line"].item() == 12  # was reported as line 10
+
+
+def test_whitespace_only_lines_are_blank(tmp_path):
+    content = "image\n  \na.jpg\n\t\nb.jpg\n"
+    frame = read_table(TEST_IMAGES, write(tmp_path, "test_images.csv", content))
+    assert frame["image"].tolist() == ["a.jpg", "b.jpg"] and frame["line"].tolist() == [3, 5]
+
+
+def test_quoted_caption_spanning_lines_does_not_shift_later_lines(tmp_path):
+    content = 'image,query_id,query_text\na.jpg,a.jpg#0,"A dog\nrunning\nfast ."\nb.jpg,b.jpg#0,Two cats .\n'
+    frame = read_table(TRAIN, write(tmp_path, "train_dataset.csv", content))
+    assert frame["line"].tolist() == [2, 5]
+    assert frame.loc[0, "query_text"] == "A dog\nrunning\nfast ."
+
+
+def test_crlf_and_bom_keep_line_numbers(tmp_path):
+    content = "\ufeffimage,query_id,query_text\r\na.jpg,a.jpg#0,x\r\n\r\nb.jpg,b.jpg#0,y\r\n"
+    frame = read_table(TRAIN, write(tmp_path, "train_dataset.csv", content))
+    assert frame["line"].tolist() == [2, 4] and frame["query_text"].tolist() == ["x", "y"]
+
+
+def test_unterminated_quote_names_its_physical_line(tmp_path):
+    lines = [
+        "image,query_id,query_text",
+        "a.jpg,a.jpg#0,x",
+        "",
+        "b.jpg,b.jpg#0,y",
+        'c.jpg,c.jpg#0,"never closed',
+        "d,e,f",
+    ]
+    path = write(tmp_path, "train_dataset.csv", "\n".join(lines) + "\n")
+    with pytest.raises(TableReadError) as err:
+        read_table(TRAIN, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: line 5: a quoted field opened on this line is never closed")
+    assert "row 4" not in message and "\n" not in message
+
+
+def test_text_after_closing_quote_names_its_line(tmp_path):
+    path = write(tmp_path, "train_dataset.csv", 'image,query_id,query_text\n\na.jpg,a.jpg#0,"x" y\n')
+    with pytest.raises(TableReadError, match=r"train_dataset.csv: line 3: text after a closing quote"):
+        read_table(TRAIN, path)
+
+
+def test_too_many_fields_names_the_line_and_a_quote_span(tmp_path):
+    content = 'image,query_id,query_text\na.jpg,a.jpg#0,"x\n\ny",extra\n'
+    path = write(tmp_path, "train_dataset.csv", content)
+    with pytest.raises(
+        TableReadError, match=r"line 2: expected 3 comma-separated fields, found 4 \(a quoted field runs"
+    ):
+        read_table(TRAIN, path)
+    rows = "a.jpg\tb.jpg#0\t1\t2\t3\n\na.jpg\tb.jpg#1\t1\t2\t3\t4\n"
+    with pytest.raises(
+        TableReadError, match=r"ExpertAnnotations.tsv: line 3: expected 5 tab-separated fields, found 6$"
+    ):
+        read_table(EXPERT, write(tmp_path, "ExpertAnnotations.tsv", rows))
+
+
+def test_trailing_separators_and_short_rows(tmp_path):
+    frame = read_table(
+        EXPERT, write(tmp_path, "ExpertAnnotations.tsv", "a.jpg\tb.jpg#0\t1\t2\t3\t\na.jpg\tb.jpg#1\t1\n")
+    )
+    assert frame["expert_1"].tolist() == [1.0, 1.0]
+    assert pd.isna(frame.loc[1, "expert_3"])  # the contract reports it with its line
+
+
+def test_repeated_header_column(tmp_path):
+    with pytest.raises(TableReadError, match=r"line 1: column\(s\) \['image'\] appear more than once"):
+        read_table(TRAIN, write(tmp_path, "train_dataset.csv", "image,query_id,query_text,image\na,b,c,d\n"))

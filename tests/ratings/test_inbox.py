@@ -34,7 +34,7 @@ def test_good_bad_and_duplicate_batches(workspace):
     again = process_inbox(workspace, IMAGES, KNOWN)
     assert [o.status for o in again] == ["duplicate"]
     store = load_ratings_store(workspace)
-    assert len(store["expert"]) == 2 and len(store["crowd"]) == 1
+    assert len(store.expert) == 2 and len(store.crowd) == 1
 
 
 def test_unknown_image_quarantines_the_batch(workspace):
@@ -82,4 +82,73 @@ def test_concurrent_inbox_runs_merge_each_file_once(workspace):
         t.join()
     assert not errors, errors
     assert sorted(o.file for o in results if o.status == "merged") == [f"crowd_{k}.tsv" for k in range(6)]
-    assert len(load_ratings_store(workspace)["crowd"]) == 6
+    assert len(load_ratings_store(workspace).crowd) == 6
+
+
+GOOD_EXPERT = "a.jpg\tb.jpg#1\t1\t2\t2\nb.jpg\ta.jpg#0\t3\t4\t4\n"
+
+
+def test_batch_id_ignores_line_endings_bom_trailing_whitespace_and_blank_lines(tmp_path):
+    import hashlib
+
+    from tasks.ratings.inbox import batch_id
+
+    variants = {
+        "lf.tsv": GOOD_EXPERT,
+        "crlf.tsv": GOOD_EXPERT.replace("\n", "\r\n"),
+        "cr.tsv": GOOD_EXPERT.replace("\n", "\r"),
+        "bom.tsv": "\ufeff" + GOOD_EXPERT,
+        "spaces.tsv": GOOD_EXPERT.replace("\n", "  \t\n"),
+        "blank.tsv": "\n" + GOOD_EXPERT.replace("\n", "\n\n", 1) + "\n\n",
+        "no-final-newline.tsv": GOOD_EXPERT.rstrip("\n"),
+    }
+    ids = set()
+    for name, content in variants.items():
+        (tmp_path / name).write_bytes(content.encode())
+        ids.add(batch_id(tmp_path / name))
+    assert len(ids) == 1
+    # a plain LF file keeps the id it had when ids hashed the raw bytes, so old store batches still match
+    assert ids == {hashlib.sha256(GOOD_EXPERT.encode()).hexdigest()[:20]}
+    (tmp_path / "other.tsv").write_text(GOOD_EXPERT.replace("\t4\t4", "\t4\t3"))
+    assert batch_id(tmp_path / "other.tsv") not in ids
+
+
+def test_crlf_copy_of_a_merged_file_is_a_duplicate(workspace):
+    drop(workspace, "expert_2026-11.tsv", GOOD_EXPERT)
+    assert [o.status for o in process_inbox(workspace, IMAGES, KNOWN)] == ["merged"]
+    (workspace.inbox / "expert_2026-11 (windows copy).tsv").write_bytes(GOOD_EXPERT.replace("\n", "\r\n").encode())
+    (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
+    assert outcome.status == "duplicate"
+    assert len(load_ratings_store(workspace).expert) == 2
+    assert list(workspace.inbox_archive.glob("*duplicate*windows copy*"))  # archived, not deleted
+
+
+def test_unexpected_names_and_folders_are_quarantined_with_a_reason(workspace):
+    drop(workspace, "ratings.csv", GOOD_EXPERT)
+    (workspace.inbox / "batch-2026-11").mkdir()
+    (workspace.inbox / "batch-2026-11" / "expert.tsv").write_text(GOOD_EXPERT)
+    drop(workspace, ".expert.tsv.part", GOOD_EXPERT)  # a copy in progress: left alone
+    outcomes = {o.file: o for o in process_inbox(workspace, IMAGES, KNOWN)}
+    assert set(outcomes) == {"ratings.csv", "batch-2026-11"}
+    assert outcomes["ratings.csv"].status == "quarantined"
+    assert "unexpected file name 'ratings.csv'" in outcomes["ratings.csv"].reason
+    assert "\n" not in outcomes["ratings.csv"].reason
+    assert outcomes["batch-2026-11"].status == "quarantined" and "not a file" in outcomes["batch-2026-11"].reason
+    (moved,) = workspace.quarantine.glob("*-ratings.csv")
+    assert moved.read_text() == GOOD_EXPERT, "moved as it was, nothing lost"
+    assert "unexpected file name" in moved.with_name(moved.name + ".reason.txt").read_text()
+    assert (next(workspace.quarantine.glob("*-batch-2026-11")) / "expert.tsv").read_text() == GOOD_EXPERT
+    assert sorted(p.name for p in workspace.inbox.iterdir()) == [".expert.tsv.part", "archive"]
+    assert load_ratings_store(workspace).expert.empty
+
+
+def test_blank_first_line_does_not_change_the_kind(workspace):
+    drop(workspace, "batch_7.tsv", "\n" + GOOD_EXPERT)  # no kind in the name: decided by the first non-blank line
+    (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
+    assert (outcome.status, outcome.kind) == ("merged", "expert")
+
+
+def test_zero_rater_crowd_row_quarantines_the_batch_naming_its_line(workspace):
+    drop(workspace, "crowd_z.tsv", "a.jpg\ta.jpg#0\t1.0\t3\t0\n\nb.jpg\tb.jpg#1\t0\t0\t0\n")
+    (outcome,) = process_inbox(workspace, IMAGES, KNOWN)
+    assert outcome.status == "quarantined" and "at least one rater" in outcome.reason and "line 3" in outcome.reason

@@ -38,7 +38,7 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     from tasks.embed.encoders.registry import get_image_encoder
     from tasks.safety.image_detector import ChildImageDetector
     from tasks.search.gallery import index_folder
-    from tasks.training.tasks import TrainParams
+    from tasks.training.inputs import TrainParams
     from tasks.workspace import Workspace
 
     root = tmp_path_factory.mktemp("search")
@@ -51,10 +51,10 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
             training=TrainParams(models=["ridge", "two_tower"], force_promote=True),
         )
     )
-    assert result.training["promoted"], result.training
+    assert result.training.promoted, result.training
     # the run itself indexed the 12 test images as the gallery "gallery" (the fixture re-indexes it below)
-    assert result.gallery["name"] == "gallery" and result.gallery["searchable"] + result.gallery["flagged"] == 12
-    assert result.gallery["folder"] == str((sample_dir / "test_images").resolve())
+    assert result.gallery.name == "gallery" and result.gallery.searchable + result.gallery.flagged == 12
+    assert result.gallery.folder == str((sample_dir / "test_images").resolve())
 
     # The gallery: every sample image (train and test), so caption-flagged images are among them.
     gallery = root / "gallery"
@@ -67,7 +67,7 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     detector = ChildImageDetector.load(detector_path)
     names = sorted(p.name for p in gallery.iterdir())
     scores = detector.scores(
-        embed_image_files([gallery / n for n in names], get_image_encoder("fake-image"), workspace)
+        embed_image_files([gallery / n for n in names], get_image_encoder("fake-image"), workspace).matrix
     )
     detector.threshold = float(np.quantile(scores, 0.6))
     detector.save(detector_path)
@@ -76,7 +76,7 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
     index_dir = workspace.index_dir("gallery")
     flagged = pd.read_parquet(index_dir / "flagged.parquet")
     searchable = pd.read_parquet(index_dir / "images.parquet")["image"].tolist()
-    assert summary["searchable"] == len(searchable) >= 10
+    assert summary.searchable == len(searchable) >= 10
     assert set(flagged["source"]) == {"captions", "detector"}, flagged
     return SearchSetup(workspace, gallery, searchable, flagged, pd.read_parquet(workspace.caption_flags_path))
 

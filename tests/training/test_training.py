@@ -141,3 +141,60 @@ def test_unknown_model_is_refused():
     train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=0)
     with pytest.raises(ValueError, match="unknown model"):
         train_and_evaluate(train, eval_data, kinds=("ridge", "nope"))
+
+
+def test_ndcg_is_sklearns_and_equals_the_expectation_over_random_tie_breaks():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(40, 15)).astype(float)  # many ties
+    relevant = rng.integers(0, 15, size=40)
+    truth = np.eye(15)[relevant]
+    ndcg = retrieval_metrics(scores, relevant)["ndcg10"]
+    assert ndcg == pytest.approx(ndcg_score(truth, scores, k=10))
+    # the reference: average the discount over every rank the relevant image can take among its ties
+    own = scores[np.arange(40), relevant][:, None]
+    higher, ties = (scores > own).sum(axis=1), (scores == own).sum(axis=1) - 1
+    expected = [
+        np.mean([1 / np.log2(r + 1) if r <= 10 else 0.0 for r in range(h + 1, h + t + 2)])
+        for h, t in zip(higher, ties, strict=True)
+    ]
+    assert ndcg == pytest.approx(np.mean(expected))
+    assert retrieval_metrics(np.zeros((3, 1)), np.zeros(3, dtype=int))["ndcg10"] == 1.0  # a one-image gallery
+
+
+def test_mean_reciprocal_rank_breaks_ties_at_random_in_expectation():
+    from tasks.training.metrics import mean_reciprocal_rank
+
+    # ranks 1, 2, and uniform over {1, 2, 3}
+    scores = np.array([[0.9, 0.1, 0.2], [0.3, 0.2, 0.8], [0.5, 0.5, 0.5]])
+    assert mean_reciprocal_rank(scores, np.array([0, 0, 1])) == pytest.approx((1 + 0.5 + 11 / 18) / 3)
+
+
+def test_champion_is_evaluated_once_on_this_runs_data(outcome):
+    from tasks.training.fit import measure_champion
+
+    result, eval_data = outcome
+
+    class Record:
+        version, kind, text_encoder, image_encoder = "v1", "ridge", "t", "i"
+        metrics = {"val_mrr": 0.123}
+
+    class Registry:
+        loads = 0
+
+        def champion(self):
+            return Record()
+
+        def load(self, version):
+            self.loads += 1
+            return result.models["ridge"]
+
+    registry = Registry()
+    measured = measure_champion(registry, eval_data, "t", "i")
+    assert registry.loads == 1
+    assert measured.value("val_mrr") == pytest.approx(result.metrics.loc["ridge", "val_mrr"])
+    assert measured.table_row() == measured.metrics
+    # other encoders: nothing is loaded, and only the stored metrics compare
+    other = measure_champion(registry, eval_data, "t", "other-image-encoder")
+    assert registry.loads == 1 and other.value("val_mrr") is None and other.table_row() == {"val_mrr": 0.123}

@@ -102,7 +102,11 @@ def as_float32_rows(matrix: Any, rows: int, dim: int, encoder_id: str) -> np.nda
 
 
 def load_rgb(path: Path, min_side: int) -> Image.Image:
-    """Decode an image as RGB; JPEG draft mode decodes at the smallest scale that keeps `min_side` pixels."""
-    with Image.open(path) as img:
+    """Decode an image as RGB; JPEG draft mode decodes at the smallest scale that keeps `min_side` pixels.
+
+    An image over the pixel bound (`tasks.images.MAX_IMAGE_PIXELS`) raises `ImageTooLargeError` undecoded."""
+    from tasks.images import open_image
+
+    with open_image(path) as img:
         img.draft("RGB", (min_side, min_side))
         return img.convert("RGB")

@@ -8,17 +8,23 @@ from typing import Any
 
 from tasks.training.models.base import PairModel, TrainingData
 
-__all__ = ["PairModel", "TrainingData", "model_classes", "load_model"]
+__all__ = ["MODEL_KINDS", "PairModel", "TrainingData", "model_classes", "load_model"]
+
+# The model kinds the training stage can fit, in the order a run fits them. Named here, not read from the
+# classes, so that validating parameters does not import torch and xgboost.
+MODEL_KINDS: tuple[str, ...] = ("ridge", "xgboost", "study_mlp", "two_tower")
 
 
 def model_classes() -> dict[str, Any]:
-    """Every model kind the training stage can fit, by name (imports are deferred: torch and xgboost are heavy)."""
+    """Every model class, by its kind (imports are deferred: torch and xgboost are heavy)."""
     from tasks.training.models.linear import RidgeModel
     from tasks.training.models.mlp import StudyMLP
     from tasks.training.models.two_tower import TwoTowerModel
     from tasks.training.models.xgb import XGBoostModel
 
-    return {cls.kind: cls for cls in (RidgeModel, XGBoostModel, StudyMLP, TwoTowerModel)}
+    classes = {cls.kind: cls for cls in (RidgeModel, XGBoostModel, StudyMLP, TwoTowerModel)}
+    assert tuple(classes) == MODEL_KINDS, f"MODEL_KINDS {MODEL_KINDS} disagrees with the classes {tuple(classes)}"
+    return classes
 
 
 def load_model(directory: Path) -> PairModel:

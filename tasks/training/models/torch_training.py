@@ -47,10 +47,13 @@ class Standardizer:
 
 def holdout_groups(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of rows whose group (image) is held out, so early stopping never sees a training image."""
-    unique = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(unique, size=max(1, int(len(unique) * fraction)), replace=False).tolist())
-    return np.array([g in held for g in groups])
+    from sklearn.model_selection import GroupShuffleSplit
+
+    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    _, held = next(splitter.split(groups, groups=groups))
+    mask = np.zeros(len(groups), dtype=bool)
+    mask[held] = True
+    return mask
 
 
 class EarlyStopping:

@@ -1,0 +1,149 @@
+"""What one training run reads: its parameters (`TrainParams`) and its inputs in one frozen value (`TrainInputs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.ingest.tables import caption_image
+from tasks.safety.flags import flagged_images, flagged_texts
+from tasks.training.data import EmbeddingLookup, EvalData, SplitSummary, build_datasets
+from tasks.training.models import MODEL_KINDS, TrainingData
+
+if TYPE_CHECKING:
+    from tasks.embed.stage import EmbedStageOutput
+    from tasks.ingest.dataset import IngestedDataset
+    from tasks.safety.text_screen import SafetyOutcome
+
+PRIMARY_METRICS = {"val_mrr", "val_r1", "val_r5", "val_r10", "val_ndcg10", "tau_c", "rmse", "mae"}
+
+
+class TrainParams(BaseModel):
+    """What to train and how to choose; the dashboard renders these as a form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default=list(MODEL_KINDS), description=f"Model kinds to fit: {', '.join(MODEL_KINDS)}")
+    val_fraction: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Share of training images held out for validation"
+    )
+    primary_metric: str = Field(
+        default="val_mrr", description="Metric that picks the best model and decides promotion (validation only)"
+    )
+    xgb_search: int = Field(default=6, ge=1, le=50, description="Random-search candidates for XGBoost")
+    xgb_folds: int = Field(default=3, ge=2, le=10, description="Group-aware folds for the XGBoost search")
+    expert_pair_weight: float = Field(
+        default=4.0,
+        ge=1.0,
+        le=100.0,
+        description=(
+            "Loss weight of expert-rated pairs in the two-tower model "
+            "(measured on practicum-dev: 1 -> tau-c 0.49, 4 -> 0.54)"
+        ),
+    )
+    force_promote: bool = Field(
+        default=False, description="Promote the run's best model even if it does not beat the champion"
+    )
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in PRIMARY_METRICS:
+            raise ValueError(
+                f"primary_metric must be one of {sorted(PRIMARY_METRICS)} "
+                "(validation metrics only, so the test set stays unseen)"
+            )
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(MODEL_KINDS))
+        if unknown or not value:
+            raise ValueError(f"unknown or no models {unknown}; choose from {sorted(MODEL_KINDS)}")
+        return value
+
+    def model_options(self, kind: str) -> dict:
+        """Constructor arguments of one model kind."""
+        return {"n_search": self.xgb_search, "n_folds": self.xgb_folds} if kind == "xgboost" else {}
+
+
+def captions_frame(
+    texts: pd.DataFrame, flagged_images: set[str], flagged_texts: set[str], images: set[str]
+) -> pd.DataFrame:
+    """Known captions of the given images, minus any whose text or image the safety screen flagged."""
+    frame = texts[["query_id"]].copy()
+    frame["image"] = caption_image(frame["query_id"])
+    keep = frame["image"].isin(images) & ~frame["image"].isin(flagged_images) & ~frame["query_id"].isin(flagged_texts)
+    frame = frame[keep].reset_index(drop=True)
+    frame["safe"] = True
+    return frame
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """Everything a training run reads, in one value the training tasks share.
+
+    pairs: image, query_id, target, expert_score — the rated pairs left after the safety filter.
+    captions: query_id, image, safe — unflagged captions of training images (contrastive loss, validation).
+    test_queries: query_id, image, safe — ranked against `test_gallery`; `safe` is False for flagged texts.
+    """
+
+    pairs: pd.DataFrame
+    captions: pd.DataFrame
+    test_queries: pd.DataFrame
+    test_gallery: tuple[str, ...]
+    text_emb: EmbeddingLookup
+    train_image_emb: EmbeddingLookup
+    test_image_emb: EmbeddingLookup
+    text_encoder: str
+    image_encoder: str
+    data_hash: str
+    params: TrainParams
+    seed: int
+
+    @classmethod
+    def from_stages(
+        cls,
+        dataset: IngestedDataset,
+        safety: SafetyOutcome,
+        embedded: EmbedStageOutput,
+        encoders: tuple[str, str],
+        params: TrainParams,
+        seed: int,
+    ) -> TrainInputs:
+        """From the earlier stages' outputs; `encoders` are the (text, image) encoder ids the run was given."""
+        texts, images = flagged_texts(safety.text_flags), flagged_images(safety.image_flags)
+        queries = dataset.queries
+        return cls(
+            pairs=safety.kept,
+            captions=captions_frame(dataset.texts(), images, texts, set(embedded.train_images.keys)),
+            test_queries=queries[["query_id", "image"]].assign(safe=~queries["query_id"].isin(texts)),
+            test_gallery=tuple(dataset.test_images["image"]),
+            text_emb=embedded.texts,
+            train_image_emb=embedded.train_images,
+            test_image_emb=embedded.test_images,
+            text_encoder=encoders[0],
+            image_encoder=encoders[1],
+            data_hash=dataset.summary.data_hash,
+            params=params,
+            seed=seed,
+        )
+
+    def datasets(self) -> tuple[TrainingData, EvalData, SplitSummary]:
+        """Split by image and assemble the training and evaluation arrays."""
+        return build_datasets(
+            self.pairs,
+            self.captions,
+            self.text_emb,
+            self.train_image_emb,
+            self.params.val_fraction,
+            self.seed,
+            test_queries=self.test_queries,
+            test_gallery=list(self.test_gallery),
+            test_image_emb=self.test_image_emb,
+            expert_pair_weight=self.params.expert_pair_weight,
+        )
