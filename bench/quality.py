@@ -229,7 +229,8 @@ def repeated_main(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     lines = [
         f"# Quality on practicum-dev: {args.text_encoder} + {args.image_encoder}, "
-        f"{args.folds} folds x seeds {args.seeds} (mean ± std (min–max) over fold models)\n",
+        f"{args.folds} folds{' (only ' + args.only_folds + ')' if args.only_folds else ''} x seeds {args.seeds} "
+        "(mean ± std (min–max) over fold models)\n",
         "| model | test R@1 | test MRR | fold R@1 | fold MRR | τ-c out-of-fold (over seeds) | fold RMSE |",
         "|---|---|---|---|---|---|---|",
     ]
