@@ -34,13 +34,18 @@ def english_words() -> frozenset[str]:
     return frozenset(w for w in words if w.isalpha())
 
 
-@lru_cache(maxsize=1)
-def english_nouns() -> frozenset[str]:
-    """Lemmas the index lists as nouns, and their inflected forms."""
+def _lemmas_and_forms(part_of_speech: str) -> tuple[set[str], dict[str, str]]:
+    """Lemmas the index lists under `part_of_speech`, and the lookup table of inflected form -> lemma."""
     with _lock:
         lookup = _table("en_lemma_lookup")
         index = _table("en_lemma_index")
-    nouns = {w.lower() for w in index.get("noun", ()) if "_" not in w}
+    return {w.lower() for w in index.get(part_of_speech, ()) if "_" not in w}, lookup
+
+
+@lru_cache(maxsize=1)
+def english_nouns() -> frozenset[str]:
+    """Lemmas the index lists as nouns, and their inflected forms."""
+    nouns, lookup = _lemmas_and_forms("noun")
     # Plurals, not verb forms that share a noun's lemma ("covered" -> "cover").
     forms = {f.lower() for f, lemma in lookup.items() if lemma.lower() in nouns and not f.endswith(("ed", "ing"))}
     return frozenset(nouns | forms)
@@ -48,10 +53,7 @@ def english_nouns() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def english_verbs() -> frozenset[str]:
-    with _lock:
-        lookup = _table("en_lemma_lookup")
-        index = _table("en_lemma_index")
-    verbs = {w.lower() for w in index.get("verb", ()) if "_" not in w}
+    verbs, lookup = _lemmas_and_forms("verb")
     return frozenset(verbs | {form.lower() for form, lemma in lookup.items() if lemma.lower() in verbs})
 
 
