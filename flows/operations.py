@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from flows.params import DatasetParams, ModelRunParams
@@ -23,15 +22,8 @@ from flows.pipeline import RunParams, RunResult, run_pipeline
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ingest.tasks import ingest_task
 from tasks.ratings.inbox import BatchOutcome, inbox_entries
-from tasks.ratings.tasks import (
-    KnownReferences,
-    emit_ratings_merged,
-    latest_version_of,
-    process_inbox_task,
-    references_from_version,
-)
+from tasks.ratings.tasks import emit_ratings_merged, known_references_task, latest_version_of, process_inbox_task
 from tasks.training.inputs import TrainParams
-from tasks.workspace import Workspace
 
 TRAINING_LOCK = "training"
 
@@ -57,16 +49,6 @@ class AllBatchesQuarantinedError(RuntimeError):
     """Every inbox file of a run was bad: the run ends Failed so the dashboard shows it in red."""
 
 
-@task(name="known-references", cache_policy=NO_CACHE)
-def known_references_task(data_dir: Path, workspace: Workspace, reingest: bool) -> KnownReferences:
-    """The images and caption ids a batch may name: from the latest prepared version of data_dir, else ingest it."""
-    version_dir = None if reingest else latest_version_of(workspace, data_dir)
-    if version_dir is None:
-        dataset = ingest_task.fn(data_dir, workspace)
-        version_dir = workspace.dataset_dir(dataset.summary.version)
-    return references_from_version(version_dir)
-
-
 @flow(
     name="ingest-ratings",
     description="Validate new rating files in the inbox, merge the good ones, announce the merge.",
@@ -86,7 +68,11 @@ def ingest_ratings(params: InboxParams) -> InboxResult:
         # Polled every minute: an empty inbox runs no task and writes no artifact (and ingests nothing).
         get_run_logger().debug("inbox %s is empty", workspace.inbox)
         return InboxResult()
-    references = known_references_task(params.data_dir, workspace, params.reingest)
+    # what a batch may name comes from the latest prepared version of data_dir; without one, ingest it now
+    version_dir = None if params.reingest else latest_version_of(workspace, params.data_dir)
+    if version_dir is None:
+        version_dir = workspace.dataset_dir(ingest_task(params.data_dir, workspace).summary.version)
+    references = known_references_task(version_dir)
     outcomes: list[BatchOutcome] = process_inbox_task(workspace, references)
     event_id = emit_ratings_merged(workspace, outcomes, references.version)
     merged = [o for o in outcomes if o.status == "merged"]

@@ -69,6 +69,19 @@ def _cell(text: str, limit: int = 400) -> str:
     return html.escape(text.replace("|", "/").replace("\n", " ")[:limit], quote=False)
 
 
+@task(name="known-references", cache_policy=NO_CACHE)
+def known_references_task(version_dir: Path) -> KnownReferences:
+    """The images and caption ids a rating batch may name, from a prepared dataset version."""
+    references = references_from_version(version_dir)
+    get_run_logger().info(
+        "dataset version %s: %d training images, %d caption ids",
+        references.version,
+        len(references.train_images),
+        len(references.query_ids),
+    )
+    return references
+
+
 def outcomes_markdown(outcomes: list[BatchOutcome]) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("merged", "duplicate", "quarantined")}
     head = (
