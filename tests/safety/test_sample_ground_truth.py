@@ -1,0 +1,101 @@
+"""Ground truth of the sample, seeds 0-4: after a real pipeline run with the demo's image encoder, no image the
+generator drew with a child is searchable, scored, served by /images/, shown in the HTML report or trained on.
+
+The generator's truth is read only here, never by the pipeline. Each seed's sample has child images that no
+known caption mentions (seed 0: 5789450576_dcb7b61710.jpg, "An orange house on the pavement ."), so only the
+detector can hide them. The text encoder is the fake one: the safety decision never reads text vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SEEDS = range(5)
+QUERIES = ["a person on the grass", "a dog in the snow", "a red car on the street", "people by the sea"]
+
+
+@dataclass(frozen=True)
+class SampleRun:
+    data_dir: Path
+    workspace: object  # tasks.workspace.Workspace
+    children: frozenset[str]
+    unmentioned: frozenset[str]
+    test_images: frozenset[str]
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
+def sample_run(request, prefect_harness, tmp_path_factory) -> SampleRun:
+    from flows.pipeline import RunParams, run_pipeline
+    from tasks.ingest.sample import generate_sample
+    from tasks.training.tasks import TrainParams
+    from tasks.workspace import Workspace
+
+    root = tmp_path_factory.mktemp(f"truth{request.param}")
+    truth = generate_sample(root / "data", seed=request.param)
+    workspace = Workspace(root / "workspace")
+    run_pipeline(
+        RunParams(
+            data_dir=root / "data",
+            workspace=workspace.root,
+            seed=request.param,
+            text_encoder="fake-text",
+            image_encoder="efficientnet-lite0",
+            training=TrainParams(models=["ridge"], force_promote=True),
+        )
+    )
+    test_images = frozenset(pd.read_csv(root / "data" / "test_images.csv")["image"])
+    return SampleRun(
+        root / "data", workspace, frozenset(truth.child_images), frozenset(truth.unmentioned_child_images), test_images
+    )
+
+
+def test_the_sample_has_children_only_pixels_give_away(sample_run):
+    assert len(sample_run.children) >= 30
+    assert sample_run.unmentioned & sample_run.test_images, "no test image hides its child from the captions"
+
+
+def test_no_child_is_searchable_or_served(sample_run):
+    from fastapi.testclient import TestClient
+
+    from tasks.search.report import search_page
+    from tasks.search.searcher import Searcher
+    from webapp.app import create_app
+
+    searcher = Searcher.from_workspace(sample_run.workspace)
+    assert not sample_run.children & set(searcher.index.images)
+    assert set(searcher.index.images), "the gallery must keep adult images searchable"
+    client = TestClient(create_app(lambda: searcher))
+    for name in sample_run.children & sample_run.test_images:
+        assert client.get(f"/images/{name}").status_code == 404
+        body = client.post("/api/score", json={"text": "a house on the street", "image": name}).json()
+        assert body["refused"], name
+    for query in QUERIES:
+        page = search_page(searcher.get_pictures(query, 10))
+        assert not [name for name in sample_run.children if name in page]
+
+
+def test_no_child_is_scored_wherever_the_file_lies(sample_run):
+    from tasks.search.searcher import Searcher
+
+    searcher = Searcher.from_workspace(sample_run.workspace)
+    paths = [
+        sample_run.data_dir / ("test_images" if name in sample_run.test_images else "train_images") / name
+        for name in sorted(sample_run.children)
+    ]
+    scored = searcher.score_pairs(["a house on the street"] * len(paths), paths)
+    assert [p.image for p in scored if not p.refused] == []
+
+
+def test_no_child_is_in_the_training_set(sample_run):
+    trained: set[str] = set()
+    versions = sample_run.workspace.dataset_versions()
+    assert versions
+    for version in versions:
+        trained |= set(pd.read_parquet(version / "training_pairs.parquet")["image"])
+    assert not trained & sample_run.children
