@@ -32,7 +32,7 @@ from tasks.safety.policy import (
     image_evidence,
 )
 from tasks.safety.text_screen import SafetyOutcome, apply_child_safety
-from tasks.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from tasks.workspace import Workspace, dataset_version, write_json_atomic, write_parquet_atomic
 
 TRAINING_PAIRS_FILE = "training_pairs.parquet"
 REMOVED_PAIRS_FILE = "child_flagged_pairs.parquet"
@@ -100,12 +100,15 @@ def child_safety_task(
 
 @dataclass(frozen=True)
 class DetectorFeatures:
-    """Detector-encoder features of the labelled training images, row-aligned with `images` and `labels`."""
+    """Detector-encoder features of the training images: the labelled ones, row-aligned with `images` and
+    `labels`, and those no caption or rating speaks for (decided by the fitted detector, never trained on)."""
 
     encoder_id: str
     images: list[str]
     features: np.ndarray
     labels: np.ndarray
+    unlabelled_images: list[str]
+    unlabelled_features: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,16 +158,25 @@ def label_images_task(
 def detector_features_task(
     dataset: IngestedDataset, labels: ImageLabels, encoder_id: str, workspace: Workspace
 ) -> DetectorFeatures:
-    """The detector encoder's features of every labelled training image (through the embedding cache)."""
+    """The detector encoder's features of every training image (through the embedding cache)."""
     from tasks.embed.cache import embed_image_files
     from tasks.embed.encoders.registry import get_image_encoder
 
     train = set(dataset.image_files.loc[dataset.image_files["folder"] == "train_images", "image"])
-    table = labels.table[labels.table["labelled"] & labels.table["image"].isin(train)]
+    table = labels.table[labels.table["image"].isin(train)]
     images = table["image"].tolist()
-    paths = [dataset.train_image_dir / name for name in images]
-    features = embed_image_files(paths, get_image_encoder(encoder_id), workspace).matrix
-    return DetectorFeatures(encoder_id, images, features, table["child"].to_numpy(dtype=int))
+    features = embed_image_files(
+        [dataset.train_image_dir / n for n in images], get_image_encoder(encoder_id), workspace
+    ).matrix
+    known = table["labelled"].to_numpy(dtype=bool)
+    return DetectorFeatures(
+        encoder_id,
+        table.loc[known, "image"].tolist(),
+        features[known],
+        table.loc[known, "child"].to_numpy(dtype=int),
+        table.loc[~known, "image"].tolist(),
+        features[~known],
+    )
 
 
 @task(name="score-out-of-fold", cache_policy=NO_CACHE)
@@ -210,14 +222,14 @@ def hide_training_pairs_task(
     from data_contracts.ratings import SAFE_TRAINING_PAIRS_CONTRACT, prepare_safe_training_pairs
     from data_contracts.runner import enforce
 
-    decisions = decide(
-        image_evidence(features.images, human_flags(labels)), oof, detector.thresholds, params.min_captions
-    )
+    images = features.images + features.unlabelled_images
+    scores = np.concatenate([oof, detector.scores(features.unlabelled_features)])
+    decisions = decide(image_evidence(images, human_flags(labels)), scores, detector.thresholds, params.min_captions)
     hidden = set(decisions.loc[decisions["hidden"], "image"]) | labels.children()
     kept = drop_hidden_images(outcome, hidden)
     flagged_texts = set(outcome.text_flags.loc[outcome.text_flags["flagged"], "query_id"])
     enforce(prepare_safe_training_pairs(kept.kept, flagged_texts, hidden), SAFE_TRAINING_PAIRS_CONTRACT, "safe pairs")
-    version_dir = workspace.dataset_dir(dataset.summary.data_hash[:16])
+    version_dir = workspace.dataset_dir(dataset_version(dataset.summary.data_hash))
     write_parquet_atomic(version_dir / TRAINING_PAIRS_FILE, kept.kept)
     write_parquet_atomic(version_dir / REMOVED_PAIRS_FILE, kept.removed)
     return kept, decisions
@@ -244,7 +256,7 @@ def publish_detector_report_task(
         confident=asdict(operating_point(oof, features.labels, t.confident)),
         training_images_hidden_by_detector=int((decisions["source"] == "detector").sum()),
     )
-    summary_path = workspace.dataset_dir(dataset.summary.data_hash[:16]) / SAFETY_SUMMARY_FILE
+    summary_path = workspace.dataset_dir(dataset_version(dataset.summary.data_hash)) / SAFETY_SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     write_json_atomic(summary_path, summary | {"image_safety": report.as_dict()})
     write_json_atomic(workspace.detector_path.with_suffix(".json"), report.as_dict())
