@@ -37,7 +37,7 @@ class SampleRun:
 def sample_run(request, prefect_harness, tmp_path_factory) -> SampleRun:
     from flows.pipeline import RunParams, run_pipeline
     from tasks.ingest.sample import generate_sample
-    from tasks.training.tasks import TrainParams
+    from tasks.training.inputs import TrainParams
     from tasks.workspace import Workspace
 
     root = tmp_path_factory.mktemp(f"truth{request.param}")
