@@ -13,8 +13,8 @@ from tasks.ingest.dataset import IngestSummary
 from tasks.ingest.tasks import ingest_task
 from tasks.ratings.aggregate import RatingCounts
 from tasks.ratings.tasks import aggregate_ratings_task, merge_ratings_store_task
-from tasks.safety.image_detector import DetectorMetrics
-from tasks.safety.tasks import child_detector_task, child_safety_task
+from tasks.safety.policy import ImageSafetyParams
+from tasks.safety.tasks import ImageSafetyReport, child_safety_task, image_safety, label_images_task
 from tasks.safety.text_screen import SafetySummary
 from tasks.search.gallery import IndexSummary
 from tasks.search.tasks import index_gallery_task
@@ -26,20 +26,13 @@ class RunParams(ModelRunParams):
     """Parameters of one pipeline run; the dashboard renders them as a form."""
 
     include_ratings_store: bool = Field(default=True, description="Add the rating batches merged from the inbox")
+    image_safety: ImageSafetyParams = Field(
+        default_factory=ImageSafetyParams, description="Child-image detector, its thresholds and the caption rule"
+    )
     force_reembed: bool = Field(
         default=False,
         description="Re-embed every text and image with this run's encoders, overwriting their cache entries",
     )
-
-
-class DetectorSummary(BaseModel):
-    """The child-image detector a run trained: where it is saved and how it did on held-out images."""
-
-    path: str
-    image_encoder: str
-    train_images: int
-    validation: DetectorMetrics
-    test: DetectorMetrics
 
 
 class RunResult(BaseModel):
@@ -50,7 +43,7 @@ class RunResult(BaseModel):
     safety: SafetySummary = Field(description="Texts, images and pairs flagged by the child filter")
     eda_report: str = Field(description="Path of the EDA report HTML")
     embeddings: EmbedSummary = Field(description="Counts, encoder ids, cache hits/misses, seconds")
-    detector: DetectorSummary = Field(description="Child-image detector: precision and recall on held-out images")
+    detector: ImageSafetyReport = Field(description="Child-image detector: label counts, thresholds, operating point")
     training: TrainReport = Field(description="Metrics per model, best model, registry version, promotion")
     gallery: IndexSummary | None = Field(default=None, description="Search index of the test images, if indexed")
 
@@ -64,9 +57,14 @@ def run_pipeline(params: RunParams) -> RunResult:
     # Ratings -> child-safety filter -> EDA: `safety.kept` is the training set later stages use.
     ratings = aggregate_ratings_task(dataset, params.ratings)
     safety = child_safety_task(dataset, ratings, params.ratings, workspace)
+    labels = label_images_task(dataset, ratings, safety, workspace)
     report = eda_report_task(dataset, ratings, safety, workspace)
     embedded = embed_task(dataset, workspace, params.text_encoder, params.image_encoder, force=params.force_reembed)
-    detector = child_detector_task(safety, embedded.train_images, params.image_encoder, workspace, params.seed)
+    # The training set leaves out every image the safety decision hides, exactly as search does.
+    image_result = image_safety(
+        dataset, safety, labels, params.image_encoder, params.image_safety, params.seed, workspace
+    )
+    safety = image_result.outcome
 
     encoders = (params.text_encoder, params.image_encoder)
     inputs = TrainInputs.from_stages(dataset, safety, embedded, encoders, params.training, params.seed)
@@ -81,7 +79,7 @@ def run_pipeline(params: RunParams) -> RunResult:
         safety=safety.summary,
         eda_report=str(report.html),
         embeddings=embedded.summary,
-        detector=DetectorSummary.model_validate(detector),
+        detector=image_result.report,
         training=training,
         gallery=gallery,
     )

@@ -127,8 +127,12 @@ def _print_run(result) -> None:
     )
     typer.echo(f"EDA report: {result.eda_report}")
     typer.echo(f"embeddings: {emb.text_encoder} + {emb.image_encoder}, {emb.counts}, {emb.seconds:.1f} s")
-    test = result.detector.test
-    typer.echo(f"child-image detector (held-out images): precision {test.precision:.3f}, recall {test.recall:.3f}")
+    hr, conf = result.detector.high_recall, result.detector.confident
+    typer.echo(
+        f"child-image detector ({result.detector.encoder_id}, out of fold): high-recall threshold "
+        f"{hr['threshold']:.3f} recall {hr['recall']:.3f} keeps {hr['adults_kept_share']:.1%} of adult images; "
+        f"confident threshold {conf['threshold']:.3f} precision {conf['precision']:.3f}"
+    )
     best = {k: (float("nan") if v is None else v) for k, v in tr.best_metrics.items()}
     typer.echo(
         f"best model {tr.best}: {tr.primary_metric} {best[tr.primary_metric]:.3f}, "

@@ -91,12 +91,13 @@ class Workspace:
 
     @property
     def caption_flags_path(self) -> Path:
-        """Images flagged by their own captions, over every known caption (written by the pipeline)."""
+        """Human evidence per image: own captions (count, flagged) and rating labels (written by the pipeline)."""
         return self._dir("safety") / "caption_image_flags.parquet"
 
-    def detector_path(self, image_encoder: str) -> Path:
-        """The child-image detector trained on one image encoder's embeddings."""
-        return self._dir("safety") / f"child-detector-{image_encoder}.joblib"
+    @property
+    def detector_path(self) -> Path:
+        """The child-image detector with its thresholds (it names the image encoder whose features it reads)."""
+        return self._dir("safety") / "child-detector.joblib"
 
     def embedding_cache_dir(self, encoder_id: str) -> Path:
         """Parquet parts of one encoder's embedding cache. The folder name is readable and collision-free:

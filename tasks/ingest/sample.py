@@ -60,6 +60,7 @@ VERBS = {
 }
 COUNT_WORDS = {1: "A", 2: "Two", 3: "Three"}
 SIDES = ("left", "right")
+BALLOON = (250, 110, 190)  # pink: no other thing in the sample has this colour
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,13 @@ def _captions(rng: random.Random, scene: Scene, n: int) -> list[str]:
     return captions
 
 
-def _draw_person(draw: ImageDraw.ImageDraw, x: int, ground: int, height: int, colour: tuple) -> None:
-    head = max(3, height // 6)
+def _draw_person(
+    draw: ImageDraw.ImageDraw, x: int, ground: int, height: int, colour: tuple, child: bool = False
+) -> None:
+    # A child is short, its head is a large share of its height (a quarter; an adult's is an eighth), and it
+    # holds a pink balloon: with some thirty child images to learn from, the detector needs a cue that linear
+    # features of a small drawing carry. Real photos are harder (README, "Child safety").
+    head = max(3, height // 4) if child else max(3, height // 8)
     top = ground - height
     draw.ellipse([x - head, top, x + head, top + 2 * head], fill=(235, 190, 150))
     body_top, body_bottom = top + 2 * head, ground - height // 3
@@ -154,6 +160,11 @@ def _draw_person(draw: ImageDraw.ImageDraw, x: int, ground: int, height: int, co
     draw.line([x + head // 2, body_bottom, x + head, ground], fill=(40, 40, 40), width=max(2, head // 2))
     draw.line([x - head, body_top + 2, x - 2 * head, body_top + height // 4], fill=colour, width=max(2, head // 2))
     draw.line([x + head, body_top + 2, x + 2 * head, body_top + height // 4], fill=colour, width=max(2, head // 2))
+    if child:
+        hand, radius = (x + 2 * head, body_top + height // 4), max(8, 2 * head)
+        centre = (hand[0] + radius // 2, top - radius)
+        draw.line([hand, centre], fill=(60, 60, 60), width=1)
+        draw.ellipse([centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius], fill=BALLOON)
 
 
 def _draw_thing(draw: ImageDraw.ImageDraw, rng: random.Random, thing: Thing, x: int, ground: int, size: int) -> None:
@@ -186,9 +197,9 @@ def _draw_thing(draw: ImageDraw.ImageDraw, rng: random.Random, thing: Thing, x: 
         for lx in (x - w // 3, x + w // 3):
             draw.line([lx, ground - 10, lx, ground], fill=colour, width=3)
     elif thing.kind in ("man", "woman"):
-        _draw_person(draw, x, ground, int(size * 1.3), colour)
+        _draw_person(draw, x, ground, int(size * 1.4), colour)
     elif thing.kind == "child":
-        _draw_person(draw, x, ground, int(size * 0.7), colour)
+        _draw_person(draw, x, ground, int(size * 0.55), colour, child=True)
 
 
 def render(scene: Scene, rng: random.Random, width: int = 256, height: int = 192) -> Image.Image:
@@ -201,7 +212,8 @@ def render(scene: Scene, rng: random.Random, width: int = 256, height: int = 192
         x, y = rng.randrange(width), rng.randrange(horizon, height)
         shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in ground_colour)
         draw.point((x, y), fill=shade)
-    for thing in scene.things:
+    # Children are drawn last, on top: an image that "shows a child" must show it, not hide it behind a house.
+    for thing in sorted(scene.things, key=lambda t: t.kind == "child"):
         lo, hi = (0.1, 0.45) if thing.side == "left" else (0.55, 0.9)
         for k in range(thing.count):
             x = int(width * rng.uniform(lo, hi))
@@ -233,6 +245,10 @@ class SampleSummary:
     crowd_rows: int
     expert_rows: int
     test_queries: int
+    # Ground truth the pipeline never reads: images drawn with a child, and those among them that no known
+    # caption (train pairs, test queries) mentions the child of, so only pixels or ratings can give them away.
+    child_images: tuple[str, ...] = ()
+    unmentioned_child_images: tuple[str, ...] = ()
 
 
 def generate_sample(  # noqa: PLR0912, PLR0915 -- one linear recipe; the safety work splits it
@@ -240,7 +256,7 @@ def generate_sample(  # noqa: PLR0912, PLR0915 -- one linear recipe; the safety 
     seed: int = 0,
     n_train: int = 200,
     n_test: int = 50,
-    child_rate: float = 0.2,
+    child_rate: float = 0.35,
     captions_per_image: int = 4,
     pairs_per_image: int = 5,
     crowd_extra_per_image: int = 6,
@@ -326,12 +342,14 @@ def generate_sample(  # noqa: PLR0912, PLR0915 -- one linear recipe; the safety 
             share = yes / (yes + no)
             fh.write(f"{image}\t{qid}\t{share:.6g}\t{yes}\t{no}\n")
 
+    test_texts: list[tuple[Scene, str]] = []
     with open(out_dir / "test_queries.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="|")
         writer.writerow(["", "query_id", "query_text", "image"])
         for i, scene in enumerate(test):
             n = rng.randrange(captions_per_image)
             text = scene.captions[n]
+            test_texts.append((scene, text))
             if i == 0:  # the real file has quoted texts with doubled quotes; so does ours
                 text = f'{text[:-2]} , "smiling" .'
             writer.writerow([i, f"{scene.image}#{n}", text, scene.image])
@@ -341,4 +359,22 @@ def generate_sample(  # noqa: PLR0912, PLR0915 -- one linear recipe; the safety 
         for scene in test:
             fh.write(f"{scene.image}\n")
 
-    return SampleSummary(out_dir, len(train), len(test), len(pairs), len(crowd), expert_rows, len(test))
+    children = [scene for scene in train + test if scene.shows_child]
+    mentioned = {qscene.image for _, _, text, qscene in pairs if _mentions_child(text)}
+    mentioned |= {scene.image for scene, text in test_texts if _mentions_child(text)}
+    return SampleSummary(
+        out_dir,
+        len(train),
+        len(test),
+        len(pairs),
+        len(crowd),
+        expert_rows,
+        len(test),
+        child_images=tuple(sorted(s.image for s in children)),
+        unmentioned_child_images=tuple(sorted(s.image for s in children if s.image not in mentioned)),
+    )
+
+
+def _mentions_child(caption: str) -> bool:
+    nouns = {w for pair in CHILD_NOUNS for noun in pair for w in noun.split()} - {"little"}
+    return any(word in nouns for word in caption.lower().split())

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prefect import task
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.ingest.dataset import IngestedDataset
 from tasks.ratings.aggregate import AggregatedRatings, RatingParams
+from tasks.safety.image_detector import (
+    ChildImageDetector,
+    Thresholds,
+    choose_thresholds,
+    new_classifier,
+    operating_point,
+    out_of_fold_scores,
+)
+from tasks.safety.image_labels import ImageLabels, label_images
+from tasks.safety.policy import (
+    ImageSafetyParams,
+    decide,
+    detector_params,
+    drop_hidden_images,
+    human_flags,
+    image_evidence,
+)
 from tasks.safety.text_screen import SafetyOutcome, apply_child_safety
-from tasks.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from tasks.workspace import Workspace, dataset_version, write_json_atomic, write_parquet_atomic
 
 TRAINING_PAIRS_FILE = "training_pairs.parquet"
 REMOVED_PAIRS_FILE = "child_flagged_pairs.parquet"
@@ -78,49 +98,221 @@ def child_safety_task(
     return outcome
 
 
-@task(name="child-image-detector", cache_policy=NO_CACHE)
-def child_detector_task(
-    outcome: SafetyOutcome, train_images, image_encoder: str, workspace: Workspace, seed: int
-) -> dict:
-    """Learn to flag images without captions from the caption-derived flags of the training images.
+@dataclass(frozen=True)
+class DetectorFeatures:
+    """Detector-encoder features of the training images: the labelled ones, row-aligned with `images` and
+    `labels`, and those no caption or rating speaks for (decided by the fitted detector, never trained on)."""
 
-    The detector and the caption flags are saved in the workspace, where indexing and search read them.
-    `train_images` is the stage's image Embeddings (anything with `keys` and `lookup`).
-    """
-    from tasks.safety.image_detector import train_child_detector
+    encoder_id: str
+    images: list[str]
+    features: np.ndarray
+    labels: np.ndarray
+    unlabelled_images: list[str]
+    unlabelled_features: np.ndarray
 
-    flags = outcome.image_flags[outcome.image_flags["image"].isin(set(train_images.keys))]
-    labels = flags["flagged"].to_numpy(dtype=int)
-    write_parquet_atomic(workspace.caption_flags_path, outcome.image_flags)
-    if labels.sum() < 5 or (1 - labels).sum() < 5:
-        raise ValueError(
-            f"cannot train the child-image detector: {int(labels.sum())} "
-            f"flagged and {int((1 - labels).sum())} unflagged "
-            "captioned training images; need at least 5 of each"
-        )
-    detector, report = train_child_detector(train_images.lookup(flags["image"].tolist()), labels, seed=seed)
-    path = detector.save(workspace.detector_path(image_encoder))
-    summary = {
-        "path": str(path),
-        "image_encoder": image_encoder,
-        "train_images": report.train_images,
-        "validation": asdict(report.validation),
-        "test": asdict(report.test),
-    }
-    write_json_atomic(path.with_suffix(".json"), summary)
-    test, val = report.test, report.validation
-    create_markdown_artifact(
-        key="child-image-detector",
-        markdown=(
-            "## Child-image detector\n\n"
-            f"Logistic regression on `{image_encoder}` embeddings, "
-            f"trained on {report.train_images} captioned images.\n\n"
-            "| split | threshold | precision | recall | positives | flagged |\n|---|---|---|---|---|---|\n"
-            f"| validation (threshold chosen for recall ≥ 0.95) | {val.threshold:.3f} | "
-            f"{val.precision:.3f} | {val.recall:.3f} | {val.positives} | {val.flagged} |\n"
-            f"| held-out test | {test.threshold:.3f} | {test.precision:.3f} "
-            f"| {test.recall:.3f} | {test.positives} | {test.flagged} |\n"
-        ),
-        description="Precision and recall of the image-level child detector on held-out images",
+
+@dataclass(frozen=True)
+class ImageSafetyReport:
+    """The published operating point of one run: thresholds, and the detector alone at each, out of fold."""
+
+    encoder_id: str
+    min_captions: int
+    label_counts: dict
+    high_recall: dict
+    confident: dict
+    training_images_hidden_by_detector: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@task(name="label-images", cache_policy=NO_CACHE)
+def label_images_task(
+    dataset: IngestedDataset, ratings: AggregatedRatings, outcome: SafetyOutcome, workspace: Workspace
+) -> ImageLabels:
+    """Which images show a child by their own captions or by the ratings; saved where search reads them, with
+    each image file's sha256 (captions vouch only for the bytes they were written for)."""
+    from tasks.embed.cache import hash_files
+
+    images = sorted(set(dataset.image_files["image"]) | set(outcome.image_flags["image"]))
+    flagged_queries = set(outcome.text_flags.loc[outcome.text_flags["flagged"], "query_id"])
+    labels = label_images(images, outcome.image_flags, ratings.pairs, flagged_queries)
+    files = dataset.image_files[["folder", "image"]].drop_duplicates("image")
+    paths = [dataset.data_dir / folder / image for folder, image in zip(files["folder"], files["image"], strict=True)]
+    digests = dict(zip(files["image"], hash_files(paths), strict=True))
+    flags = human_flags(labels)
+    write_parquet_atomic(workspace.caption_flags_path, flags.assign(sha256=flags["image"].map(digests)))
+    counts = labels.counts
+    get_run_logger().info(
+        "image labels: %d children of %d images (captions %d, experts +%d, crowd +%d)",
+        counts.children,
+        counts.images,
+        counts.by_captions,
+        counts.added_by_expert,
+        counts.added_by_crowd,
     )
-    return summary
+    return labels
+
+
+@task(name="embed-detector-features", cache_policy=NO_CACHE)
+def detector_features_task(
+    dataset: IngestedDataset, labels: ImageLabels, encoder_id: str, workspace: Workspace
+) -> DetectorFeatures:
+    """The detector encoder's features of every training image (through the embedding cache)."""
+    from tasks.embed.cache import embed_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+
+    train = set(dataset.image_files.loc[dataset.image_files["folder"] == "train_images", "image"])
+    table = labels.table[labels.table["image"].isin(train)]
+    images = table["image"].tolist()
+    features = embed_image_files(
+        [dataset.train_image_dir / n for n in images], get_image_encoder(encoder_id), workspace
+    ).matrix
+    known = table["labelled"].to_numpy(dtype=bool)
+    return DetectorFeatures(
+        encoder_id,
+        table.loc[known, "image"].tolist(),
+        features[known],
+        table.loc[known, "child"].to_numpy(dtype=int),
+        table.loc[~known, "image"].tolist(),
+        features[~known],
+    )
+
+
+@task(name="score-out-of-fold", cache_policy=NO_CACHE)
+def out_of_fold_task(features: DetectorFeatures, params: ImageSafetyParams, seed: int) -> np.ndarray:
+    """Each labelled image scored by a detector fitted on the other folds: the validation scores."""
+    return out_of_fold_scores(features.features, features.labels, params.folds, seed)
+
+
+@task(name="choose-thresholds", cache_policy=NO_CACHE)
+def choose_thresholds_task(
+    oof: np.ndarray, features: DetectorFeatures, params: ImageSafetyParams, seed: int
+) -> Thresholds:
+    """High-recall and confident thresholds from the out-of-fold scores (precision_recall_curve)."""
+    thresholds = choose_thresholds(oof, features.labels, detector_params(params, seed))
+    get_run_logger().info("thresholds: high-recall %.3f, confident %.3f", thresholds.high_recall, thresholds.confident)
+    return thresholds
+
+
+@task(name="fit-detector", cache_policy=NO_CACHE)
+def fit_detector_task(
+    features: DetectorFeatures, thresholds: Thresholds, seed: int, workspace: Workspace
+) -> ChildImageDetector:
+    """The final detector on every labelled image, saved with its thresholds where search reads it."""
+    model = new_classifier(seed).fit(np.asarray(features.features, dtype=np.float64), features.labels)
+    detector = ChildImageDetector(model, features.encoder_id, thresholds)
+    detector.save(workspace.detector_path)
+    return detector
+
+
+@task(name="hide-training-pairs", cache_policy=NO_CACHE)
+def hide_training_pairs_task(
+    outcome: SafetyOutcome,
+    labels: ImageLabels,
+    features: DetectorFeatures,
+    oof: np.ndarray,
+    detector: ChildImageDetector,
+    params: ImageSafetyParams,
+    dataset: IngestedDataset,
+    workspace: Workspace,
+) -> tuple[SafetyOutcome, pd.DataFrame]:
+    """The training set under the same decision as search; training images are judged by their out-of-fold
+    scores (a model that saw an image's label would vouch for it). Rewrites the stored safe training set."""
+    from data_contracts.ratings import SAFE_TRAINING_PAIRS_CONTRACT, prepare_safe_training_pairs
+    from data_contracts.runner import enforce
+
+    images = features.images + features.unlabelled_images
+    scores = np.concatenate([oof, detector.scores(features.unlabelled_features)])
+    decisions = decide(image_evidence(images, human_flags(labels)), scores, detector.thresholds, params.min_captions)
+    hidden = set(decisions.loc[decisions["hidden"], "image"]) | labels.children()
+    kept = drop_hidden_images(outcome, hidden)
+    flagged_texts = set(outcome.text_flags.loc[outcome.text_flags["flagged"], "query_id"])
+    enforce(prepare_safe_training_pairs(kept.kept, flagged_texts, hidden), SAFE_TRAINING_PAIRS_CONTRACT, "safe pairs")
+    version_dir = workspace.dataset_dir(dataset_version(dataset.summary.data_hash))
+    write_parquet_atomic(version_dir / TRAINING_PAIRS_FILE, kept.kept)
+    write_parquet_atomic(version_dir / REMOVED_PAIRS_FILE, kept.removed)
+    return kept, decisions
+
+
+@task(name="publish-detector-report", cache_policy=NO_CACHE)
+def publish_detector_report_task(
+    labels: ImageLabels,
+    features: DetectorFeatures,
+    oof: np.ndarray,
+    detector: ChildImageDetector,
+    decisions: pd.DataFrame,
+    params: ImageSafetyParams,
+    dataset: IngestedDataset,
+    workspace: Workspace,
+) -> ImageSafetyReport:
+    """The operating point as a Prefect artifact and in the dataset version's training_summary.json."""
+    t = detector.thresholds
+    report = ImageSafetyReport(
+        encoder_id=detector.encoder_id,
+        min_captions=params.min_captions,
+        label_counts=asdict(labels.counts),
+        high_recall=asdict(operating_point(oof, features.labels, t.high_recall)),
+        confident=asdict(operating_point(oof, features.labels, t.confident)),
+        training_images_hidden_by_detector=int((decisions["source"] == "detector").sum()),
+    )
+    summary_path = workspace.dataset_dir(dataset_version(dataset.summary.data_hash)) / SAFETY_SUMMARY_FILE
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    write_json_atomic(summary_path, summary | {"image_safety": report.as_dict()})
+    write_json_atomic(workspace.detector_path.with_suffix(".json"), report.as_dict())
+    create_markdown_artifact(key="child-image-detector", markdown=render_report(report), description=REPORT_TITLE)
+    return report
+
+
+REPORT_TITLE = "Child-image detector: thresholds and operating point (out of fold)"
+
+
+def render_report(report: ImageSafetyReport) -> str:
+    rows = []
+    for name, point in (
+        ("high-recall (uncaptioned images)", report.high_recall),
+        ("confident (captioned images)", report.confident),
+    ):
+        rows.append(
+            f"| {name} | {point['threshold']:.3f} | {point['precision']:.3f} | {point['recall']:.3f} | "
+            f"{point['children_hidden']}/{point['children']} | {point['adults_kept_share']:.1%} |"
+        )
+    c = report.label_counts
+    return (
+        f"## Child-image detector\n\nLogistic regression on `{report.encoder_id}` features. Labels: "
+        f"{c['children']} of {c['images']} images show a child ({c['by_captions']} by own captions, "
+        f"+{c['added_by_expert']} by experts, +{c['added_by_crowd']} by the crowd).\n\n"
+        "| threshold | value | precision | recall | children hidden | adult images kept |\n|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\nAn image with at least {report.min_captions} own caption(s), none about a child, is hidden only "
+        f"at the confident threshold; {report.training_images_hidden_by_detector} training images were hidden "
+        "by the detector.\n"
+    )
+
+
+@dataclass(frozen=True)
+class ImageSafetyResult:
+    outcome: SafetyOutcome  # the training pairs with every hidden image's pairs removed
+    hidden_images: frozenset[str]  # training images the decision hides (by humans or by the detector)
+    report: ImageSafetyReport
+
+
+def image_safety(
+    dataset: IngestedDataset,
+    outcome: SafetyOutcome,
+    labels: ImageLabels,
+    image_encoder: str,
+    params: ImageSafetyParams,
+    seed: int,
+    workspace: Workspace,
+) -> ImageSafetyResult:
+    """The image half of child safety as visible steps: features, validation scores, thresholds, detector,
+    the training set under the decision, and the published operating point."""
+    features = detector_features_task(dataset, labels, params.encoder_for(image_encoder), workspace)
+    oof = out_of_fold_task(features, params, seed)
+    thresholds = choose_thresholds_task(oof, features, params, seed)
+    detector = fit_detector_task(features, thresholds, seed, workspace)
+    kept, decisions = hide_training_pairs_task(outcome, labels, features, oof, detector, params, dataset, workspace)
+    report = publish_detector_report_task(labels, features, oof, detector, decisions, params, dataset, workspace)
+    hidden = frozenset(decisions.loc[decisions["hidden"], "image"]) | labels.children()
+    return ImageSafetyResult(kept, hidden, report)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from tasks.search.index import SearchUnavailableError, build_gallery_index
 from tasks.workspace import Workspace
 
@@ -26,8 +24,8 @@ class IndexSummary:
 def index_folder(
     folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None
 ) -> IndexSummary:
-    """Index `folder` with the champion's image encoder and the matching child detector."""
-    from tasks.safety.image_detector import ChildImageDetector
+    """Index `folder` with the champion's image encoder; the safety decision hides what it must."""
+    from tasks.safety.policy import SafetyPolicy
     from tasks.training.registry import ModelRegistry
 
     workspace = workspace or Workspace.from_env()
@@ -38,19 +36,15 @@ def index_folder(
     image_encoder = image_encoder or champion.image_encoder
     same_features = champion.image_encoder == image_encoder
     model = registry.load(champion.version) if same_features else None
-    detector_path = workspace.detector_path(image_encoder)
-    if not detector_path.is_file():
+    if not workspace.detector_path.is_file():
         raise SearchUnavailableError(
-            f"no child-image detector for {image_encoder} at {detector_path}; run `imgsearch run DATA_DIR` first"
+            f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
         )
-    flags_path = workspace.caption_flags_path
-    caption_flags = pd.read_parquet(flags_path) if flags_path.is_file() else None
     gallery = build_gallery_index(
         folder,
         workspace,
         image_encoder,
-        ChildImageDetector.load(detector_path),
-        caption_flags,
+        SafetyPolicy.load(workspace),
         model=model,
         model_version=champion.version if same_features else "",
     )

@@ -6,12 +6,16 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tasks.ingest.tables import is_jpeg_name
 from tasks.workspace import Workspace, atomic_dir
+
+if TYPE_CHECKING:
+    from tasks.safety.policy import SafetyPolicy
 
 
 class SearchUnavailableError(RuntimeError):
@@ -49,7 +53,7 @@ class GalleryIndex:
     folder: str
     images: list[str]  # searchable (unflagged) images, row-aligned with the vectors
     embeddings: np.ndarray | None
-    flagged: pd.DataFrame  # image, source ("captions" | "detector"), detail — kept for reports only
+    flagged: pd.DataFrame  # image, source ("captions" | "ratings" | "detector"), detail — kept for reports only
     image_encoder: str
     projected: np.ndarray | None = None
     projected_for: str = ""
@@ -107,37 +111,15 @@ def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.nd
     return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
-def gallery_flags(
-    images: list[str],
-    caption_flags: pd.DataFrame | None,
-    detector_flags: np.ndarray | None,
-    detector_scores: np.ndarray | None,
-) -> pd.DataFrame:
-    """Why each flagged image is flagged. Caption flags and detector flags are OR-ed: either one hides an image."""
-    rows = []
-    by_caption: dict[str, str] = {}
-    if caption_flags is not None and len(caption_flags):
-        flagged_caps = caption_flags[caption_flags["flagged"]]
-        terms = flagged_caps["terms"] if "terms" in flagged_caps else pd.Series([[]] * len(flagged_caps))
-        by_caption = {str(image): ", ".join(t) for image, t in zip(flagged_caps["image"], terms, strict=True)}
-    for k, image in enumerate(images):
-        if image in by_caption:
-            rows.append((image, "captions", by_caption[image]))
-        elif detector_flags is not None and detector_scores is not None and detector_flags[k]:
-            rows.append((image, "detector", f"score {float(detector_scores[k]):.3f}"))
-    return pd.DataFrame(rows, columns=["image", "source", "detail"])
-
-
 def build_gallery_index(
     folder: Path,
     workspace: Workspace,
     image_encoder_id: str,
-    detector,
-    caption_flags: pd.DataFrame | None = None,
+    policy: SafetyPolicy,
     model=None,
     model_version: str = "",
 ) -> GalleryIndex:
-    """Embed every image in `folder` (through the cache), flag children, keep vectors of the rest."""
+    """Embed every image in `folder` (through the cache), apply the safety decision, keep vectors of the rest."""
     from tasks.embed.cache import embed_image_files
     from tasks.embed.encoders.registry import get_image_encoder
 
@@ -146,11 +128,16 @@ def build_gallery_index(
     names = sorted(p.name for p in folder.iterdir() if p.is_file() and is_jpeg_name(p.name))
     if not names:
         raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
-    embeddings = embed_image_files([folder / n for n in names], get_image_encoder(image_encoder_id), workspace).matrix
-    scores = detector.scores(embeddings)
-    flags = gallery_flags(names, caption_flags, detector.predict(embeddings), scores)
-    hidden = set(flags["image"])
-    keep = np.array([n not in hidden for n in names])
+    paths = [folder / n for n in names]
+    embeddings = embed_image_files(paths, get_image_encoder(image_encoder_id), workspace).matrix
+    detector_id = policy.detector.encoder_id
+    features = (
+        embeddings
+        if detector_id == image_encoder_id
+        else embed_image_files(paths, get_image_encoder(detector_id), workspace).matrix
+    )
+    decisions = policy.decide_files(paths, features)
+    keep = ~decisions["hidden"].to_numpy(dtype=bool)
     projected = (
         project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
     )
@@ -158,7 +145,7 @@ def build_gallery_index(
         folder=str(folder),
         images=[n for n, k in zip(names, keep, strict=True) if k],
         embeddings=embeddings[keep],
-        flagged=flags,
+        flagged=decisions.loc[~keep, ["image", "source", "detail"]].reset_index(drop=True),
         image_encoder=image_encoder_id,
         projected=projected,
         projected_for=model_version if projected is not None else "",

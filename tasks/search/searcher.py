@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from cachetools import LRUCache
 
 from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
@@ -82,9 +81,8 @@ class Searcher:
         image_encoder,
         index: GalleryIndex,
         content_filter,
-        detector,
+        policy,
         workspace: Workspace,
-        caption_flagged: set[str] | None = None,
     ):
         if index.image_encoder != record.image_encoder:
             raise SearchUnavailableError(
@@ -94,7 +92,8 @@ class Searcher:
             )
         self.model, self.record = model, record
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
-        self.index, self.content_filter, self.detector, self.workspace = index, content_filter, detector, workspace
+        # `policy` (safety.policy.SafetyPolicy) is the one safety decision; the index already applied it.
+        self.index, self.content_filter, self.policy, self.workspace = index, content_filter, policy, workspace
         # Two-tower champions score by a dot product: the gallery is projected once (at index time when
         # the index was built for this champion), then a query is one matrix-vector product.
         self._projected = None
@@ -121,9 +120,7 @@ class Searcher:
         if self._projected is not None:
             probe = np.asarray(model.calibrate(np.array([-1.0, 0.0, 1.0], dtype=np.float32)))
             self._rank_on_cosine = bool(probe[0] < probe[1] < probe[2])
-        # Pair scoring also refuses images flagged by their own captions anywhere in the dataset (by name,
-        # as the index does) and copies of flagged gallery images (by content), wherever the file lies.
-        self._caption_flagged = set(caption_flagged or ())
+        # Pair scoring applies the same decision to any file, and also refuses copies of hidden gallery images.
         self._flagged_hashes: set[str] | None = None
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._query_lock = threading.Lock()  # LRUCache is not thread-safe; web requests share the searcher
@@ -131,7 +128,7 @@ class Searcher:
     @classmethod
     def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
         from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
-        from tasks.safety.image_detector import ChildImageDetector
+        from tasks.safety.policy import SafetyPolicy
         from tasks.safety.text_screen import ChildContentFilter
         from tasks.training.registry import ModelRegistry
 
@@ -140,25 +137,18 @@ class Searcher:
         record = registry.champion()
         if record is None:
             raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
-        detector_path = workspace.detector_path(record.image_encoder)
-        if not detector_path.is_file():
+        if not workspace.detector_path.is_file():
             raise SearchUnavailableError(
-                f"no child-image detector at {detector_path}; run `imgsearch run DATA_DIR` first"
+                f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
             )
-        flags_path = workspace.caption_flags_path
-        caption_flagged = set()
-        if flags_path.is_file():
-            flags = pd.read_parquet(flags_path, columns=["image", "flagged"])
-            caption_flagged = set(flags.loc[flags["flagged"], "image"])
         return cls(
-            caption_flagged=caption_flagged,
             model=registry.load(record.version),
             record=record,
             text_encoder=get_text_encoder(record.text_encoder),
             image_encoder=get_image_encoder(record.image_encoder),
             index=GalleryIndex.load(workspace.index_dir(index_name)),
             content_filter=ChildContentFilter(),
-            detector=ChildImageDetector.load(detector_path),
+            policy=SafetyPolicy.load(workspace),
             workspace=workspace,
         )
 
@@ -232,16 +222,9 @@ class Searcher:
             raise FileNotFoundError(f"image file(s) not found: {missing[:5]}")
         unique = sorted(set(paths))
         image_vecs = embed_image_files(unique, self.image_encoder, self.workspace).matrix
-        flagged_by_detector = self.detector.predict(image_vecs)
         row_of = {p: k for k, p in enumerate(unique)}
-        flagged_copies = self._flagged_content(unique)
-        image_flag = {
-            p: bool(flagged_by_detector[row_of[p]])
-            or self._is_flagged_gallery_image(p)
-            or p.name in self._caption_flagged
-            or row_of[p] in flagged_copies
-            for p in unique
-        }
+        hidden = self._hidden_files(unique, image_vecs)
+        image_flag = {p: row_of[p] in hidden for p in unique}
         ok = [k for k, (s, p) in enumerate(zip(screens, paths, strict=True)) if not s.flagged and not image_flag[p]]
         scores = np.full(len(texts), np.nan, dtype=np.float32)
         if ok:
@@ -271,6 +254,22 @@ class Searcher:
     def searchable(self, image: str) -> bool:
         """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
         return image in self._known
+
+    def _hidden_files(self, paths: list[Path], image_vecs: np.ndarray) -> set[int]:
+        """Positions in `paths` that the safety decision hides: a hidden gallery image, a copy of one, or any
+        file the policy hides (its captions count only when its bytes are the dataset image they describe)."""
+        from tasks.embed.cache import embed_image_files
+        from tasks.embed.encoders.registry import get_image_encoder
+
+        detector_id = self.policy.detector.encoder_id
+        features = (
+            image_vecs
+            if detector_id == self.image_encoder.encoder_id
+            else embed_image_files(paths, get_image_encoder(detector_id), self.workspace).matrix
+        )
+        decided = self.policy.decide_files(paths, features)["hidden"].to_numpy(dtype=bool)
+        copies = self._flagged_content(paths)
+        return {k for k, p in enumerate(paths) if decided[k] or k in copies or self._is_flagged_gallery_image(p)}
 
     def _flagged_content(self, paths: list[Path]) -> set[int]:
         """Positions in `paths` whose bytes equal a flagged gallery image's."""

@@ -52,6 +52,21 @@ def test_lite0_gives_1280_finite_features():
     assert not np.allclose(vectors[0], vectors[1])
 
 
+def test_tiled_lite0_is_the_max_over_the_whole_frame_and_its_quadrants():
+    """A feature that fires in one quadrant survives in the tiled vector (the child detector's features)."""
+    from tasks.embed.encoders.models import TILE_BOXES, _tile_views
+
+    tiled = get_image_encoder("efficientnet-lite0-tiles")
+    images = _drawn_images()
+    vectors = tiled.encode_images(images)
+    assert tiled.encoder_id == "efficientnet-lite0-tiles" and vectors.shape == (2, 1280)
+    views = _tile_views(images[0], 224)
+    assert len(views) == len(TILE_BOXES) and views[0].shape[1:] == (224, 288)  # aspect kept: 320x240 -> 288x224
+    with torch.inference_mode():
+        each = torch.cat([tiled.model(view[None]) for view in views]).numpy()
+    np.testing.assert_allclose(vectors[0], each.max(axis=0), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.realdata
 def test_lite0_classifies_imagenet_content(practicum_dir):
     """Sanity of the converted weights and our preprocessing: dog photos of the course data come out as dogs."""

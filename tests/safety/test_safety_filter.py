@@ -1,10 +1,7 @@
-"""Image flags from captions, pair filtering, and the image-level child detector on synthetic vectors."""
+"""Image flags from captions and pair filtering."""
 
-import numpy as np
 import pandas as pd
-import pytest
 
-from tasks.safety.image_detector import ChildImageDetector, recall_threshold, train_child_detector
 from tasks.safety.text_screen import apply_child_safety, image_flags, screen_texts
 
 TEXTS = pd.DataFrame(
@@ -40,34 +37,3 @@ def test_pairs_leave_when_text_or_image_is_flagged():
     assert (summary.texts_flagged, summary.images_flagged) == (2, 2)
     assert summary.terms == {"boy": 1, "kid": 1}
     assert outcome.removed["flagged_image"].tolist() == [True, False]
-
-
-def test_recall_threshold_reaches_target():
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2])
-    labels = np.array([1, 1, 1, 1, 0, 0])
-    assert recall_threshold(scores, labels, 1.0) == 0.6
-    assert recall_threshold(scores, labels, 0.5) == 0.8
-
-
-def _synthetic(n=600, dim=16, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = (rng.random(n) < 0.3).astype(int)
-    direction = rng.normal(size=dim)
-    embeddings = rng.normal(size=(n, dim)) + np.outer(labels * 4.0, direction / np.linalg.norm(direction))
-    return embeddings, labels
-
-
-def test_detector_reaches_recall_on_held_out_and_round_trips(tmp_path):
-    embeddings, labels = _synthetic()
-    detector, report = train_child_detector(embeddings, labels, target_recall=0.95, seed=0)
-    assert report.validation.recall >= 0.95
-    assert report.test.recall >= 0.85 and report.test.precision >= 0.6
-    path = detector.save(tmp_path / "detector.joblib")
-    loaded = ChildImageDetector.load(path)
-    assert loaded.threshold == detector.threshold
-    np.testing.assert_array_equal(loaded.predict(embeddings), detector.predict(embeddings))
-
-
-def test_unfitted_detector_refuses():
-    with pytest.raises(RuntimeError, match="not fitted"):
-        ChildImageDetector().scores(np.zeros((1, 3)))

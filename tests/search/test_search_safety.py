@@ -128,7 +128,7 @@ def test_an_index_listing_a_flagged_image_as_searchable_is_rejected(searcher):
             searcher.image_encoder,
             bad,
             searcher.content_filter,
-            searcher.detector,
+            searcher.policy,
             searcher.workspace,
         )
 
@@ -218,7 +218,9 @@ def test_scoring_refuses_copies_of_flagged_images_and_caption_flagged_dataset_im
     vectors = embed_image_files(
         [search_setup.gallery / n for n in caption_flagged], searcher.image_encoder, searcher.workspace
     ).matrix
-    missed = [n for n, hit in zip(caption_flagged, searcher.detector.predict(vectors), strict=True) if not hit]
+    detector = searcher.policy.detector
+    hits = detector.scores(vectors) >= detector.thresholds.high_recall
+    missed = [n for n, hit in zip(caption_flagged, hits, strict=True) if not hit]
     name = (missed or caption_flagged)[0]
 
     renamed = tmp_path / "renamed.jpg"

@@ -249,3 +249,86 @@ def _crop_and_whole(image: Image.Image, size: int) -> tuple[Any, Any]:
         TF.normalize(TF.to_tensor(crop), INPUT_MEAN, INPUT_STD),
         TF.normalize(TF.to_tensor(whole), INPUT_MEAN, INPUT_STD),
     )
+
+
+# Views of one image for the tiled encoder: the whole frame, then its four quadrants, as (left, top, right, bottom)
+# fractions. A child at the edge of a photo is small in the whole frame and lost to a centre crop; in a quadrant
+# it is twice as large.
+TILE_BOXES = (
+    (0.0, 0.0, 1.0, 1.0),
+    (0.0, 0.0, 0.5, 0.5),
+    (0.5, 0.0, 1.0, 0.5),
+    (0.0, 0.5, 0.5, 1.0),
+    (0.5, 0.5, 1.0, 1.0),
+)
+TILED_SUFFIX = "-tiles"
+
+
+class TiledLiteImageEncoder(_Lazy):
+    """EfficientNet-Lite features of the whole frame and its four quadrants, max-pooled over the five views.
+
+    Each view is resized (not cropped; aspect ratio kept) to the network's input scale. Max over views keeps a
+    feature that fires in any one quadrant, which is what "is there a child anywhere" needs; on practicum-dev it
+    lifts the detector's out-of-fold AUC from 0.878 (one centre crop) to 0.891 and the adult images kept at
+    recall 0.95 from 53% to 59% (README, "Child safety").
+    """
+
+    def __init__(self, base_id: str, views_per_call: int = 40):
+        super().__init__()
+        from tasks.embed.encoders.efficientnet_lite import VARIANTS
+
+        self.base_id = base_id
+        self.encoder_id = base_id + TILED_SUFFIX
+        self.image_size = VARIANTS[base_id].image_size
+        self.views_per_call = views_per_call
+
+    def _load(self) -> Any:
+        return _build_lite(self.base_id).eval()
+
+    @property
+    def dim(self) -> int:
+        from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
+
+        return HEAD_FILTERS
+
+    @property
+    def preprocess(self) -> Callable[[Image.Image], Any]:
+        return functools.partial(_tile_views, size=self.image_size)
+
+    def encode_preprocessed(self, items: list[Any]) -> np.ndarray:
+        import torch
+
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        views = [view for item in items for view in item]  # len(TILE_BOXES) views per image, in order
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for k, view in enumerate(views):
+            by_shape.setdefault(tuple(view.shape), []).append(k)
+        features = torch.zeros(len(views), self.dim)
+        with torch.inference_mode():
+            for rows in by_shape.values():  # views keep their aspect ratio, so only same-shaped ones share a call
+                for i in range(0, len(rows), self.views_per_call):
+                    chunk = rows[i : i + self.views_per_call]
+                    features[chunk] = self.model(torch.stack([views[k] for k in chunk]))
+        pooled = features.reshape(len(items), len(TILE_BOXES), -1).amax(dim=1)
+        return as_float32_rows(pooled.numpy(), len(items), self.dim, self.encoder_id)
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.encode_preprocessed([_tile_views(img.convert("RGB"), self.image_size) for img in images])
+
+
+def _tile_views(image: Image.Image, size: int) -> list[Any]:
+    """The views of TILE_BOXES, each resized (aspect kept, shorter side `size`, longer side a multiple of 32)."""
+    from torchvision.transforms import functional as TF
+
+    from tasks.embed.encoders.efficientnet_lite import INPUT_MEAN, INPUT_STD
+
+    width, height = image.size
+    views = []
+    for left, top, right, bottom in TILE_BOXES:
+        view = image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
+        w, h = view.size
+        longer = max(32, round(max(w, h) * size / min(w, h) / 32) * 32)
+        view = view.resize((size, longer) if w <= h else (longer, size), Image.Resampling.BILINEAR)
+        views.append(TF.normalize(TF.to_tensor(view), INPUT_MEAN, INPUT_STD))
+    return views

@@ -22,10 +22,12 @@ from tasks.embed.encoders.locate import (
     minilm_path,
 )
 from tasks.embed.encoders.models import (
+    TILED_SUFFIX,
     VIEWS_SUFFIX,
     LiteViewsImageEncoder,
     SentenceTransformerImageEncoder,
     SentenceTransformerTextEncoder,
+    TiledLiteImageEncoder,
     TorchCNNImageEncoder,
     _build_resnet18,
     lite_encoder,
@@ -44,7 +46,8 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
         return FakeTextEncoder()
     if encoder_id == DEFAULT_TEXT_ENCODER:
         return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
-    if encoder_id.removesuffix(VIEWS_SUFFIX) in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
+    lite_base = encoder_id.removesuffix(VIEWS_SUFFIX).removesuffix(TILED_SUFFIX)
+    if lite_base in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
         raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
     # Fail now, before any work starts, if the model is missing; load the weights only when first used.
     path = locate_sentence_transformer(encoder_id)
@@ -62,6 +65,9 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     if encoder_id.endswith(VIEWS_SUFFIX) and encoder_id.removesuffix(VIEWS_SUFFIX) in LITE_PACKAGES:
         locate_lite_weights(encoder_id.removesuffix(VIEWS_SUFFIX))
         return LiteViewsImageEncoder(encoder_id.removesuffix(VIEWS_SUFFIX))
+    if encoder_id.endswith(TILED_SUFFIX) and encoder_id.removesuffix(TILED_SUFFIX) in LITE_PACKAGES:
+        locate_lite_weights(encoder_id.removesuffix(TILED_SUFFIX))
+        return TiledLiteImageEncoder(encoder_id.removesuffix(TILED_SUFFIX))
     if encoder_id == "resnet18":
         weights = locate_resnet18_weights()
         return TorchCNNImageEncoder("resnet18", 512, 224, functools.partial(_build_resnet18, weights), resize=256)
@@ -72,6 +78,7 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
         *FAKE_IMAGE_BINS,
         *LITE_PACKAGES,
         *(f"{lite}{VIEWS_SUFFIX}" for lite in LITE_PACKAGES),
+        *(f"{lite}{TILED_SUFFIX}" for lite in LITE_PACKAGES),
         "resnet18",
         "clip-ViT-B-32 (or another clip-* sentence-transformers model)",
     ]

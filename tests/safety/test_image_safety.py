@@ -1,0 +1,117 @@
+"""Image labels from captions and ratings, the detector's two thresholds, and the one safety decision."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.safety.image_detector import (
+    ChildImageDetector,
+    DetectorParams,
+    Thresholds,
+    choose_thresholds,
+    fit_child_detector,
+    operating_point,
+    precision_threshold,
+    recall_threshold,
+)
+from tasks.safety.image_labels import label_images
+from tasks.safety.policy import decide, drop_hidden_images, image_evidence
+from tasks.safety.text_screen import apply_child_safety, image_flags, screen_texts
+
+TEXTS = pd.DataFrame(
+    {
+        "query_id": ["a.jpg#0", "b.jpg#0", "c.jpg#0", "d.jpg#0"],
+        "query_text": ["A boy runs on the beach .", "A man rides a bike .", "A dog swims .", "Two men climb ."],
+    }
+)
+# Ratings in the ratings stage's units: expert_score = (mean score - 1) / 3, crowd_share in [0, 1].
+RATED = pd.DataFrame(
+    {
+        "image": ["b.jpg", "c.jpg", "d.jpg", "e.jpg"],
+        "query_id": ["a.jpg#0", "a.jpg#0", "a.jpg#0", "b.jpg#0"],
+        "expert_score": [2 / 3, 1 / 3, np.nan, 1.0],  # b: mean 3 (a match); c: mean 2 (no match)
+        "crowd_share": [np.nan, 0.0, 0.5, 1.0],  # d: half the crowd said yes; e: rated with an adult caption
+    }
+)
+
+
+def test_labels_count_each_source_and_what_it_adds():
+    flags = screen_texts(TEXTS)
+    flagged = set(flags.loc[flags["flagged"], "query_id"])
+    labels = label_images(["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"], image_flags(flags), RATED, flagged)
+    table = labels.table.set_index("image")
+    assert labels.children() == {"a.jpg", "b.jpg", "d.jpg"}
+    assert (labels.counts.by_captions, labels.counts.added_by_expert, labels.counts.added_by_crowd) == (1, 1, 1)
+    assert table.loc["e.jpg", "labelled"] == False  # noqa: E712 -- rated, but only with an adult caption
+    assert table.loc["f.jpg", "captions"] == 0 and not table.loc["f.jpg", "labelled"]
+
+
+def test_thresholds_come_from_the_precision_recall_curve():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0])
+    assert recall_threshold(scores, labels, 1.0) == 0.4
+    assert recall_threshold(scores, labels, 0.5) == 0.8
+    assert precision_threshold(scores, labels, 1.0) == 0.8
+    assert precision_threshold(scores, labels, 0.75) == 0.6
+    assert precision_threshold(np.array([0.9, 0.1]), np.array([0, 1]), 0.99) == float("inf")
+    # the confident threshold never sits below the high-recall one
+    both = choose_thresholds(scores, labels, DetectorParams(high_recall=0.5, confident_precision=0.5))
+    assert both == Thresholds(high_recall=0.8, confident=0.8)
+    point = operating_point(scores, labels, 0.6)
+    assert (point.children_hidden, point.adults_hidden, point.adults_kept_share) == (3, 1, 0.8)
+
+
+def test_decision_combines_human_evidence_with_the_right_threshold():
+    evidence = pd.DataFrame(
+        {
+            "image": ["flagged.jpg", "rated.jpg", "captioned.jpg", "captioned_sure.jpg", "new.jpg"],
+            "captions": [1, 1, 1, 1, 0],
+            "flagged": [True, True, False, False, False],
+            "source": ["captions", "ratings", "", "", ""],
+            "terms": [["boy"], [], [], [], []],
+        }
+    )
+    scores = np.array([0.0, 0.0, 0.5, 0.95, 0.5])
+    decisions = decide(evidence, scores, Thresholds(high_recall=0.3, confident=0.9), min_captions=1)
+    assert decisions["hidden"].tolist() == [True, True, False, True, True]
+    assert decisions["source"].tolist() == ["captions", "ratings", "", "detector", "detector"]
+    # with two captions needed, a single caption no longer vouches for an image
+    stricter = decide(evidence, scores, Thresholds(high_recall=0.3, confident=0.9), min_captions=2)
+    assert stricter["hidden"].tolist() == [True, True, True, True, True]
+
+
+def test_unknown_images_have_no_captions():
+    evidence = image_evidence(
+        ["x.jpg"], pd.DataFrame({"image": ["y.jpg"], "captions": [3], "flagged": [False], "terms": [[]]})
+    )
+    assert evidence.loc[0, "captions"] == 0 and not evidence.loc[0, "flagged"]
+
+
+def test_hidden_images_leave_the_training_set():
+    pairs = pd.DataFrame(
+        {"image": ["b.jpg", "c.jpg", "d.jpg"], "query_id": ["c.jpg#0", "b.jpg#0", "c.jpg#0"], "target": [0.5, 0.2, 0.1]}
+    )
+    outcome = apply_child_safety(pairs, TEXTS)
+    after = drop_hidden_images(outcome, {"d.jpg"})
+    assert after.kept["image"].tolist() == ["b.jpg", "c.jpg"]
+    assert after.summary.pairs_after == outcome.summary.pairs_after - 1
+    assert after.removed["image"].tolist()[-1] == "d.jpg"
+
+
+def _synthetic(n=400, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.3).astype(int)
+    direction = rng.normal(size=dim)
+    return rng.normal(size=(n, dim)) + np.outer(labels * 4.0, direction / np.linalg.norm(direction)), labels
+
+
+def test_detector_fits_out_of_fold_and_round_trips(tmp_path):
+    features, labels = _synthetic()
+    fit = fit_child_detector(features, labels, "fake-image", DetectorParams(high_recall=0.95))
+    assert fit.at(fit.detector.thresholds.high_recall).recall >= 0.95
+    assert fit.at(fit.detector.thresholds.confident).precision >= 0.9
+    loaded = ChildImageDetector.load(fit.detector.save(tmp_path / "detector.joblib"))
+    assert loaded.thresholds == fit.detector.thresholds and loaded.encoder_id == "fake-image"
+    np.testing.assert_allclose(loaded.scores(features), fit.detector.scores(features))
+    with pytest.raises(ValueError, match="at least 5 of each"):
+        fit_child_detector(features[:20], np.r_[np.ones(2), np.zeros(18)], "fake-image")
