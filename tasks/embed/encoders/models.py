@@ -186,21 +186,15 @@ def lite_encoder(encoder_id: str) -> TorchCNNImageEncoder:
 VIEWS_SUFFIX = "-views"
 
 
-class LiteViewsImageEncoder(_Lazy):
-    """EfficientNet-Lite features averaged over three views: the centre crop, its mirror image and the whole frame.
+class _LiteMultiViewEncoder(_Lazy):
+    """An EfficientNet-Lite network run on several views of each image; its own id, so the cache keeps it apart."""
 
-    One centre crop loses whatever lies at the sides of a wide photo, which is often what a caption names; the whole
-    frame (aspect kept, shorter side at the network's size) keeps it, and the mirror evens out left-right detail.
-    Averaging keeps the 1280-d vector, so every model and index works unchanged, at three network passes per image.
-    Its own encoder id, so the content-hash cache never mixes it with the one-crop vectors.
-    """
-
-    def __init__(self, base_id: str):
+    def __init__(self, base_id: str, suffix: str):
         super().__init__()
         from tasks.embed.encoders.efficientnet_lite import VARIANTS
 
         self.base_id = base_id
-        self.encoder_id = base_id + VIEWS_SUFFIX
+        self.encoder_id = base_id + suffix
         self.image_size = VARIANTS[base_id].image_size
 
     def _load(self) -> Any:
@@ -211,6 +205,19 @@ class LiteViewsImageEncoder(_Lazy):
         from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
 
         return HEAD_FILTERS
+
+
+class LiteViewsImageEncoder(_LiteMultiViewEncoder):
+    """EfficientNet-Lite features averaged over three views: the centre crop, its mirror image and the whole frame.
+
+    One centre crop loses whatever lies at the sides of a wide photo, which is often what a caption names; the whole
+    frame (aspect kept, shorter side at the network's size) keeps it, and the mirror evens out left-right detail.
+    Averaging keeps the 1280-d vector, so every model and index works unchanged, at three network passes per image.
+    Its own encoder id, so the content-hash cache never mixes it with the one-crop vectors.
+    """
+
+    def __init__(self, base_id: str):
+        super().__init__(base_id, VIEWS_SUFFIX)
 
     @property
     def preprocess(self) -> Callable[[Image.Image], Any]:
@@ -264,7 +271,7 @@ TILE_BOXES = (
 TILED_SUFFIX = "-tiles"
 
 
-class TiledLiteImageEncoder(_Lazy):
+class TiledLiteImageEncoder(_LiteMultiViewEncoder):
     """EfficientNet-Lite features of the whole frame and its four quadrants, max-pooled over the five views.
 
     Each view is resized (not cropped; aspect ratio kept) to the network's input scale. Max over views keeps a
@@ -274,22 +281,8 @@ class TiledLiteImageEncoder(_Lazy):
     """
 
     def __init__(self, base_id: str, views_per_call: int = 40):
-        super().__init__()
-        from tasks.embed.encoders.efficientnet_lite import VARIANTS
-
-        self.base_id = base_id
-        self.encoder_id = base_id + TILED_SUFFIX
-        self.image_size = VARIANTS[base_id].image_size
+        super().__init__(base_id, TILED_SUFFIX)
         self.views_per_call = views_per_call
-
-    def _load(self) -> Any:
-        return _build_lite(self.base_id).eval()
-
-    @property
-    def dim(self) -> int:
-        from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
-
-        return HEAD_FILTERS
 
     @property
     def preprocess(self) -> Callable[[Image.Image], Any]:
