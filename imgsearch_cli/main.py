@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ def _main() -> None:
     from data_contracts.runner import quiet_telemetry
 
     quiet_telemetry()
+    # Prefect's default 20 s to start its local server is too short on a busy two-core machine (seen: the demo
+    # failed with "Timed out while attempting to connect to ephemeral Prefect API" at load 7).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 @app.command()
