@@ -100,13 +100,22 @@ def _trained_images(sample_run) -> set[str]:
     return trained
 
 
+def _told(sample_run) -> frozenset[str]:
+    """Children whose captions or ratings give them away, as the text screen reads them (it reads "two boys in
+    blue" as the police idiom, so such a child counts as shown only by its pixels)."""
+    flags = pd.read_parquet(sample_run.workspace.caption_flags_path)
+    return sample_run.children & frozenset(flags.loc[flags["flagged"], "image"])
+
+
 def test_children_humans_give_away_are_hidden_on_every_path(sample_run):
-    told = sample_run.children - sample_run.unmentioned
+    told = _told(sample_run)
+    assert told
     _paths_checks(sample_run, told)
     assert not _trained_images(sample_run) & told
 
 
 @pytest.mark.xfail(reason="detector recall on drawn children ~0.97 at the confident threshold", strict=False)
 def test_children_only_pixels_show_are_hidden_on_every_path(sample_run):
-    _paths_checks(sample_run, sample_run.unmentioned)
-    assert not _trained_images(sample_run) & sample_run.unmentioned
+    by_pixels = sample_run.children - _told(sample_run)
+    _paths_checks(sample_run, by_pixels)
+    assert not _trained_images(sample_run) & by_pixels
