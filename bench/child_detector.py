@@ -49,24 +49,38 @@ def features_for(dataset, names: list[str], encoder_id: str, workspace) -> tuple
     folder = dataset.image_files.drop_duplicates("image").set_index("image")["folder"]
     started = time.perf_counter()
     paths = [dataset.data_dir / folder[name] / name for name in names]
-    return embed_image_files(paths, get_image_encoder(encoder_id), workspace), time.perf_counter() - started
+    matrix = embed_image_files(paths, get_image_encoder(encoder_id), workspace).matrix
+    return matrix, time.perf_counter() - started
 
 
-def compare(features: np.ndarray, labels: np.ndarray) -> dict:
-    """Out-of-fold ROC AUC and the detector alone at recall 0.95 and 0.98, averaged over fold seeds."""
+def at_recalls(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """ROC AUC, and precision and adult images kept at the thresholds that reach recall 0.95 and 0.98."""
     from sklearn.metrics import roc_auc_score
 
-    from tasks.safety.image_detector import operating_point, out_of_fold_scores, recall_threshold
+    from tasks.safety.image_detector import operating_point, recall_threshold
 
-    rows = []
+    row = {"auc": roc_auc_score(labels, scores)}
+    for target in (0.95, 0.98):
+        point = operating_point(scores, labels, recall_threshold(scores, labels, target))
+        row |= {f"precision@R{target}": point.precision, f"adult_kept@R{target}": point.adults_kept_share}
+    return row
+
+
+def compare(features: np.ndarray, labels: np.ndarray, by_captions: np.ndarray) -> dict:
+    """The detector alone, out of fold, averaged over fold seeds, judged twice: against every label it was
+    trained on, and against the caption labels only (images that only a rating calls a child left out: looked
+    at one by one on practicum-dev, most of them are adults doing what a child caption describes)."""
+    from tasks.safety.image_detector import out_of_fold_scores
+
+    judged = {"all_labels": np.ones(len(labels), dtype=bool), "caption_labels": by_captions | (labels == 0)}
+    rows: dict[str, list[dict]] = {name: [] for name in judged}
     for seed in SEEDS:
         scores = out_of_fold_scores(features, labels, 5, seed)
-        row = {"auc": roc_auc_score(labels, scores)}
-        for target in (0.95, 0.98):
-            point = operating_point(scores, labels, recall_threshold(scores, labels, target))
-            row |= {f"precision@R{target}": point.precision, f"adult_kept@R{target}": point.adults_kept_share}
-        rows.append(row)
-    return {key: round(float(np.mean([r[key] for r in rows])), 3) for key in rows[0]}
+        for name, keep in judged.items():
+            rows[name].append(at_recalls(scores[keep], labels[keep]))
+    return {
+        name: {key: round(float(np.mean([r[key] for r in runs])), 3) for key in runs[0]} for name, runs in rows.items()
+    }
 
 
 def test_gallery(dataset, labels, encoder_id: str, workspace, min_captions: int) -> dict:
@@ -117,9 +131,10 @@ def main(data_dir: Path, encoders: list[str], workspace_dir: Path) -> dict:
     labelled = labels.table[labels.table["labelled"]]
     report: dict = {"labels": asdict(labels.counts), "labelled_images": len(labelled), "detector_alone": {}}
     y = labelled["child"].to_numpy(int)
+    by_captions = labelled["by_captions"].to_numpy(dtype=bool)
     for encoder_id in encoders:
         features, seconds = features_for(dataset, labelled["image"].tolist(), encoder_id, workspace)
-        report["detector_alone"][encoder_id] = compare(features, y) | {"embed_seconds": round(seconds, 1)}
+        report["detector_alone"][encoder_id] = compare(features, y, by_captions) | {"embed_seconds": round(seconds, 1)}
         print(encoder_id, report["detector_alone"][encoder_id], flush=True)
     report["test_gallery"] = [test_gallery(dataset, labels, encoders[-1], workspace, n) for n in (1, 2)]
     return report
