@@ -25,7 +25,8 @@ _ENGLISH_NOUNS = (
     "preteen adolescent youngster juvenile minor pupil schoolboy schoolgirl schoolchild schoolkid "
     "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
-    "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog"
+    "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog niece nephew stepkid "
+    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat"
 ).split()
 _IRREGULAR = {
     "child": ("children", "childs", "childrens", "childrenz"),
@@ -60,9 +61,21 @@ ENGLISH_FORMS.update(
         "babysitting": "babysitter",
         "young": "young",
         "youngsters": "youngster",
+        "pubescent": "preteen",
+        "prepubescent": "preteen",
+        "preadolescents": "preadolescent",
     }
 )
 # "schooler" alone is no child word ("Schooler" is a surname): only "grade/middle/high schooler" below.
+
+# Child words found inside a token written together with others ("toddlerlife", "babygirls",
+# "#kidsofinstagram"): the common ones only, as short rare ones ("son", "tot") start many other words.
+JOINABLE = frozenset(
+    "kid kids kiddo kiddos child children boy boys girl girls baby babies toddler toddlers infant infants newborn "
+    "newborns teen teens teenager teenagers tween tweens preteen preteens schoolkid schoolkids".split()
+)
+# Short words that may be a piece of such a token: "boysandgirls", "kidsofinstagram", "mybaby".
+JOIN_SHORT_WORDS = frozenset("of and in on at my to n".split())
 
 # Misspellings are looked for only near these: the words people type for children. Rarer words of
 # the lexicon (ballboy, godson, bairn, neonate, ...) have more real neighbours than typos
@@ -75,7 +88,7 @@ FUZZY_TARGETS = frozenset(
         "schoolboy schoolboys schoolgirl schoolgirls schoolchildren daughter daughters granddaughter "
         "granddaughters grandchild grandchildren newborn newborns preteen preteens grandson grandsons minor minors "
         "stepdaughter stepdaughters stepson stepsons schoolkid schoolkids pupil pupils tots youth youths sons "
-        "teens tween tweens"
+        "teens tween tweens niece nieces nephew nephews stepkids grandkids grandson"
     ).split()
 )
 # Frequent tokens (spaCy's lexeme probabilities above e^-18.5) that are not in the English vocabulary
@@ -88,10 +101,10 @@ NOT_MISSPELLINGS = frozenset(
         "grrl gira gir kis kies kins keds kims kias kida kiks kils tgirl batgirl babygirl starchild chillen "
         "chil coild infatti infinte infinty infante insats insanes tomos teenie tweenage teenages teenagery "
         "undereye underware underlag underdoge underated underpayed toodles toodle todger kiddin kidder kiddish "
-        "babs babi babie bady barby gorl giri adolescente adolescentes juvenil kuddos youngers schoolbus schooly "
+        "babs babi bady barby gorl giri adolescente adolescentes juvenil kuddos youngers schoolbus schooly "
         "trenger boks badies intanto totaler tunage toggler teensie boes tidder tiddle girlf infarto bols taddle "
-        "childe childress boyds bors tweenager tweenagers boby sont sono tous simpsons stepmom stepmoms tos tenes "
-        "protien protiens stesso toti tuts sonst totw sois toty minora tweek tweeks steppin pretende pretenden "
+        "childe childress boyds bors boby sont sono tous simpsons stepmom stepmoms tos tenes "
+        "protien protiens stesso toti tuts sonst totw sois toty tweek tweeks steppin pretende pretenden "
         "pretendes tts tiens txts thts grandmom septon septons sonys sns soms newtown mino minons teets newports "
         "sonos grayson teefs prieten pregen pregens schoolin schoolies sors newyork sonas soos praten pretest "
         "stinson minon minox stepdown soins toos thots sions preceeds preceed preseed pretent thens minore tota "
@@ -115,9 +128,25 @@ CHILD_PHRASES: dict[tuple[str, ...], str] = {
         "cub scout": ("cub scout", "cub scouts", "brownie scout"),
         "preschool": ("pre k",),
         "underage": ("under age",),
-        "newborn": ("new born",),
+        # "new born", and Spanish and Portuguese "newborn", two words.
+        "newborn": ("new born", "recien nacido", "recien nacidos", "recien nacida", "recem nascido", "recem nascidos"),
         "preteen": ("pre teen", "pre teens"),
         "young ones": ("young ones", "young one", "young uns"),
+        # A sibling said to be little is a child: "my little sister", "kid brother".
+        "little sibling": (
+            "little sister",
+            "little sisters",
+            "little brother",
+            "little brothers",
+            "kid sister",
+            "kid brother",
+            "baby sister",
+            "baby brother",
+            "lil sis",
+            "lil bro",
+        ),
+        "nursery school": ("nursery school", "nursery class", "play school", "playschool"),
+        "school age": ("school age", "school aged"),
     }.items()
     for phrase in phrases
 }
@@ -141,31 +170,33 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "chiquilla chiquillos bebe bebes infante infantes muchacho muchachos muchacha muchachas chaval chavales "
         "chavala crio crios cria chamaco chamacos adolescente adolescentes menor menores hijo hijos hija hijas "
         "nieto nietos nieta nietas colegial colegiales colegiala colegialas escolar escolares alumno alumnos "
-        "alumna alumnas pequeno pequenos pequena pequenas guagua chamaca"
+        "alumna alumnas pequeno pequenos pequena pequenas guagua chamaca chiquito chiquita chiquitos chiquitas "
+        "chiquitin bebito bebita"
     ).split(),
     "portuguese": (
         "crianca criancas menino meninos menina meninas garoto garotos garota garotas bebe bebes miudo miudos "
         "miuda miudas guri guris guria gurias filho filhos filha filhas neto netos neta netas adolescente "
         "adolescentes colegial colegiais aluno alunos aluna alunas rapazinho moleque moleques infantil "
-        "pequenino pequenina"
+        "pequenino pequenina molecada criancada petiz petizes"
     ).split(),
     "german": (
         "kinder kindern kindes kleinkind kleinkinder madchen maedchen madel maedel junge jungen jungs knabe "
         "knaben bub buben bube baby babys saugling sauglinge saeugling teenager jugendliche jugendlicher "
         "jugendlichen schuler schulerin schulerinnen schueler schuelerin sohn sohne soehne tochter tochtern "
         "toechter enkel enkelin enkelkind enkelkinder minderjahrig minderjahrige minderjaehrige "
-        "grundschuler grundschueler"
+        "grundschuler grundschueler knirps knirpse bengel sprossling"
     ).split(),
     "french": (
         "enfant enfants bebe bebes garcon garcons fille filles fillette fillettes gamin gamins "
         "bambin bambins nourrisson nourrissons ecolier ecoliers ecoliere ecolieres adolescent adolescente "
-        "adolescents adolescentes mineur mineurs mineure mineures gosse gosses petiot fiston"
+        "adolescents adolescentes mineur mineurs mineure mineures gosse gosses petiot fiston collegien "
+        "collegienne collegiens collegiennes poupon poupons"
     ).split(),
     "italian": (
         "bambino bambini bambina bambine bimbi bimba bimbe ragazzo ragazzi ragazza ragazze ragazzino ragazzini "
         "ragazzina ragazzine neonato neonati neonata neonate figlio figli figlia figlie nipotino nipotina "
         "scolaro scolari scolara scolare adolescente adolescenti minorenne minorenni fanciullo fanciulli "
-        "fanciulla fanciulle pargolo pargoli"
+        "fanciulla fanciulle pargolo pargoli bimbetto bimbetti frugoletto marmocchio marmocchi"
     ).split(),
     "russian": (
         "ребенок ребенка ребенку ребенком ребенке дети детей детям детьми детях дитя малыш малыша малыши "
@@ -174,7 +205,9 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "подростков школьник школьника школьники школьников школьница школьницы сын сына сыновья сыновей "
         "дочь дочери дочка дочки внук внука внуки внучка внучки несовершеннолетний несовершеннолетняя "
         "несовершеннолетние малолетний малолетняя малолетние дошкольник дошкольники детвора карапуз пацан "
-        "пацаны школота ребятишки ребятня детишки"
+        "пацаны школота ребятишки ребятня детишки сынишка сыночек доченька девчушка девчонка мальчуган внучок "
+        "новорожденный новорожденная новорожденные первоклассник первоклассница первоклассники первоклашка "
+        "второклассник третьеклассник младшеклассник"
     ).split(),
 }
 # Prefixes that make a compound about children: German "Kinderspielplatz", "Kindesalter",
@@ -206,6 +239,40 @@ COMPOUND_MIN_REST: dict[str, int] = {"german": 3, "russian": 0}
 # compounds instead (above), where a stem prefix would also catch "Schulter" from "Schule".
 DERIVED_FORM_LANGUAGES = frozenset({"spanish", "portuguese", "italian", "french", "russian"})
 MIN_DERIVED_STEM = 5
+# Diminutive endings per language, longest first, and the endings the base may have had: "hijita" is
+# "hij" + "a", "bebezinho" "bebe", "figlioletto" "figli" + "o", "Töchterchen" "tochter", "сынишка" "сын",
+# "доченька" "доч" + "ь", "мальчуган" "мальч" + "ик". A Spanish base ending in "qu" or "gu" had "c" or "g"
+# ("chiquitas" -> "chica").
+DIMINUTIVES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "spanish": (
+        tuple(
+            "ecitos ecitas ecito ecita citos citas cito cita itines itin itos itas ito ita illos illas illo illa "
+            "ines inas in ina".split()
+        ),
+        ("", "o", "a", "e", "os", "as"),
+    ),
+    "portuguese": (
+        tuple("zinhos zinhas zinho zinha inhos inhas inho inha itos itas ito ita".split()),
+        ("", "o", "a", "e", "os", "as"),
+    ),
+    "italian": (
+        tuple(
+            "oletto oletta oletti olette olino olina olini ucci uccio uccia etto etta etti ette ello ella elli elle "
+            "ino ina ini ine".split()
+        ),
+        ("", "o", "a", "i", "e"),
+    ),
+    "french": (tuple("ettes ette ets et".split()), ("", "e")),
+    "german": (tuple("chens chen leins lein".split()), ("", "e")),
+    "russian": (
+        tuple(
+            "ишками ишкой ишка ишки ишку еньками енькой енька еньки еньку онька оньки ушка ушки ушку уганы уган "
+            "очек очки ята енок ик ики ок".split()
+        ),
+        ("", "ь", "ик", "ка", "а", "онка"),
+    ),
+}
+MIN_DIMINUTIVE_BASE = 3
 # Stems that begin other words too: French "nourriture" (food), "E. coli", "infanterie", "menorah".
 NOT_DERIVED_STEMS = frozenset({"nourr", "ecoli", "fillet", "infant", "menor"})
 # Words that are also everyday English words; they count only when the text has other words of

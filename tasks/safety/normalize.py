@@ -116,6 +116,27 @@ LEET: dict[str, tuple[str, ...]] = {
     "!": ("i",),
     "|": ("i", "l"),
     "€": ("e",),
+    "(": ("c", "o"),
+}
+# Letters drawn with two or three symbols ("|<id", "ki|)s", "b()y"): read as the letter before the text is cut
+# into tokens, and only beside a letter, so "|" and brackets elsewhere stay punctuation.
+MULTI_SYMBOL_LETTERS: dict[str, str] = {
+    "|<": "k",
+    "|{": "k",
+    "|)": "d",
+    "[)": "d",
+    "()": "o",
+    "[]": "o",
+    "|3": "b",
+    "/\\": "a",
+    "\\/": "v",
+    "|-|": "h",
+    "]-[": "h",
+    "|_|": "u",
+    "\\/\\/": "w",
+    "|\\|": "n",
+    "|2": "r",
+    "|_": "l",
 }
 MAX_READINGS = 16
 # Lower-case letters shaped like small capitals ("кid", "κids"). Unicode lists only their capitals as
@@ -147,8 +168,15 @@ MIXED_SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
     "з": ("e",),
 }
 # Characters that can only be letters inside a word ("k!d", "g|rl"); at its edges they are punctuation.
-_INNER_ONLY = "!|"
-_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’])+|[&+]")
+_INNER_ONLY = "!|("
+_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W\d_]{2,}(?![^\s)]*\))))+|[&+]")
+# Where a letter drawn with symbols may stand: beside a letter, or at the start of a word before one.
+_MULTI_SYMBOL = re.compile(
+    "|".join(
+        rf"(?<=[^\W\d_]){re.escape(k)}|{re.escape(k)}(?=[^\W\d_])"
+        for k in sorted(MULTI_SYMBOL_LETTERS, key=len, reverse=True)
+    )
+)
 _APOSTROPHES = "'’"
 # Separators that may stand between letters spaced apart: "c h i l d", "k.i.d", "b-o-y", "g_i_r_l".
 _SPACED_SEPARATOR = re.compile(r"[\s.\-_*·•,~:/\\()\[\]{}|+]{1,3}")
@@ -287,8 +315,9 @@ def _letter_readings(token: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=65536)
 def _readings(raw: str) -> tuple[str, ...]:
-    if raw[:1] in _INNER_ONLY and raw[1:2].isalpha():  # "!nfant": the symbol may be a letter
-        return tuple(dict.fromkeys(_readings("i" + raw[1:]) + _readings(raw[1:])))
+    if raw[:1] in _INNER_ONLY and raw[1:2].isalpha():  # "!nfant", "(hild": the symbol may be a letter
+        first = "c" if raw[0] == "(" else "i"
+        return tuple(dict.fromkeys(_readings(first + raw[1:]) + _readings(raw[1:])))
     token = raw.strip(_APOSTROPHES + _INNER_ONLY)
     token = "".join(c for c in token if c not in _APOSTROPHES)  # "boys'" -> "boys", "baby's" -> "babys"
     if not token:
@@ -303,8 +332,9 @@ def _readings(raw: str) -> tuple[str, ...]:
 
 
 def tokenize(text: str) -> tuple[str, list[Token]]:
-    """(folded text, tokens). Token offsets index the folded text."""
-    folded = fold_text(text)
+    """(folded text, tokens). Token offsets index the folded text, in which letters drawn with several symbols
+    ("|<", "|)", "()") are already single letters."""
+    folded = _MULTI_SYMBOL.sub(lambda m: MULTI_SYMBOL_LETTERS[m.group()], fold_text(text))
     tokens = []
     for match in _TOKEN.finditer(folded):
         readings = _readings(match.group())

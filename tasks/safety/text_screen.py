@@ -91,6 +91,8 @@ _YOUNG_WORDS = frozenset({"young", "junge", "jungen", "junger", "junges"})
 _GROWN_UP = frozenset({"adult", "grown", "grownup", "older"})
 _GROWN_UP_TERMS = frozenset(
     {
+        "niece",
+        "nephew",
         "son",
         "daughter",
         "child",
@@ -174,10 +176,12 @@ def _phrases() -> dict[str, list[tuple[str, ...]]]:
 class _ForeignLexicon:
     """Child words of one language: exact forms, Snowball stems, compound parts."""
 
-    def __init__(self, language: str, words: Iterable[str]):
+    def __init__(self, language: str, words: Iterable[str], english: frozenset[str] = frozenset()):
         from nltk.stem.snowball import SnowballStemmer
 
         self.language = language
+        # A compound whose other part is an English word is a name or an English word ("Kinderhook").
+        self.english = english
         self._stemmer = SnowballStemmer(language)
         self.forms = frozenset(fold_word(w) for w in words)
         self.stems = frozenset(self.stem(w) for w in self.forms)
@@ -211,10 +215,33 @@ class _ForeignLexicon:
             return self._compound(word)
         return self.stem(word) in self.stems or self._compound(word)
 
+    def diminutive(self, word: str) -> bool:
+        """A diminutive of a child word: "hijita", "bebezinho", "figlioletto", "Töchterchen", "сынишка"."""
+        suffixes, endings = lx.DIMINUTIVES.get(self.language, ((), ()))
+        for suffix in suffixes:
+            if not word.endswith(suffix) or len(word) - len(suffix) < lx.MIN_DIMINUTIVE_BASE:
+                continue
+            base = word[: -len(suffix)]
+            bases = [base]
+            if base.endswith(("qu", "gu")):  # Spanish spelling: "chiquita" from "chica"
+                bases.append(base[:-2] + ("c" if base[-2] == "q" else "g"))
+            if len(base) > 3 and base[-1] == base[-2]:  # French: "garçonnet" from "garçon"
+                bases.append(base[:-1])
+            for b in bases:
+                for ending in endings:
+                    candidate = b + ending
+                    if candidate in self.forms or (len(candidate) > 3 and self.stem(candidate) in self.stems):
+                        return True
+        return False
+
     def _compound(self, word: str) -> bool:
         rest = lx.COMPOUND_MIN_REST.get(self.language, 3)
-        return any(word.startswith(p) and len(word) >= len(p) + rest for p in self.prefixes) or any(
-            word.endswith(s) and len(word) >= len(s) + rest for s in self.suffixes
+        return any(
+            word.startswith(p) and len(word) >= len(p) + rest and word[len(p) :] not in self.english
+            for p in self.prefixes
+        ) or any(
+            word.endswith(s) and len(word) >= len(s) + rest and word[: -len(s)] not in self.english
+            for s in self.suffixes
         )
 
 
@@ -326,7 +353,7 @@ class ChildContentFilter:
                 for f, lemma in self.english_forms.items()
                 if len(f) >= 4 and _squeeze_all(f) not in self.known
             }
-            self.foreign = [_ForeignLexicon(lang, words) for lang, words in lx.FOREIGN_WORDS.items()]
+            self.foreign = [_ForeignLexicon(lang, words, self.known) for lang, words in lx.FOREIGN_WORDS.items()]
             self.foreign_forms = {fold_word(w): lang for lang, ws in lx.FOREIGN_WORDS.items() for w in ws}
             _idioms()
             _phrases()
@@ -351,11 +378,14 @@ class ChildContentFilter:
         """An inflected or compound foreign child word, or a misspelled English one."""
         if not reading.isascii() or reading.isalpha():
             for lexicon in self.foreign:
-                if lexicon.matches(reading):
+                if lexicon.matches(reading) or lexicon.diminutive(reading):
                     return reading, reading, lexicon.language
         if not (fuzzy and reading.isalpha()) or reading in lx.NOT_MISSPELLINGS:
             return None
         lemma = self.squeezed_forms.get(_squeeze_all(reading))
+        # A final "y" sound written "ee", "ie" or "ey" ("babee", "babie"), read as "y" too.
+        sounded = re.sub(r"(?:ee|ie|ey)(s?)$", r"y\1", reading)
+        lemma = lemma or (self.english_forms.get(sounded) if sounded != reading else None)
         near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
         return (near, near, "english") if near else None
 
@@ -372,9 +402,71 @@ class ChildContentFilter:
 
     def _word_hits(self, text: _Text) -> None:
         for i, token in enumerate(text.tokens):
-            found = self._match_word(token.readings)
+            found = self._match_word(token.readings) or self._run_together(text, i)
             if found:
                 text.hits.append(_Hit(found[0], i, i, found[1], found[2]))
+
+    def _run_together(self, text: _Text, i: int) -> tuple[str, str, str] | None:
+        """A child word written together with other words: "toddlerlife", "littlegirl", "#kidsofinstagram".
+
+        The token must be no English word and split wholly into English words (of 3 letters or more, or
+        short function words), one of them a common child word (`lx.JOINABLE`). After "#" the rest of a
+        hashtag may be anything ("#kidsofinsta"). A capitalised token is left alone: a name ("Kidwelly").
+        """
+        token = text.tokens[i]
+        word = token.word
+        hashtag = text.folded[token.start - 1 : token.start] == "#"
+        if len(word) < 6 or not word.isalpha() or word in self.known or (token.capitalised and not hashtag):
+            return None
+        if hashtag:
+            for k in range(len(word) - 1, 2, -1):
+                if word[:k] in lx.JOINABLE:
+                    lemma = self.english_forms[word[:k]]
+                    return lemma, lemma, "english"
+        child = self._segment(word)
+        return (child, child, "english") if child else None
+
+    @staticmethod
+    def _joins_adult(head: str, rest: str) -> bool:
+        """Two pieces that make an adult word or idiom: "ladyboy", "cowgirls", "kidman", "boyband"."""
+        if _noun_kind(head) in ("adult", "animal") or _noun_kind(rest) in ("adult", "animal"):
+            return True
+        pairs = {(head, rest), (head, rest.removesuffix("s"))}
+        return any(words in pairs for words, _ in _idioms().get(head, ()))
+
+    @lru_cache(maxsize=8192)  # noqa: B019 - one filter per process
+    def _segment(self, word: str, depth: int = 0) -> str | None:
+        """The child lemma of `word` split into English words with at least one child word, else None."""
+        for k in range(len(word) - 1, 1, -1) if depth <= 3 else ():
+            head, rest = word[:k], word[k:]
+            if self._joins_adult(head, rest):
+                return None
+            is_child = head in lx.JOINABLE
+            head_word = head in self.known and (len(head) >= 3 or head in lx.JOIN_SHORT_WORDS)
+            rest_word = rest in self.known and (len(rest) >= 3 or rest in lx.JOIN_SHORT_WORDS)
+            found: str | None = None
+            if is_child and (rest_word or rest in lx.JOINABLE or (len(rest) >= 5 and self._segments(rest, depth + 1))):
+                found = self.english_forms[head]
+            elif (is_child or head_word) and rest in lx.JOINABLE:
+                found = self.english_forms[rest]
+            elif (is_child or head_word) and len(rest) >= 5:
+                found = self._segment(rest, depth + 1)
+            if found:
+                return found
+        return None
+
+    def _segments(self, word: str, depth: int) -> bool:
+        """`word` splits wholly into English words of 3 letters or more (or short function words)."""
+        if (len(word) >= 3 or word in lx.JOIN_SHORT_WORDS) and word in self.known:
+            return True
+        if depth > 3:
+            return False
+        return any(
+            word[:k] in self.known
+            and (k >= 3 or word[:k] in lx.JOIN_SHORT_WORDS)
+            and self._segments(word[k:], depth + 1)
+            for k in range(len(word) - 2, 1, -1)
+        )
 
     def _joined_hits(self, text: _Text) -> None:
         """Words cut by a hyphen or a space: "pre-schooler", "grand-daughter", "chil dren", "ba by"."""
