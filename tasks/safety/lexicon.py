@@ -26,7 +26,7 @@ _ENGLISH_NOUNS = (
     "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
     "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog niece nephew stepkid "
-    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat"
+    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat nipper"
 ).split()
 _IRREGULAR = {
     "child": ("children", "childs", "childrens", "childrenz"),
@@ -154,7 +154,8 @@ CHILD_PHRASES: dict[tuple[str, ...], str] = {
 GRADE_NUMBERS = frozenset("1 2 3 4 5 6 7 8 9 10 one two three four five six seven eight nine ten".split())
 SCHOOL_WORDS = frozenset(
     "class classes classroom classrooms students student pupils pupil teacher teachers kids children "
-    "homework math reading science field trip".split()
+    "homework math maths reading science field trip leavers assembly pupil nativity sats trip playground "
+    "playtime".split()
 )
 GRADE_ORDINALS = frozenset(
     "first second third fourth fifth sixth seventh eighth ninth tenth 1st 2nd 3rd 4th 5th 6th 7th 8th 9th 10th".split()
@@ -322,7 +323,8 @@ ADULT_NOUNS = frozenset(
         "professional professionals parent parents parents' executive executives entrepreneur entrepreneurs "
         "businessman businesswoman businessmen businesswomen lawyer lawyers doctor doctors nurse nurses "
         "soldier soldiers officer officers graduate graduates mom's widow widower grandmother grandfather "
-        "grandma grandpa granny senior seniors retiree retirees bachelor bachelors fiance fiancee newlyweds "
+        "grandma grandpa granny senior seniors retiree retirees pastor pastors minister ministers leader leaders "
+        "coordinator coordinators counselor counselors counsellor chaplain bachelor bachelors fiance fiancee newlyweds "
         "lovers voters worker workers employee employees farmer farmers priest monk monks nun nuns "
         "frau frauen mann manner maenner leute erwachsene paar ehepaar dame damen"
     ).split()
@@ -369,6 +371,7 @@ ANIMAL_NOUNS = frozenset(
         "harrier peregrine seagull seagulls grizzly polar elk moose marmot groundhog chipmunk vole shrew mole "
         "dormouse lamprey barracuda grouper halibut flounder sardine anchovy mackerel herring tilapia perch "
         "sturgeon axolotls bear's hen's sow sows boars bullock bullocks ewe's ewes rams nanny billy kitten's "
+        "stag stags hind hinds roe buck bucks "
         "mustang bronco donkey's mule's burro zebu dromedary alpacas llama's ox oxen bison's hedgehogs"
     ).split()
 )
@@ -462,6 +465,16 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "nene goose",
         "nene geese",
         "sea urchin",
+        "nail nippers",
+        "cuticle nippers",
+        "wire nippers",
+        "nail nipper",
+        "fur baby",
+        "fur babies",
+        "fur kid",
+        "fur kids",
+        "furbaby",
+        "furbabies",
         "sea urchins",
     ),
     "product": (
@@ -474,6 +487,9 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "child safety locks",
         "child safety cap",
         "child proof",
+        "child free",
+        "kid free",
+        "kids free",
         "child resistant",
         "child friendly",
         "kid friendly",
@@ -590,6 +606,41 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "minor leagues",
         "minor leaguer",
         "minor league baseball",
+        "son in law",
+        "sons in law",
+        "daughter in law",
+        "daughters in law",
+        "enfant terrible",
+        "el nino storm",
+        "el nino storms",
+        "el nino weather",
+        "el nino effect",
+        "el nino year",
+        "el nino winter",
+        "el nino waves",
+        "el nino rains",
+        "el nino pattern",
+        "el nino event",
+        "el nino map",
+        "el nino flooding",
+        "la nina weather",
+        "la nina map",
+        "la nina winter",
+        "la nina year",
+        "la nina effect",
+        "la nina pattern",
+        "la nina event",
+        "teen spirit",
+        "young at heart",
+        "forever young",
+        "young wine",
+        "young blood",
+        "youngblood",
+        "yummy mummy",
+    ),
+    # People called boys, girls or babies: excused only when nothing else in the text makes them
+    # children (`CHILD_SCENE_WORDS`, a size or count word before them).
+    "people": (
         "child's play",
         "childs play",
         "inner child",
@@ -630,45 +681,56 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "mommas boy",
         "big boy pants",
         "son of a gun",
-        "son in law",
-        "sons in law",
-        "daughter in law",
-        "daughters in law",
         "and sons",
         "and son",
         "and daughters",
         "& sons",
         "kid you not",
         "kid me not",
-        "enfant terrible",
-        "el nino storm",
-        "el nino storms",
-        "el nino weather",
-        "el nino effect",
-        "el nino year",
-        "el nino winter",
-        "el nino waves",
-        "el nino rains",
-        "el nino pattern",
-        "el nino event",
-        "el nino map",
-        "el nino flooding",
-        "la nina weather",
-        "la nina map",
-        "la nina winter",
-        "la nina year",
-        "la nina effect",
-        "la nina pattern",
-        "la nina event",
-        "teen spirit",
-        "young at heart",
-        "forever young",
-        "young wine",
-        "young blood",
-        "youngblood",
-        "yummy mummy",
+        "new kid on the block",
+        "new kid in town",
+        "kid in a candy store",
+        "girl next door",
+        "daddy's girl",
+        "daddys girl",
+        "the old girl",
+        "boy oh boy",
+        "big baby",
+        "cry baby",
+        "crybaby",
+        "hey baby",
+        "man child",
+        "manchild",
+        "young looking",
+        "baby face",
+        "golden child",
+        "problem child",
+        "wild child",
+        "wonder boy",
+        "boy wonder",
+        "dream girl",
+        "girl crush",
+        "boys will be boys",
+        "old girls",
+        "the girls' night",
+    ),
+    # "birthday boy": a child unless the text gives an adult age ("the birthday boy turning 50").
+    "needs adult age": (
+        "birthday boy",
+        "birthday girl",
+        "baby of the",
+        "the baby of the",
     ),
     "adult friends": (
+        "boys * weekend",
+        "girls * weekend",
+        "boys * trip",
+        "girls * trip",
+        "boys * night",
+        "girls * night",
+        "girls night in",
+        "girls' getaway",
+        "girls * getaway",
         "girls night",
         "girls nights",
         "girls night out",
@@ -795,6 +857,71 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "young adult fiction",
     ),
 }
+# Idiom families whose excuse needs a text with nothing else about children in it.
+CONTEXT_SENSITIVE_IDIOMS = frozenset({"people", "adult friends", "name", "title"})
+# Words that put children in the scene: childhood places, toys and pastimes, baby gear, and parents.
+# "two little boys in blue on the seesaw" is about children, "boys in blue directing traffic" is not.
+CHILD_SCENE_WORDS = frozenset(
+    (
+        "playground playgrounds nursery sandbox sandpit seesaw swingset crib cribs cot cots stroller strollers pram "
+        "prams pushchair highchair daycare kindergarten preschool school schoolyard classroom recess playtime teddy "
+        "teddies toy toys doll dolls lego crayon crayons lunchbox sleepover hopscotch piggyback bedtime nightlight "
+        "sandcastle sandcastles pacifier nappy nappies diaper diapers onesie bib lullaby babysitter playdate "
+        "playgroup trick treating rattle dummy tricycle trike buckets spades bouncy bunkbed storybook "
+        "mum mom mummy mommy mama momma dad daddy papa father mother parent parents grandma grandpa granny nana "
+        "grandparents grandmother grandfather stepmom stepdad"
+    ).split()
+)
+# Size and count words right before a child word make it a child ("two small boys in blue").
+CHILD_SIZE_WORDS = frozenset(
+    "little small tiny wee young two three four five six several twin twins smaller littlest lil".split()
+)
+# Settings for adults only: "the girls at the office party", "a bachelorette with her girls".
+ADULT_SETTING_WORDS = frozenset(
+    (
+        "office pub pubs nightclub nightclubs cocktail cocktails wine wines beer beers champagne prosecco "
+        "bachelorette hen stag casino poker karaoke brewery whisky vodka margarita margaritas spa bridal bride "
+        "bridesmaids wedding firehouse station barracks coworkers colleagues"
+    ).split()
+)
+# Child words for people named with capitals ("Boy Pablo", "Youth Lagoon") count as names only when the
+# name does not belong to a children's organisation ("Girl Scouts", "Boys and Girls Club").
+CHILDREN_ORGANISATION_WORDS = frozenset("scout scouts guide guides brownie brownies cub cubs club clubs".split())
+# Words that make capitals a performer's, a work's or a place's name: "Kid Koala at the turntables".
+NAME_CONTEXT_WORDS = frozenset(
+    (
+        "concert concerts album albums band bands song songs lyrics tour gig stage live singer rapper rapping "
+        "singing performing performs performer dj turntables mural poster posters record records vinyl festival "
+        "movie film show series episode trailer novel author book cover track remix radio studio statue "
+        "castle village town city street museum university campus stadium logo sign"
+    ).split()
+)
+# Goods and places for children, named after them: "kids' bike for sale", "girls' shoes on a shelf",
+# "a children's hospital at night". A child word before one of these (or after "for") is what the thing is
+# for; with no child elsewhere in the text it is no child in the picture.
+GOODS_NOUNS = frozenset(
+    (
+        "book books menu menus bike bikes bicycle bicycles tricycle scooter scooters bed beds frame frames crib "
+        "cribs cot chair chairs seat seats stroller strollers pram diaper diapers nappies bottle bottles warmer "
+        "toothbrush toothbrushes toothpaste cup cups toy toys puzzle puzzles gate gates swing swings slide clothes "
+        "clothing shoe shoes boot boots sneakers trainers jacket jackets coat coats dress dresses uniform uniforms "
+        "pajamas pyjamas size sizes section department aisle store shop shops boutique hospital museum library "
+        "playground playgrounds restroom restrooms toilet toilets bathroom sign signs entrance exterior "
+        "logo encyclopedia encyclopedias magazine magazines furniture wear fashion supplies kit kits set sets food "
+        "formula wipes shampoo lotion vitamins medicine meal meals box boxes tin tins jar jars pack packs packet "
+        "bag bags can cans cereal channel programme program cartoon cartoons costume costumes backpack backpacks "
+        "lunchbox helmet helmets football ball balls stick sticks racket skis bat gloves mittens hat hats socks "
+        "bib bibs blanket blankets mattress monitor carrier trampoline tent playhouse kitchen sunscreen sandals "
+        "wellies raincoat raincoats swimsuit swimsuits leggings tights ward clinic aisle catalog catalogue "
+        "fiction novels shelf shelves rack racks"
+    ).split()
+)
+# What goods do in a picture: "school uniforms for boys hanging in a window".
+GOODS_VERBS = frozenset("hanging hung drying folded stacked displayed lined piled arranged packed wrapped".split())
+# Child words that name who goods are for.
+GOODS_OWNERS = frozenset(
+    "child kid kiddie baby toddler infant newborn boy girl teen teenage tween preteen youth junior".split()
+)
 # Titles made of everyday phrases ("the young ones at the pool" is about children): they count only
 # when written with capitals, in a text whose capitals mean something (it has lower-case words too).
 TITLES: tuple[str, ...] = (

@@ -66,6 +66,22 @@ AGE_PATTERN = re.compile(
 AGED_PATTERN = re.compile(rf"(?<![\w.])(?P<word>age[ds]?)[\s:]+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w])")
 # "under-12s", "u12 football", "under 10 team".
 AGE_GROUP_PATTERN = re.compile(r"(?<![\w.])(?:u|under)[\s-]?(?P<num>\d{1,2})(?P<plural>['’]?s)?(?![\w])")
+# "under-fives", "under twelves": an age group in words.
+AGE_GROUP_WORDS_PATTERN = re.compile(rf"(?<![\w.])under[\s-]?(?P<num>{'|'.join(_UNITS[1:16])})(?:e?s)(?![\w])")
+_ORDINALS = (
+    "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth"
+).split()
+# "her 7th birthday", "his fourth birthday": a birthday under 16, a person's unless a thing's ("the bakery's 10th").
+BIRTHDAY_PATTERN = re.compile(
+    rf"(?<![\w.])(?P<ord>1st|2nd|3rd|[4-9]th|1[0-5]th|{'|'.join(_ORDINALS)})[\s-]+(?:b-?day|birthday)(?![\w])"
+)
+# "twins turning five", "she turns 7 today"; not "the startup turns 7" or "turn 5 pages".
+TURNING_PATTERN = re.compile(
+    rf"(?<![\w.])(?:turn|turns|turning|turned)\s+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w.])"
+)
+# "year 3 class", "year six leavers", "in year 8": English school years under 16.
+SCHOOL_YEAR_PATTERN = re.compile(rf"(?<![\w.])year[\s-]?(?P<num>\d{{1,2}}|{'|'.join(_UNITS[1:11])})(?![\w.])")
+MAX_SCHOOL_YEAR = 10
 AGE_GROUP_NOUNS = frozenset(
     "team teams squad league football soccer rugby hockey basketball players match game tournament cup side "
     "club camp".split()
@@ -148,6 +164,10 @@ def age_mentions(text: str) -> list[str]:
     return [re.sub(r"\s+", " ", m.group(0).strip()) for m in found]
 
 
+def _idiom_words(part: str) -> tuple[str, ...]:
+    return tuple(t.word for t in tokenize(part)[1])
+
+
 @lru_cache(maxsize=1)
 def _idioms() -> dict[str, list[tuple[tuple[str, ...], str]]]:
     """First word -> [(idiom words, family)], the idioms read by the same normaliser as the texts."""
@@ -155,7 +175,8 @@ def _idioms() -> dict[str, list[tuple[tuple[str, ...], str]]]:
     families = [*lx.IDIOMS.items(), ("title", lx.TITLES)]
     for family, idioms in families:
         for idiom in idioms:
-            words = tuple(t.word for t in tokenize(idiom)[1])
+            # "*" stands for any one word: "boys * weekend" is also "the boys' golf weekend".
+            words = tuple(w for part in idiom.split() for w in (("*",) if part == "*" else _idiom_words(part)))
             index.setdefault(words[0], []).append((words, family))
     return index
 
@@ -236,12 +257,19 @@ class _ForeignLexicon:
 
     def _compound(self, word: str) -> bool:
         rest = lx.COMPOUND_MIN_REST.get(self.language, 3)
-        return any(
-            word.startswith(p) and len(word) >= len(p) + rest and word[len(p) :] not in self.english
-            for p in self.prefixes
-        ) or any(
-            word.endswith(s) and len(word) >= len(s) + rest and word[: -len(s)] not in self.english
-            for s in self.suffixes
+        return any(word.startswith(p) and len(word) >= len(p) + rest for p in self.prefixes) or any(
+            word.endswith(s) and len(word) >= len(s) + rest for s in self.suffixes
+        )
+
+    def english_compound(self, word: str) -> bool:
+        """A compound whose other part is an English word ("Kinderhook", "Kinderzimmer"): German only beside
+        other German words."""
+
+        def english(part: str) -> bool:  # "Kindergartenkinder" is German all the same
+            return part in self.english and part not in lx.ENGLISH_FORMS
+
+        return any(word.startswith(p) and english(word[len(p) :]) for p in self.prefixes) or any(
+            word.endswith(s) and english(word[: -len(s)]) for s in self.suffixes
         )
 
 
@@ -255,6 +283,23 @@ def _squeeze(word: str) -> str:
     A doubled letter inside a word stays ("soon" is not "son", "toot" is not "tot").
     """
     return re.sub(r"(.)\1+$", r"\1", re.sub(r"(.)\1{2,}", r"\1", word))
+
+
+_ADULT_AGE = re.compile(rf"(?<![\w.])(?:1[6-9]|[2-9]\d|1[01]\d|{_TENS_RE})(?:s|\b)(?![.,]\d)")
+
+
+def _adult_age(folded: str) -> bool:
+    """The text gives an age of 16 or more: "turning 50", "a 30-year-old drummer", "40 and fabulous"."""
+    return bool(_ADULT_AGE.search(lower_same_length(folded)))
+
+
+def _child_scene(text: _Text, lo: int, hi: int) -> bool:
+    """Something outside tokens lo..hi makes the people children: a childhood place, toy, pastime or a parent
+    (`lx.CHILD_SCENE_WORDS`), or a size or count word just before them ("two small boys in blue")."""
+    if any(w in lx.CHILD_SCENE_WORDS for k, w in enumerate(text.words) if k < lo or k > hi):
+        return True
+    before = [w for w in text.words[max(0, lo - 2) : lo] if w not in ("the", "of")]
+    return any(w in lx.CHILD_SIZE_WORDS for w in before)
 
 
 def _capitals_inform(tokens: list[Token]) -> bool:
@@ -296,7 +341,7 @@ class _Text:
     tokens: list[Token]
     words: list[str]
     hits: list[_Hit] = field(default_factory=list)
-    idiom_spans: list[tuple[int, int]] = field(default_factory=list)
+    idiom_spans: list[tuple[int, int, str]] = field(default_factory=list)
 
     def boundary(self, i: int, j: int, commas: bool = True) -> bool:
         """Punctuation between tokens i < j that ends a noun phrase (a comma only when `commas`)."""
@@ -327,6 +372,9 @@ class ChildContentFilter:
         # Context rules, each a reason a child word is used in an adult sense; any one excuses it.
         self._rules = (
             self._in_idiom,
+            self._among_adults,
+            self._named_with_capitals,
+            self._goods_for_children,
             self._near_context_word,
             self._lacks_its_language,
             self._false_friend,
@@ -376,18 +424,23 @@ class ChildContentFilter:
 
     def _inexact(self, reading: str, fuzzy: bool) -> tuple[str, str, str] | None:
         """An inflected or compound foreign child word, or a misspelled English one."""
+        weak: tuple[str, str, str] | None = None
         if not reading.isascii() or reading.isalpha():
             for lexicon in self.foreign:
                 if lexicon.matches(reading) or lexicon.diminutive(reading):
-                    return reading, reading, lexicon.language
+                    if not (lexicon.language == "german" and lexicon.english_compound(reading)):
+                        return reading, reading, lexicon.language
+                    # "?": a German compound with an English part counts only beside German words, unless
+                    # it is a misspelt English child word ("kindergarden").
+                    weak = (reading, reading, lexicon.language + "?")
         if not (fuzzy and reading.isalpha()) or reading in lx.NOT_MISSPELLINGS:
-            return None
+            return weak
         lemma = self.squeezed_forms.get(_squeeze_all(reading))
         # A final "y" sound written "ee", "ie" or "ey" ("babee", "babie"), read as "y" too.
         sounded = re.sub(r"(?:ee|ie|ey)(s?)$", r"y\1", reading)
         lemma = lemma or (self.english_forms.get(sounded) if sounded != reading else None)
         near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
-        return (near, near, "english") if near else None
+        return (near, near, "english") if near else weak
 
     def _match_word(self, readings: Iterable[str], fuzzy: bool = True) -> tuple[str, str, str] | None:
         """(term, lemma, language) for the first reading that is a child word, else None."""
@@ -447,13 +500,18 @@ class ChildContentFilter:
             found: str | None = None
             if is_child and (rest_word or rest in lx.JOINABLE or (len(rest) >= 5 and self._segments(rest, depth + 1))):
                 found = self.english_forms[head]
-            elif (is_child or head_word) and rest in lx.JOINABLE:
+            elif (is_child or self._describes(head)) and rest in lx.JOINABLE:
                 found = self.english_forms[rest]
             elif (is_child or head_word) and len(rest) >= 5:
                 found = self._segment(rest, depth + 1)
             if found:
                 return found
         return None
+
+    def _describes(self, head: str) -> bool:
+        """A word that can stand before a child word joined to it: "littlegirl", "mybaby", "cuteboys"; a noun
+        makes a word of its own ("showgirls", "busboy")."""
+        return head in lx.JOIN_SHORT_WORDS or (head in self.adjectives and head not in self.verbs)
 
     def _segments(self, word: str, depth: int) -> bool:
         """`word` splits wholly into English words of 3 letters or more (or short function words)."""
@@ -533,12 +591,13 @@ class ChildContentFilter:
     # -- context rules: each says whether a hit is a child word used in an adult sense --------------------------
 
     @staticmethod
-    def _idiom_spans(tokens: list[Token]) -> list[tuple[int, int]]:
-        """Token spans of the adult idioms in the text; a word also matches its possessive ("Julia Child's")."""
+    def _idiom_spans(tokens: list[Token]) -> list[tuple[int, int, str]]:
+        """(first, last, family) of the adult idioms in the text; a word also matches its possessive
+        ("Julia Child's"), and "*" any one word."""
 
         def matches(word: str, token: Token) -> bool:
             possessive = "'" in token.text or "’" in token.text
-            return word in token.readings or (possessive and word + "s" in token.readings)
+            return word == "*" or word in token.readings or (possessive and word + "s" in token.readings)
 
         spans = []
         idioms = _idioms()
@@ -549,12 +608,114 @@ class ChildContentFilter:
                 if len(span) < len(words) or not all(matches(w, t) for w, t in zip(words, span, strict=True)):
                     continue
                 if family != "title" or (_written_as_title(span) and _capitals_inform(tokens)):
-                    spans.append((i, i + len(words) - 1))
+                    spans.append((i, i + len(words) - 1, family))
         return spans
 
+    def _in_idiom(self, text: _Text, hit: _Hit) -> bool:
+        """Inside an adult idiom. An idiom about people ("boys in blue", "and sons", "party girl", a band's name)
+        excuses only in a text that says nothing else of children; "birthday boy" only beside an adult age."""
+        for lo, hi, family in text.idiom_spans:
+            if not (lo <= hit.first and hit.last <= hi):
+                continue
+            if family == "needs adult age":
+                if _adult_age(text.folded) and not _child_scene(text, lo, hi):
+                    return True
+            elif family not in lx.CONTEXT_SENSITIVE_IDIOMS or not _child_scene(text, lo, hi):
+                return True
+        return False
+
     @staticmethod
-    def _in_idiom(text: _Text, hit: _Hit) -> bool:
-        return any(lo <= hit.first and hit.last <= hi for lo, hi in text.idiom_spans)
+    def _among_adults(text: _Text, hit: _Hit) -> bool:
+        """ "the girls at the office party", "a bachelorette with her girls": grown-up friends called boys or girls,
+        in an adult setting, with nothing else about children."""
+        if text.words[hit.first] not in ("boys", "girls", "lads") or hit.first != hit.last:
+            return False
+        return any(w in lx.ADULT_SETTING_WORDS for w in text.words) and not _child_scene(text, hit.first, hit.last)
+
+    def _named_with_capitals(self, text: _Text, hit: _Hit) -> bool:
+        """A child word inside a capitalised name: "Boy Pablo playing live", "Youth Lagoon concert", "Children of
+        Bodom poster", "Sons of Liberty reenactors". The name must not open the text unless it holds a word
+        that is no English word, has three words, or the text speaks of a performer, a work or a place."""
+        tokens = text.tokens
+        if not tokens[hit.first].capitalised or not _capitals_inform(tokens):
+            return False
+        lo, hi = hit.first, hit.last
+
+        def joins(j: int, k: int) -> bool:
+            return not text.boundary(min(j, k), max(j, k))
+
+        while (
+            lo > 0
+            and joins(lo - 1, lo)
+            and (
+                tokens[lo - 1].capitalised
+                or (tokens[lo - 1].word in lx.SMALL_TITLE_WORDS and lo > 1 and tokens[lo - 2].capitalised)
+            )
+        ):
+            lo -= 1
+        while (
+            hi + 1 < len(tokens)
+            and joins(hi, hi + 1)
+            and (
+                tokens[hi + 1].capitalised
+                or (tokens[hi + 1].word in lx.SMALL_TITLE_WORDS and hi + 2 < len(tokens) and tokens[hi + 2].capitalised)
+            )
+        ):
+            hi += 1
+        while tokens[lo].word in lx.SMALL_TITLE_WORDS and lo < hit.first:
+            lo += 1
+        words = text.words[lo : hi + 1]
+        capitals = [t for t in tokens[lo : hi + 1] if t.capitalised]
+        if len(capitals) < 2 or any(w in lx.CHILDREN_ORGANISATION_WORDS for w in words):
+            return False
+        if all(w in self.english_forms or w in lx.SMALL_TITLE_WORDS for w in words):
+            return False
+        if _child_scene(text, lo, hi):
+            return False
+        opens = lo == 0
+        strange = any(w.isalpha() and w not in self.known and w not in self.english_forms for w in words)
+        return not opens or strange or len(capitals) >= 3 or any(w in lx.NAME_CONTEXT_WORDS for w in text.words)
+
+    def _goods_for_children(self, text: _Text, hit: _Hit) -> bool:
+        """A thing or a place named after children, with no child in the text: "kids' bike for sale", "girls'
+        shoes on a shelf", "a children's hospital at night", "a play kitchen for kids"."""
+        if hit.language != "english" or hit.lemma not in lx.GOODS_OWNERS:
+            return False
+        token = text.tokens[hit.last]
+        possessive = token.text.endswith(("'s", "’s", "'", "’"))
+        previous = text.words[hit.first - 1] if hit.first else ""
+        if possessive and previous in _ARTICLES and previous not in ("a", "an", "one"):
+            return False  # "the child's toy", "the boys' bikes": particular children, so in the picture
+        plural = token.word.endswith("s") and not possessive
+        # After it: nouns and modifiers up to the head noun ("kids' craft supplies on a table"); a noun after a
+        # goods noun makes another head ("kids' bike ride").
+        head = ""
+        for j in range(hit.last + 1, min(len(text.tokens), hit.last + 4)):
+            word = text.words[j]
+            if text.boundary(j - 1, j) or word in _FUNCTION_WORDS or word in self.english_forms:
+                break
+            if word in lx.GOODS_NOUNS:
+                head = word
+            elif (
+                word in self.nouns or word in self.adjectives or word not in self.known or word.endswith("sized")
+            ) and not (word.endswith(("ing", "ed")) and not word.endswith("sized")):
+                head = ""  # a modifier before the head, or a further head: "kids' bike ride"
+            else:
+                break
+        if head and hit.first == hit.last:
+            # "kids swing on a rope": after a bare plural the word may be its verb.
+            return not (plural and head in self.verbs and not head.endswith("s"))
+        # Before it: "a play kitchen for kids", "school uniforms for boys".
+        if hit.first >= 2:
+            before = [w for w in text.words[max(0, hit.first - 3) : hit.first] if w not in _ARTICLES]
+            after = text.words[hit.last + 1] if hit.last + 1 < len(text.words) else ""
+            return (
+                len(before) >= 2
+                and before[-1] == "for"
+                and before[-2] in lx.GOODS_NOUNS
+                and (not after or after in _FUNCTION_WORDS or after in lx.GOODS_VERBS)
+            )
+        return False
 
     @staticmethod
     def _near_context_word(text: _Text, hit: _Hit) -> bool:
@@ -579,10 +740,12 @@ class ChildContentFilter:
     def _lacks_its_language(text: _Text, hit: _Hit) -> bool:
         """German "Kind", French "ado": everyday English words too, so they count only beside other words of
         their language ("ein Kind")."""
-        if hit.language == "english" or text.words[hit.first] not in lx.NEEDS_LANGUAGE_CONTEXT:
+        weak = hit.language.endswith("?")
+        if hit.language == "english" or not (weak or text.words[hit.first] in lx.NEEDS_LANGUAGE_CONTEXT):
             return False
-        markers = lx.LANGUAGE_MARKERS.get(hit.language, frozenset())
-        others = any(h is not hit and h.language == hit.language for h in text.hits)
+        language = hit.language.rstrip("?")
+        markers = lx.LANGUAGE_MARKERS.get(language, frozenset())
+        others = any(h is not hit and h.language == language for h in text.hits)
         return not (others or any(w in markers for w in text.words))
 
     @staticmethod
@@ -606,14 +769,19 @@ class ChildContentFilter:
                     break
         if hit.lemma == "juvenile" and any(k in ("animal", "thing") for k in kinds):
             return True
+        if hit.lemma == "youth" and kinds[:1] == ["adult"]:  # "youth pastor", "youth worker"
+            return True
         if hit.lemma not in _YOUNG_ANIMAL_TERMS:
             return False
         if "animal" in kinds[:2]:
             return True
         before = [_noun_kind(w) for w in text.words[max(0, hit.first - 4) : hit.first]]
-        people = any(_noun_kind(w) in ("adult", "person") for w in text.words) or any(
-            h is not hit and h.lemma not in _YOUNG_ANIMAL_TERMS for h in text.hits
-        )
+        # "a mother orangutan": an adult noun before an animal is the animal's.
+        words = text.words
+        people = any(
+            _noun_kind(w) in ("adult", "person") and not (k + 1 < len(words) and _noun_kind(words[k + 1]) == "animal")
+            for k, w in enumerate(words)
+        ) or any(h is not hit and h.lemma not in _YOUNG_ANIMAL_TERMS for h in text.hits)
         return "animal" in before and not people
 
     def _minor_as_adjective(self, text: _Text, hit: _Hit) -> bool:
@@ -714,11 +882,63 @@ class ChildContentFilter:
             return False
         return self._subject_is_a_person(text, match.start())
 
+    def _of_a_thing(self, word: str) -> bool:
+        """A noun for a thing, an animal or a business, not a person: "bakery", "dog", "blog"."""
+        kind = _noun_kind(word)
+        if kind in ("animal", "thing"):
+            return True
+        return kind is None and word in self.nouns and word not in self.english_forms and not _agent_noun(word)
+
+    def _birthday_is_a_person(self, text: _Text, match: re.Match) -> bool:
+        """ "her 7th birthday" flags; "the bakery's 10th birthday", "a 1st birthday for the restaurant" do not."""
+        before = [t for t in text.tokens if t.end <= match.start()][-1:]
+        if (
+            before
+            and before[0].text.endswith(("'s", "’s", "s'"))
+            and self._of_a_thing(before[0].word.removesuffix("s"))
+        ):
+            return False
+        after = text.token_after(match.end())
+        following = text.words[after : after + 5]
+        for j, word in enumerate(following[:-1]):
+            if word in ("of", "for") and j <= 2:
+                rest = [w for w in following[j + 1 :] if w not in _ARTICLES]
+                return not (rest and self._of_a_thing(rest[0]))
+        return True
+
+    def _turning_is_a_person(self, text: _Text, match: re.Match) -> bool:
+        """ "twins turning five", "party girl turning four": an age under 16 reached by a person, said as such."""
+        if _age_value(match) >= LEGAL_AGE:
+            return False
+        after = text.token_after(match.end())
+        nxt = text.words[after] if after < len(text.words) else ""
+        if nxt and nxt not in _FUNCTION_WORDS and nxt not in ("today", "tomorrow", "soon", "years", "year"):
+            return False  # "turn 5 pages"
+        return self._subject_is_a_person(text, match.start()) and any(
+            _noun_kind(w) in ("person", "adult") or w in self.english_forms or w in ("she", "he", "i", "we", "they")
+            for w in [t.word for t in text.tokens if t.end <= match.start()][-4:]
+        )
+
+    def _school_year(self, text: _Text, match: re.Match) -> bool:
+        """ "year 3 class", "year six leavers", "a boy in year 8"; not "year 3 of the renovation"."""
+        num = match.group("num")
+        value = int(num) if num.isdigit() else NUMBER_WORDS[num]
+        if not 1 <= value <= MAX_SCHOOL_YEAR:
+            return False
+        after = text.token_after(match.end())
+        nxt = text.words[after] if after < len(text.words) else ""
+        previous = [t.word for t in text.tokens if t.end <= match.start()][-1:]
+        return nxt in lx.SCHOOL_WORDS or (previous == ["in"] and nxt != "of")
+
     def _age_hits(self, text: _Text) -> list[str]:
         lowered = lower_same_length(text.folded)
         found = [m for m in AGE_PATTERN.finditer(lowered) if _is_young_age(m) and self._age_is_a_person(text, m)] + [
             m for m in AGED_PATTERN.finditer(lowered) if _age_value(m) < LEGAL_AGE and self._aged_is_a_person(text, m)
         ]
+        found += [m for m in AGE_GROUP_WORDS_PATTERN.finditer(lowered)]
+        found += [m for m in BIRTHDAY_PATTERN.finditer(lowered) if self._birthday_is_a_person(text, m)]
+        found += [m for m in TURNING_PATTERN.finditer(lowered) if self._turning_is_a_person(text, m)]
+        found += [m for m in SCHOOL_YEAR_PATTERN.finditer(lowered) if self._school_year(text, m)]
         for match in AGE_GROUP_PATTERN.finditer(lowered):
             after = text.token_after(match.end())
             nxt = text.words[after] if after < len(text.words) else ""
