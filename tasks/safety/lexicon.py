@@ -144,7 +144,13 @@ CHILD_PHRASES: dict[tuple[str, ...], str] = {
             "baby brother",
             "lil sis",
             "lil bro",
+            "little sis",
+            "little bro",
+            "baby sis",
+            "baby bro",
         ),
+        # Lads and lasses said to be little are boys and girls.
+        "little lad": ("little lad", "little lads", "little lass", "little lasses", "wee lad", "wee lads", "wee lass"),
         "nursery school": ("nursery school", "nursery class", "play school", "playschool"),
         "school age": ("school age", "school aged"),
     }.items()
@@ -880,8 +886,8 @@ CHILD_SIZE_WORDS = frozenset(
 ADULT_SETTING_WORDS = frozenset(
     (
         "office pub pubs nightclub nightclubs cocktail cocktails wine wines beer beers champagne prosecco "
-        "bachelorette hen stag casino poker karaoke brewery whisky vodka margarita margaritas spa bridal bride "
-        "bridesmaids wedding firehouse station barracks coworkers colleagues"
+        "bachelorette hen stag casino poker karaoke brewery whisky vodka margarita margaritas firehouse barracks "
+        "coworkers colleagues"
     ).split()
 )
 # Child words for people named with capitals ("Boy Pablo", "Youth Lagoon") count as names only when the
@@ -893,7 +899,7 @@ NAME_CONTEXT_WORDS = frozenset(
         "concert concerts album albums band bands song songs lyrics tour gig stage live singer rapper rapping "
         "singing performing performs performer dj turntables mural poster posters record records vinyl festival "
         "movie film show series episode trailer novel author book cover track remix radio studio statue "
-        "castle village town city street museum university campus stadium logo sign"
+        "castle museum university campus stadium logo restaurant pizzeria cafe bistro bakery brand delivery"
     ).split()
 )
 # Goods and places for children, named after them: "kids' bike for sale", "girls' shoes on a shelf",
@@ -913,11 +919,14 @@ GOODS_NOUNS = frozenset(
         "lunchbox helmet helmets football ball balls stick sticks racket skis bat gloves mittens hat hats socks "
         "bib bibs blanket blankets mattress monitor carrier trampoline tent playhouse kitchen sunscreen sandals "
         "wellies raincoat raincoats swimsuit swimsuits leggings tights ward clinic aisle catalog catalogue "
-        "fiction novels shelf shelves rack racks"
+        "fiction novels shelf shelves rack racks display displays window counter stall label labels tag tags "
+        "advert advertisement"
     ).split()
 )
 # What goods do in a picture: "school uniforms for boys hanging in a window".
 GOODS_VERBS = frozenset("hanging hung drying folded stacked displayed lined piled arranged packed wrapped".split())
+# Endings of words for goods: "swimwear", "sleepwear", "glassware".
+GOODS_SUFFIXES = ("wear", "ware")
 # Child words that name who goods are for.
 GOODS_OWNERS = frozenset(
     "child kid kiddie baby toddler infant newborn boy girl teen teenage tween preteen youth junior".split()

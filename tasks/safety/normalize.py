@@ -168,11 +168,11 @@ MIXED_SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
 }
 # Characters that can only be letters inside a word ("k!d", "g|rl"); at its edges they are punctuation.
 _INNER_ONLY = "!|("
-_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W\d_]{2,}(?![^\s)]*\))))+|[&+]")
+_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W_]{2,}(?![^\s)]*\))))+|[&+]")
 # Where a letter drawn with symbols may stand: beside a letter, or at the start of a word before one.
 _MULTI_SYMBOL = re.compile(
     "|".join(
-        rf"(?<=[^\W\d_]){re.escape(k)}|{re.escape(k)}(?=[^\W\d_])"
+        rf"(?<=[^\W\d_]){re.escape(k)}|{re.escape(k)}(?=[^\W_])"
         for k in sorted(MULTI_SYMBOL_LETTERS, key=len, reverse=True)
     )
 )

@@ -285,7 +285,12 @@ def _squeeze(word: str) -> str:
     return re.sub(r"(.)\1+$", r"\1", re.sub(r"(.)\1{2,}", r"\1", word))
 
 
-_ADULT_AGE = re.compile(rf"(?<![\w.])(?:1[6-9]|[2-9]\d|1[01]\d|{_TENS_RE})(?:s|\b)(?![.,]\d)")
+_ADULT_NUM = rf"(?:1[6-9]|[2-9]\d|1[01]\d|{_TENS_RE})"
+# An adult's age said outright: "turning 50", "at 40", "a 30-year-old", "40 and fabulous", "his 50th".
+_ADULT_AGE = re.compile(
+    rf"(?:(?<![\w.])(?:turn(?:s|ed|ing)?|at|aged?)\s+{_ADULT_NUM}(?![\w.])"
+    rf"|(?<![\w.]){_ADULT_NUM}(?:st|nd|rd|th)?[\s-]*(?:years?|yrs?|yo|y/o|birthday|and\b|,|$))"
+)
 
 
 def _adult_age(folded: str) -> bool:
@@ -672,9 +677,16 @@ class ChildContentFilter:
             return False
         if _child_scene(text, lo, hi):
             return False
-        opens = lo == 0
-        strange = any(w.isalpha() and w not in self.known and w not in self.english_forms for w in words)
-        return not opens or strange or len(capitals) >= 3 or any(w in lx.NAME_CONTEXT_WORDS for w in text.words)
+        others = [w for w in words if w not in self.english_forms and w not in lx.SMALL_TITLE_WORDS]
+        strange = any(w.isalpha() and w not in self.known for w in others)
+        # "Cute Baby Smiling", "Two Girls Playing": words that describe a child are no name.
+        if any(
+            w in self.known and (w in self.adjectives or w.endswith(("ing", "ed")) or w in NUMBER_WORDS) for w in others
+        ):
+            return False
+        # Three capitalised words, or two joined by a small one ("Sons of Liberty"), are a name as it stands.
+        titled = len(capitals) >= 3 or any(w in lx.SMALL_TITLE_WORDS for w in words[1:-1])
+        return strange or titled or any(w in lx.NAME_CONTEXT_WORDS for w in text.words)
 
     def _goods_for_children(self, text: _Text, hit: _Hit) -> bool:
         """A thing or a place named after children, with no child in the text: "kids' bike for sale", "girls'
@@ -694,7 +706,7 @@ class ChildContentFilter:
             word = text.words[j]
             if text.boundary(j - 1, j) or word in _FUNCTION_WORDS or word in self.english_forms:
                 break
-            if word in lx.GOODS_NOUNS:
+            if word in lx.GOODS_NOUNS or word.endswith(lx.GOODS_SUFFIXES):
                 head = word
             elif (
                 word in self.nouns or word in self.adjectives or word not in self.known or word.endswith("sized")
@@ -901,7 +913,7 @@ class ChildContentFilter:
         after = text.token_after(match.end())
         following = text.words[after : after + 5]
         for j, word in enumerate(following[:-1]):
-            if word in ("of", "for") and j <= 2:
+            if word in ("of", "for", "to") and j <= 2:
                 rest = [w for w in following[j + 1 :] if w not in _ARTICLES]
                 return not (rest and self._of_a_thing(rest[0]))
         return True
@@ -914,6 +926,9 @@ class ChildContentFilter:
         nxt = text.words[after] if after < len(text.words) else ""
         if nxt and nxt not in _FUNCTION_WORDS and nxt not in ("today", "tomorrow", "soon", "years", "year"):
             return False  # "turn 5 pages"
+        before = [t.word for t in text.tokens if t.end <= match.start()]
+        if not before:
+            return True  # "turning six with a dinosaur cake": nobody else said, so the person pictured
         return self._subject_is_a_person(text, match.start()) and any(
             _noun_kind(w) in ("person", "adult") or w in self.english_forms or w in ("she", "he", "i", "we", "they")
             for w in [t.word for t in text.tokens if t.end <= match.start()][-4:]
