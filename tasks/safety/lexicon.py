@@ -107,6 +107,7 @@ NOT_MISSPELLINGS = frozenset(
         "protien protiens stesso toti tuts sonst totw sois toty tweek tweeks steppin pretende pretenden "
         "pretendes tts tiens txts thts grandmom septon septons sonys sns soms newtown mino minons teets newports "
         "sonos grayson teefs prieten pregen pregens schoolin schoolies sors newyork sonas soos praten pretest "
+        "kidult kidults "
         "stinson minon minox stepdown soins toos thots sions preceeds preceed preseed pretent thens minore tota "
         "minori pressen sojs grandpop socs tweeny newbury sterons stepan sampson granderson tets toats sones minar "
         "stephens grandsoil teeps sond totse seson tfts scons pieten youts prietene protegen sovs prete youch toth "
@@ -178,7 +179,7 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "chavala crio crios cria chamaco chamacos adolescente adolescentes menor menores hijo hijos hija hijas "
         "nieto nietos nieta nietas colegial colegiales colegiala colegialas escolar escolares alumno alumnos "
         "alumna alumnas pequeno pequenos pequena pequenas guagua chamaca chiquito chiquita chiquitos chiquitas "
-        "chiquitin bebito bebita"
+        "chiquitin bebito bebita jovencito jovencita jovencitos jovencitas"
     ).split(),
     "portuguese": (
         "crianca criancas menino meninos menina meninas garoto garotos garota garotas bebe bebes miudo miudos "
@@ -213,6 +214,7 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "дочь дочери дочка дочки внук внука внуки внучка внучки несовершеннолетний несовершеннолетняя "
         "несовершеннолетние малолетний малолетняя малолетние дошкольник дошкольники детвора карапуз пацан "
         "пацаны школота ребятишки ребятня детишки сынишка сыночек доченька девчушка девчонка мальчуган внучок "
+        "малолетка малолетки "
         "новорожденный новорожденная новорожденные первоклассник первоклассница первоклассники первоклашка "
         "второклассник третьеклассник младшеклассник"
     ).split(),
@@ -493,6 +495,15 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "child safety locks",
         "child safety cap",
         "child proof",
+        "child proofing",
+        "childproofing",
+        "baby proof",
+        "baby proofing",
+        "babyproof",
+        "babyproofing",
+        "toddler proof",
+        "toddler proofing",
+        "kid proofing",
         "child free",
         "kid free",
         "kids free",
@@ -692,6 +703,12 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "and daughters",
         "& sons",
         "kid you not",
+        "tot of rum",
+        "tot of whisky",
+        "tot of whiskey",
+        "tot of brandy",
+        "tot of gin",
+        "tot of sherry",
         "kid me not",
         "new kid on the block",
         "new kid in town",
@@ -824,6 +841,7 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "mumford and sons",
         "mumford sons",
         "sons of anarchy",
+        "son of a preacher man",
         "son house",
         "son heung min",
         "teenage mutant ninja turtles",
@@ -927,6 +945,8 @@ GOODS_NOUNS = frozenset(
 GOODS_VERBS = frozenset("hanging hung drying folded stacked displayed lined piled arranged packed wrapped".split())
 # Endings of words for goods: "swimwear", "sleepwear", "glassware".
 GOODS_SUFFIXES = ("wear", "ware")
+# Words for a young person that are no child word alone ("lads on a night out"), but are with an age: "a lad of ten".
+LAD_WORDS = frozenset("lad lads lass lasses laddie".split())
 # Child words that name who goods are for.
 GOODS_OWNERS = frozenset(
     "child kid kiddie baby toddler infant newborn boy girl teen teenage tween preteen youth junior".split()

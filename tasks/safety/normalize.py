@@ -117,6 +117,7 @@ LEET: dict[str, tuple[str, ...]] = {
     "|": ("i", "l"),
     "€": ("e",),
     "(": ("c", "o"),
+    "+": ("t",),
 }
 # Letters drawn with two or three symbols ("|<id", "ki|)s", "b()y"): read as the letter before the text is cut
 # into tokens, and only beside a letter, so "|" and brackets elsewhere stay punctuation.
@@ -167,8 +168,10 @@ MIXED_SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
     "з": ("e",),
 }
 # Characters that can only be letters inside a word ("k!d", "g|rl"); at its edges they are punctuation.
-_INNER_ONLY = "!|("
-_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W_]{2,}(?![^\s)]*\))))+|[&+]")
+_INNER_ONLY = "!|(+"
+_TOKEN = re.compile(
+    r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W_]{2,}(?![^\s)]*\)))|(?<![^\s])\+(?=[^\W\d_]{2,}))+|[&+]"
+)
 # Where a letter drawn with symbols may stand: beside a letter, or at the start of a word before one.
 _MULTI_SYMBOL = re.compile(
     "|".join(
@@ -314,8 +317,10 @@ def _letter_readings(token: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=65536)
 def _readings(raw: str) -> tuple[str, ...]:
+    if raw in ("&", "+"):
+        return ("and",)
     if raw[:1] in _INNER_ONLY and raw[1:2].isalpha():  # "!nfant", "(hild": the symbol may be a letter
-        first = "c" if raw[0] == "(" else "i"
+        first = {"(": "c", "+": "t"}.get(raw[0], "i")
         return tuple(dict.fromkeys(_readings(first + raw[1:]) + _readings(raw[1:])))
     token = raw.strip(_APOSTROPHES + _INNER_ONLY)
     token = "".join(c for c in token if c not in _APOSTROPHES)  # "boys'" -> "boys", "baby's" -> "babys"

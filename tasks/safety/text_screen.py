@@ -80,7 +80,13 @@ TURNING_PATTERN = re.compile(
     rf"(?<![\w.])(?:turn|turns|turning|turned)\s+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w.])"
 )
 # "year 3 class", "year six leavers", "in year 8": English school years under 16.
-SCHOOL_YEAR_PATTERN = re.compile(rf"(?<![\w.])year[\s-]?(?P<num>\d{{1,2}}|{'|'.join(_UNITS[1:11])})(?![\w.])")
+SCHOOL_YEAR_PATTERN = re.compile(
+    rf"(?<![\w.])year[\s-]?(?P<num>\d{{1,2}}|{'|'.join(_UNITS[1:11])})(?P<plural>['’]?s)?(?![\w.])"
+)
+# "a lad of ten", "a girl of 7": a person said to be of an age.
+OF_AGE_PATTERN = re.compile(
+    rf"(?<![\w.])(?P<noun>[a-z]+)\s+of\s+(?:(?P<tens>{_TENS_RE})[\s-]*)?(?P<num>{_NUM})(?![\w.])"
+)
 MAX_SCHOOL_YEAR = 10
 AGE_GROUP_NOUNS = frozenset(
     "team teams squad league football soccer rugby hockey basketball players match game tournament cup side "
@@ -289,7 +295,7 @@ _ADULT_NUM = rf"(?:1[6-9]|[2-9]\d|1[01]\d|{_TENS_RE})"
 # An adult's age said outright: "turning 50", "at 40", "a 30-year-old", "40 and fabulous", "his 50th".
 _ADULT_AGE = re.compile(
     rf"(?:(?<![\w.])(?:turn(?:s|ed|ing)?|at|aged?)\s+{_ADULT_NUM}(?![\w.])"
-    rf"|(?<![\w.]){_ADULT_NUM}(?:st|nd|rd|th)?[\s-]*(?:years?|yrs?|yo|y/o|birthday|and\b|,|$))"
+    rf"|(?<![\w.]){_ADULT_NUM}(?:st|nd|rd|th)?[\s-]*(?:years?|yrs?|yo|y/o|birthday|today\b|and\b|,|$))"
 )
 
 
@@ -474,7 +480,9 @@ class ChildContentFilter:
         token = text.tokens[i]
         word = token.word
         hashtag = text.folded[token.start - 1 : token.start] == "#"
-        if len(word) < 6 or not word.isalpha() or word in self.known or (token.capitalised and not hashtag):
+        if len(word) < 6 or not word.isalpha() or word in self.known or word in lx.NOT_MISSPELLINGS:
+            return None
+        if token.capitalised and not hashtag:
             return None
         if hashtag:
             for k in range(len(word) - 1, 2, -1):
@@ -773,15 +781,18 @@ class ChildContentFilter:
         """ "young man", "young wine", "junge Frau", "juvenile hawk", "baby sea turtles", "an elephant and her baby"."""
         following = text.following(hit.last)
         kinds = [_noun_kind(w) for w in following]
+        if hit.lemma in _YOUNG_WORDS and _ADULT_AGE.match(
+            lower_same_length(text.folded[text.tokens[hit.last].end :]).lstrip(" -")
+        ):
+            return True  # "a young 80-year-old"
         if hit.lemma in _YOUNG_WORDS:
             for word, kind in zip(following, kinds, strict=True):
                 if kind in ("adult", "animal", "thing"):
                     return True
                 if kind == "person" or word in lx.ENGLISH_FORMS:  # "young football player", "young girl"
                     break
-        if hit.lemma == "juvenile" and any(k in ("animal", "thing") for k in kinds):
-            return True
-        if hit.lemma == "youth" and kinds[:1] == ["adult"]:  # "youth pastor", "youth worker"
+        juvenile_animal = hit.lemma == "juvenile" and any(k in ("animal", "thing") for k in kinds)
+        if juvenile_animal or (hit.lemma == "youth" and kinds[:1] == ["adult"]):  # "youth pastor", "youth worker"
             return True
         if hit.lemma not in _YOUNG_ANIMAL_TERMS:
             return False
@@ -943,7 +954,7 @@ class ChildContentFilter:
         after = text.token_after(match.end())
         nxt = text.words[after] if after < len(text.words) else ""
         previous = [t.word for t in text.tokens if t.end <= match.start()][-1:]
-        return nxt in lx.SCHOOL_WORDS or (previous == ["in"] and nxt != "of")
+        return bool(match.group("plural")) or nxt in lx.SCHOOL_WORDS or (previous == ["in"] and nxt != "of")
 
     def _age_hits(self, text: _Text) -> list[str]:
         lowered = lower_same_length(text.folded)
@@ -954,6 +965,16 @@ class ChildContentFilter:
         found += [m for m in BIRTHDAY_PATTERN.finditer(lowered) if self._birthday_is_a_person(text, m)]
         found += [m for m in TURNING_PATTERN.finditer(lowered) if self._turning_is_a_person(text, m)]
         found += [m for m in SCHOOL_YEAR_PATTERN.finditer(lowered) if self._school_year(text, m)]
+        found += [
+            m
+            for m in OF_AGE_PATTERN.finditer(lowered)
+            if _age_value(m) < LEGAL_AGE
+            and (
+                _noun_kind(m.group("noun")) == "person"
+                or m.group("noun") in lx.LAD_WORDS
+                or m.group("noun") in self.english_forms
+            )
+        ]
         for match in AGE_GROUP_PATTERN.finditer(lowered):
             after = text.token_after(match.end())
             nxt = text.words[after] if after < len(text.words) else ""
