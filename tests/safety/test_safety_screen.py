@@ -73,6 +73,37 @@ FLAGGED = [
     ("the young ones at the pool", "young ones"),
     ("my 5 year old's new bike", "5 year old"),
     ("under-12s football", "under-12s"),
+    # Words written together, hashtags.
+    ("toddlerlife at the beach", "toddler"),
+    ("#kidsofinstagram at the zoo", "kid"),
+    ("littlegirl on a swing", "girl"),
+    ("boysandgirls dancing", "boy"),
+    # Diminutives, by suffix tables, in the six languages.
+    ("mi hijita en el columpio", "hijita"),
+    ("las chiquitas bailando", "chiquitas"),
+    ("bebezinho dormindo", "bebezinho"),
+    ("figlioletto al mare", "figlioletto"),
+    ("das Töchterchen mit Puppe", "tochterchen"),
+    ("un garçonnet sur un vélo", "garconnet"),
+    ("сынишка на велосипеде", "сынишка"),
+    ("доченька с мамой", "доченька"),
+    ("un recién nacido", "newborn"),
+    # Kin.
+    ("my niece on a scooter", "niece"),
+    ("nephew blowing bubbles", "nephew"),
+    ("my little sister on a swing", "little sibling"),
+    ("stepkids at the beach", "stepkid"),
+    ("a prepubescent swimmer", "preteen"),
+    ("a little lad with a net", "little lad"),
+    # Ages said otherwise.
+    ("her 7th birthday party", "7th birthday"),
+    ("a tenth birthday sleepover", "tenth birthday"),
+    ("twins turning five at a party", "turning five"),
+    ("under-fives at rhyme time", "under-fives"),
+    ("year 3 class on a trip", "year 3"),
+    ("a class of year 2s", "year 2s"),
+    ("a lad of ten fishing", "lad of ten"),
+    ("nursery school on a walk", "nursery school"),
 ]
 
 NOT_FLAGGED = [
@@ -120,6 +151,37 @@ NOT_FLAGGED = [
     "three-day-old bread",
     "a 2 month old puppy",
     "a 10-year-old car",
+    # Goods and places named after children, with no child in the text.
+    "kids' bike for sale by the curb",
+    "girls' shoes on a store shelf",
+    "a children's hospital building at night",
+    "a wooden play kitchen for kids in a toy shop",
+    "youth sized hockey sticks",
+    "girls' swimwear on a rack",
+    # Idioms about people, with nothing about children around them.
+    "boys in blue directing traffic",
+    "Jones and Sons hardware store",
+    "the new kid on the block at the office",
+    "the girls at the office party",
+    "the birthday boy turning 50 with a mustache",
+    "fur baby asleep on the couch",
+    # Names, capitalised.
+    "Boy Pablo playing guitar live",
+    "Youth Lagoon concert lighting",
+    "Children of Bodom poster",
+    # Ages of things said as birthdays, turning, school-free years.
+    "the bakery's 10th birthday",
+    "a 1st birthday party for the restaurant",
+    "the startup turns 7 with a party",
+    "year 3 of the renovation project",
+    "a man of 40 on a bike",
+    # Joined adult words, German compounds with an English part, a young adult.
+    "showgirls in Las Vegas",
+    "childfree wedding sign",
+    "Kinderhook village main street",
+    "a young 80-year-old dancing",
+    "a tot of rum",
+    "babyproofing an outlet",
 ]
 
 
