@@ -98,7 +98,7 @@ FUZZY_TARGETS = frozenset(
 NOT_MISSPELLINGS = frozenset(
     (
         "sony sona tats gil infact childfree chilis babied barbies babys bons bois bodys boyo boyf boxs boyd "
-        "grrl gira gir kis kies kins keds kims kias kida kiks kils tgirl batgirl babygirl starchild chillen "
+        "grrl gira gir kis kies kins keds kims kias kida kiks kils tgirl batgirl starchild chillen "
         "chil coild infatti infinte infinty infante insats insanes tomos teenie tweenage teenages teenagery "
         "undereye underware underlag underdoge underated underpayed toodles toodle todger kiddin kidder kiddish "
         "babs babi bady barby gorl giri adolescente adolescentes juvenil kuddos youngers schoolbus schooly "

@@ -434,11 +434,11 @@ class ChildContentFilter:
         return None
 
     def _inexact(self, reading: str, fuzzy: bool) -> tuple[str, str, str] | None:
-        """An inflected or compound foreign child word, or a misspelled English one."""
+        """An inflected or compound foreign child word, or (when `fuzzy`) a diminutive or a misspelled English one."""
         weak: tuple[str, str, str] | None = None
         if not reading.isascii() or reading.isalpha():
             for lexicon in self.foreign:
-                if lexicon.matches(reading) or lexicon.diminutive(reading):
+                if lexicon.matches(reading) or (fuzzy and lexicon.diminutive(reading)):
                     if not (lexicon.language == "german" and lexicon.english_compound(reading)):
                         return reading, reading, lexicon.language
                     # "?": a German compound with an English part counts only beside German words, unless
@@ -574,10 +574,14 @@ class ChildContentFilter:
 
     def _spaced_hits(self, text: _Text) -> None:
         for first, _last, letters in spaced_runs(text.folded, text.tokens):
-            # Any stretch of the run may be the word: "a c h i l d" holds "child".
+            # Any stretch of the run may be an English child word: "a c h i l d" holds "child". A foreign one
+            # (stems, compounds: costlier) is looked for in the stretches that start or end the run.
             for i in range(len(letters)):
                 for j in range(len(letters), i + 2, -1):
-                    found = self._match_word([letters[i:j]], fuzzy=False)
+                    piece = letters[i:j]
+                    found = self._exact([piece])
+                    if not found and (i == 0 or j == len(letters)):
+                        found = self._match_word([piece], fuzzy=False)
                     if found:
                         text.hits.append(_Hit(found[0], first + i, first + j - 1, found[1], found[2]))
                         break
