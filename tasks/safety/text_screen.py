@@ -727,8 +727,11 @@ class ChildContentFilter:
             else:
                 break
         if head and hit.first == hit.last:
-            # "kids swing on a rope": after a bare plural the word may be its verb.
-            return not (plural and head in self.verbs and not head.endswith("s"))
+            # "kids swing on a rope", "two girls dress up": after a bare plural the word may be its verb, unless
+            # it is a plural noun itself ("kids shoes"); a count or size word makes them children ("two girls").
+            plural_head = any(head.endswith(e) and head[: -len(e)] in self.nouns for e in ("s", "es"))
+            counted = previous in lx.CHILD_SIZE_WORDS or previous in NUMBER_WORDS
+            return not counted and not (plural and head in self.verbs and not plural_head)
         # Before it: "a play kitchen for kids", "school uniforms for boys".
         if hit.first >= 2:
             before = [w for w in text.words[max(0, hit.first - 3) : hit.first] if w not in _ARTICLES]
