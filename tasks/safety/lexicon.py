@@ -26,7 +26,8 @@ _ENGLISH_NOUNS = (
     "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
     "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog niece nephew stepkid "
-    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat nipper"
+    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat nipper "
+    "grandniece grandnephew firstborn"
 ).split()
 _IRREGULAR = {
     "child": ("children", "childs", "childrens", "childrenz"),
@@ -107,7 +108,7 @@ NOT_MISSPELLINGS = frozenset(
         "protien protiens stesso toti tuts sonst totw sois toty tweek tweeks steppin pretende pretenden "
         "pretendes tts tiens txts thts grandmom septon septons sonys sns soms newtown mino minons teets newports "
         "sonos grayson teefs prieten pregen pregens schoolin schoolies sors newyork sonas soos praten pretest "
-        "kidult kidults "
+        "kidult kidults babybel "
         "stinson minon minox stepdown soins toos thots sions preceeds preceed preseed pretent thens minore tota "
         "minori pressen sojs grandpop socs tweeny newbury sterons stepan sampson granderson tets toats sones minar "
         "stephens grandsoil teeps sond totse seson tfts scons pieten youts prietene protegen sovs prete youch toth "
@@ -179,13 +180,14 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "chavala crio crios cria chamaco chamacos adolescente adolescentes menor menores hijo hijos hija hijas "
         "nieto nietos nieta nietas colegial colegiales colegiala colegialas escolar escolares alumno alumnos "
         "alumna alumnas pequeno pequenos pequena pequenas guagua chamaca chiquito chiquita chiquitos chiquitas "
-        "chiquitin bebito bebita jovencito jovencita jovencitos jovencitas"
+        "chiquitin bebito bebita jovencito jovencita jovencitos jovencitas "
+        "escuincle escuincles peque peques"
     ).split(),
     "portuguese": (
         "crianca criancas menino meninos menina meninas garoto garotos garota garotas bebe bebes miudo miudos "
         "miuda miudas guri guris guria gurias filho filhos filha filhas neto netos neta netas adolescente "
         "adolescentes colegial colegiais aluno alunos aluna alunas rapazinho moleque moleques infantil "
-        "pequenino pequenina molecada criancada petiz petizes"
+        "pequenino pequenina molecada criancada petiz petizes nenem nenens pirralho pirralhos pirralha"
     ).split(),
     "german": (
         "kinder kindern kindes kleinkind kleinkinder madchen maedchen madel maedel junge jungen jungs knabe "
@@ -198,13 +200,14 @@ FOREIGN_WORDS: dict[str, list[str]] = {
         "enfant enfants bebe bebes garcon garcons fille filles fillette fillettes gamin gamins "
         "bambin bambins nourrisson nourrissons ecolier ecoliers ecoliere ecolieres adolescent adolescente "
         "adolescents adolescentes mineur mineurs mineure mineures gosse gosses petiot fiston collegien "
-        "collegienne collegiens collegiennes poupon poupons"
+        "collegienne collegiens collegiennes poupon poupons mome momes"
     ).split(),
     "italian": (
         "bambino bambini bambina bambine bimbi bimba bimbe ragazzo ragazzi ragazza ragazze ragazzino ragazzini "
         "ragazzina ragazzine neonato neonati neonata neonate figlio figli figlia figlie nipotino nipotina "
         "scolaro scolari scolara scolare adolescente adolescenti minorenne minorenni fanciullo fanciulli "
-        "fanciulla fanciulle pargolo pargoli bimbetto bimbetti frugoletto marmocchio marmocchi"
+        "fanciulla fanciulle pargolo pargoli bimbetto bimbetti frugoletto marmocchio marmocchi piccolino "
+        "piccolina piccolini piccoline"
     ).split(),
     "russian": (
         "ребенок ребенка ребенку ребенком ребенке дети детей детям детьми детях дитя малыш малыша малыши "
@@ -276,6 +279,7 @@ DIMINUTIVES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "russian": (
         tuple(
             "ишками ишкой ишка ишки ишку еньками енькой енька еньки еньку онька оньки ушка ушки ушку уганы уган "
+            "урка урки урку ата "
             "очек очки ята енок ик ики ок".split()
         ),
         ("", "ь", "ик", "ка", "а", "онка"),
@@ -602,6 +606,9 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "girl scout cookie",
         "kinder surprise",
         "kinder egg",
+        "kinder joy",
+        "baby moon",
+        "babymoon",
         "kinder eggs",
         "kinder bueno",
         "kinder chocolate",
@@ -734,6 +741,25 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "dream girl",
         "girl crush",
         "boys will be boys",
+        "girl's best friend",
+        "girls best friend",
+        "toy boy",
+        "toyboy",
+        "baby mama",
+        "baby daddy",
+        "big boi",
+        "high school reunion",
+        "school reunion",
+        "class reunion",
+        "girl's best friend",
+        "girls best friend",
+        "toy boy",
+        "toyboy",
+        "baby mama",
+        "baby daddy",
+        "high school reunion",
+        "school reunion",
+        "class reunion",
         "old girls",
         "the girls' night",
     ),
@@ -938,7 +964,16 @@ GOODS_NOUNS = frozenset(
         "bib bibs blanket blankets mattress monitor carrier trampoline tent playhouse kitchen sunscreen sandals "
         "wellies raincoat raincoats swimsuit swimsuits leggings tights ward clinic aisle catalog catalogue "
         "fiction novels shelf shelves rack racks display displays window counter stall label labels tag tags "
-        "advert advertisement"
+        "advert advertisement scissors toothpaste tube tubes headphones earphones snack snacks doll dolls apron "
+        "aprons spoon spoons fork forks plate plates bowl bowls cutlery pencil pencils crayons markers stickers "
+        "sticker tablet tablets camera watch watches umbrella umbrellas towel towels pillow pillows lamp lamps "
+        "nightlight wallpaper paint glue skateboard skateboards juice yogurt yoghurt biscuits crackers cereal "
+        "vitamin syrup plaster plasters bandage bandages mask masks sunglasses goggles lifejacket floaties "
+        "armbands bucket buckets spade spades kite kites blocks lego puzzle jigsaw boardgame bunkbed bunk "
+        "highchair stroller buggy pushchair car cars truck trucks train trains tricycles trikes wagon sled "
+        "sledge bath bathtub potty nappy onesie onesies romper rompers mittens beanie scarf gloves wellingtons "
+        "umbrella tote toybox wardrobe dresser drawers desk desks lamp rug rugs curtains duvet quilt "
+        "sheets linen hanger hangers mannequin mannequins catalogue flyer leaflet brochure poster posters"
     ).split()
 )
 # What goods do in a picture: "school uniforms for boys hanging in a window".
@@ -947,6 +982,8 @@ GOODS_VERBS = frozenset("hanging hung drying folded stacked displayed lined pile
 GOODS_SUFFIXES = ("wear", "ware")
 # Words for a young person that are no child word alone ("lads on a night out"), but are with an age: "a lad of ten".
 LAD_WORDS = frozenset("lad lads lass lasses laddie".split())
+# Nouns in -ing that go on naming the thing ("a children's hospital building"), not children doing something.
+GOODS_ING_NOUNS = frozenset("building buildings clothing bedding packaging housing wrapping lighting seating".split())
 # Child words that name who goods are for.
 GOODS_OWNERS = frozenset(
     "child kid kiddie baby toddler infant newborn boy girl teen teenage tween preteen youth junior".split()
@@ -963,6 +1000,7 @@ TITLES: tuple[str, ...] = (
     "Children of Men",
     "Young Guns",
     "Little Women",
+    "The Boys",
 )
 SMALL_TITLE_WORDS = frozenset({"the", "of", "a", "an", "are", "and", "in", "on", "to"})
 

@@ -279,6 +279,14 @@ class _ForeignLexicon:
         )
 
 
+# Letters written as they sound, and how the lexicon spells them: "nefew", "skool", "kidz", "neice".
+_SOUND_SPELLINGS = (("f", "ph"), ("sk", "sch"), ("z", "s"), ("k", "ch"), ("ei", "ie"), ("u", "oo"))
+
+
+def _sound_spellings(word: str) -> list[str]:
+    return [word.replace(a, b) for a, b in _SOUND_SPELLINGS if a in word]
+
+
 def _squeeze_all(word: str) -> str:
     return re.sub(r"(.)\1+", r"\1", word)
 
@@ -451,6 +459,11 @@ class ChildContentFilter:
         sounded = re.sub(r"(?:ee|ie|ey)(s?)$", r"y\1", reading)
         lemma = lemma or (self.english_forms.get(sounded) if sounded != reading else None)
         near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
+        if not near:  # spelt by ear: "nefew", "skoolgirl", "kidz" -> "nephew", "schoolgirl", "kids"
+            for sounded in _sound_spellings(reading):
+                near = self.english_forms.get(sounded) or self.english_forms.get(self.fuzzy.nearest(sounded) or "")
+                if near:
+                    break
         return (near, near, "english") if near else weak
 
     def _match_word(self, readings: Iterable[str], fuzzy: bool = True) -> tuple[str, str, str] | None:
@@ -654,7 +667,8 @@ class ChildContentFilter:
         Bodom poster", "Sons of Liberty reenactors". The name must not open the text unless it holds a word
         that is no English word, has three words, or the text speaks of a performer, a work or a place."""
         tokens = text.tokens
-        if not tokens[hit.first].capitalised or not _capitals_inform(tokens):
+        # German writes every noun with a capital, so capitals say nothing of a German word.
+        if not tokens[hit.first].capitalised or not _capitals_inform(tokens) or hit.language.startswith("german"):
             return False
         lo, hi = hit.first, hit.last
 
@@ -700,6 +714,38 @@ class ChildContentFilter:
         titled = len(capitals) >= 3 or any(w in lx.SMALL_TITLE_WORDS for w in words[1:-1])
         return strange or titled or any(w in lx.NAME_CONTEXT_WORDS for w in text.words)
 
+    @staticmethod
+    def _goods_word(word: str) -> bool:
+        """A noun for a thing one buys or a place built for children (`GOODS_NOUNS`, "-wear", "-ware"). A list, not
+        every noun: "toddler tantrum", "kids yoga", "baby giggles" are children doing something."""
+        return word in lx.GOODS_NOUNS or word.endswith(lx.GOODS_SUFFIXES)
+
+    def _goods_head(self, text: _Text, last: int) -> str:
+        """The goods noun a child word before token `last` + 1 qualifies, else "". It reads nouns and modifiers up
+        to the head noun ("kids' craft supplies on a table"); a noun after a goods noun makes another head
+        ("kids' bike ride"); a person noun or an activity after the head means children ("girl scout troop",
+        "kids kite flying")."""
+        head = ""
+        for j in range(last + 1, min(len(text.tokens), last + 4)):
+            word = text.words[j]
+            if text.boundary(j - 1, j) or word in _FUNCTION_WORDS or word in self.english_forms:
+                break
+            if _noun_kind(word) in ("person", "adult"):
+                return ""
+            if self._goods_word(word):
+                head = word
+                nxt = text.words[j + 1] if j + 1 < len(text.words) and not text.boundary(j, j + 1) else ""
+                activity = nxt.endswith("ing") and nxt not in lx.GOODS_VERBS and nxt not in lx.GOODS_ING_NOUNS
+                if activity and not (nxt in self.nouns and nxt not in self.verbs):
+                    return ""
+            elif (
+                word in self.nouns or word in self.adjectives or word not in self.known or word.endswith("sized")
+            ) and not (word.endswith(("ing", "ed")) and not word.endswith("sized")):
+                head = ""
+            else:
+                break
+        return head
+
     def _goods_for_children(self, text: _Text, hit: _Hit) -> bool:
         """A thing or a place named after children, with no child in the text: "kids' bike for sale", "girls'
         shoes on a shelf", "a children's hospital at night", "a play kitchen for kids"."""
@@ -708,30 +754,21 @@ class ChildContentFilter:
         token = text.tokens[hit.last]
         possessive = token.text.endswith(("'s", "’s", "'", "’"))
         previous = text.words[hit.first - 1] if hit.first else ""
-        if possessive and previous in _ARTICLES and previous not in ("a", "an", "one"):
-            return False  # "the child's toy", "the boys' bikes": particular children, so in the picture
+        singular_possessive = token.text.endswith(("'s", "’s")) and not token.word.endswith("rens")
+        if possessive and previous in _ARTICLES and (singular_possessive or previous not in ("a", "an", "one")):
+            return False  # "the child's toy", "a toddler's cot", "the boys' bikes": particular children
         plural = token.word.endswith("s") and not possessive
-        # After it: nouns and modifiers up to the head noun ("kids' craft supplies on a table"); a noun after a
-        # goods noun makes another head ("kids' bike ride").
-        head = ""
-        for j in range(hit.last + 1, min(len(text.tokens), hit.last + 4)):
-            word = text.words[j]
-            if text.boundary(j - 1, j) or word in _FUNCTION_WORDS or word in self.english_forms:
-                break
-            if word in lx.GOODS_NOUNS or word.endswith(lx.GOODS_SUFFIXES):
-                head = word
-            elif (
-                word in self.nouns or word in self.adjectives or word not in self.known or word.endswith("sized")
-            ) and not (word.endswith(("ing", "ed")) and not word.endswith("sized")):
-                head = ""  # a modifier before the head, or a further head: "kids' bike ride"
-            else:
-                break
+        head = self._goods_head(text, hit.last)
         if head and hit.first == hit.last:
             # "kids swing on a rope", "two girls dress up": after a bare plural the word may be its verb, unless
             # it is a plural noun itself ("kids shoes"); a count or size word makes them children ("two girls").
             plural_head = any(head.endswith(e) and head[: -len(e)] in self.nouns for e in ("s", "es"))
             counted = previous in lx.CHILD_SIZE_WORDS or previous in NUMBER_WORDS
-            return not counted and not (plural and head in self.verbs and not plural_head)
+            # "a child watches", "a boy plays": after a bare singular a verb in -s is what the child does.
+            verb_after_singular = (
+                previous in _ARTICLES and not plural and not possessive and head in self.verbs and head.endswith("s")
+            )
+            return not counted and not verb_after_singular and not (plural and head in self.verbs and not plural_head)
         # Before it: "a play kitchen for kids", "school uniforms for boys".
         if hit.first >= 2:
             before = [w for w in text.words[max(0, hit.first - 3) : hit.first] if w not in _ARTICLES]
@@ -739,7 +776,7 @@ class ChildContentFilter:
             return (
                 len(before) >= 2
                 and before[-1] == "for"
-                and before[-2] in lx.GOODS_NOUNS
+                and self._goods_word(before[-2])
                 and (not after or after in _FUNCTION_WORDS or after in lx.GOODS_VERBS)
             )
         return False
