@@ -26,7 +26,7 @@ _ENGLISH_NOUNS = (
     "kindergartener kindergartner preschooler gradeschooler son daughter grandson "
     "granddaughter grandchild grandkid stepson stepdaughter stepchild godchild godson goddaughter tomboy "
     "choirboy paperboy newsboy ballboy ballgirl bairn urchin babysitter youth tyke sprog niece nephew stepkid "
-    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat nipper "
+    "godkid grandbaby preadolescent prepubescent tweenager teenybopper juvie youngling rugrat nipper teenie "
     "grandniece grandnephew firstborn"
 ).split()
 _IRREGULAR = {
@@ -100,7 +100,7 @@ NOT_MISSPELLINGS = frozenset(
     (
         "sony sona tats gil infact childfree chilis babied barbies babys bons bois bodys boyo boyf boxs boyd "
         "grrl gira gir kis kies kins keds kims kias kida kiks kils tgirl batgirl starchild chillen "
-        "chil coild infatti infinte infinty infante insats insanes tomos teenie tweenage teenages teenagery "
+        "chil coild infatti infinte infinty infante insats insanes tomos tweenage teenages teenagery "
         "undereye underware underlag underdoge underated underpayed toodles toodle todger kiddin kidder kiddish "
         "babs babi bady barby gorl giri adolescente adolescentes juvenil kuddos youngers schoolbus schooly "
         "trenger boks badies intanto totaler tunage toggler teensie boes tidder tiddle girlf infarto bols taddle "
@@ -741,6 +741,11 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "dream girl",
         "girl crush",
         "boys will be boys",
+        "teenage years",
+        "teen years",
+        "pupil of the eye",
+        "pupils of the eyes",
+        "pupil of an eye",
         "girl's best friend",
         "girls best friend",
         "toy boy",
@@ -778,6 +783,9 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "boys * night",
         "girls * night",
         "girls night in",
+        "madels abend",
+        "madelsabend",
+        "madelstrip",
         "girls' getaway",
         "girls * getaway",
         "girls night",
@@ -922,6 +930,11 @@ CHILD_SCENE_WORDS = frozenset(
         "grandparents grandmother grandfather stepmom stepdad"
     ).split()
 )
+PARENT_WORDS = frozenset(
+    "mum mom mummy mommy mama momma dad daddy papa father mother parent parents grandma grandpa granny nana "
+    "grandparents grandmother grandfather stepmom stepdad".split()
+)
+CHILD_PLACES_AND_THINGS = CHILD_SCENE_WORDS - PARENT_WORDS
 # Size and count words right before a child word make it a child ("two small boys in blue").
 CHILD_SIZE_WORDS = frozenset(
     "little small tiny wee young two three four five six several twin twins smaller littlest lil".split()

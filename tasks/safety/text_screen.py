@@ -312,10 +312,31 @@ def _adult_age(folded: str) -> bool:
     return bool(_ADULT_AGE.search(lower_same_length(folded)))
 
 
-def _child_scene(text: _Text, lo: int, hi: int) -> bool:
+# An adult's age just before a child word: "my 21 year old son", "a 20-year-old girl".
+_ADULT_AGE_BEFORE = re.compile(
+    rf"(?<![\w.]){_ADULT_NUM}[\s-]*(?:years?|yrs?)[\s-]*old[\s-]*(?:[a-z]+\s+)?$|(?<![\w.]){_ADULT_NUM}[\s-]*y/?o\s+$"
+)
+# An age in another language: "de 30 años", "di 25 anni", "10 лет", "8 Jahre alt", "7 ans".
+FOREIGN_AGE_PATTERN = re.compile(
+    r"(?<![\w.])(?P<num>\d{1,3})[\s-]*(?:anos|años|anni|ans|jahre|jahren|jahrige|лет|года|год)(?![\w])"
+)
+
+
+def _foreign_ages(text: _Text) -> list[int]:
+    return [int(m.group("num")) for m in FOREIGN_AGE_PATTERN.finditer(lower_same_length(text.folded))]
+
+
+def _foreign_adult_age(text: _Text, hit: _Hit) -> bool:
+    """A child word of another language in a text that gives only adult ages ("ragazza di 25 anni")."""
+    ages = _foreign_ages(text)
+    return hit.language != "english" and bool(ages) and min(ages) >= LEGAL_AGE
+
+
+def _child_scene(text: _Text, lo: int, hi: int, parents: bool = True) -> bool:
     """Something outside tokens lo..hi makes the people children: a childhood place, toy, pastime or a parent
     (`lx.CHILD_SCENE_WORDS`), or a size or count word just before them ("two small boys in blue")."""
-    if any(w in lx.CHILD_SCENE_WORDS for k, w in enumerate(text.words) if k < lo or k > hi):
+    scene = lx.CHILD_SCENE_WORDS if parents else lx.CHILD_PLACES_AND_THINGS
+    if any(w in scene for k, w in enumerate(text.words) if k < lo or k > hi):
         return True
     before = [w for w in text.words[max(0, lo - 2) : lo] if w not in ("the", "of")]
     return any(w in lx.CHILD_SIZE_WORDS for w in before)
@@ -610,7 +631,11 @@ class ChildContentFilter:
                     text.hits.append(_Hit(term, i, i + len(phrase) - 1, term))
             # "fifth grader", "5th grade", "grade 3".
             nxt = words[i + 1] if i + 1 < len(words) else ""
-            if words[i] in lx.GRADE_ORDINALS and nxt in ("grader", "graders", "grade"):
+            after_grade = words[i + 2] if i + 2 < len(words) else ""
+            school_grade = (
+                nxt != "grade" or not after_grade or after_grade in lx.SCHOOL_WORDS or after_grade in _FUNCTION_WORDS
+            )
+            if words[i] in lx.GRADE_ORDINALS and nxt in ("grader", "graders", "grade") and school_grade:
                 text.hits.append(_Hit(f"{words[i]} {nxt}", i, i + 1, "grader"))
             # "grade 3 class", "in grade 5"; not "grade 5 rapids" or a climbing grade.
             after = words[i + 2] if i + 2 < len(words) else ""
@@ -648,7 +673,8 @@ class ChildContentFilter:
             if not (lo <= hit.first and hit.last <= hi):
                 continue
             if family == "needs adult age":
-                if _adult_age(text.folded) and not _child_scene(text, lo, hi):
+                # The adult age may be a parent's ("the birthday boy, my 70-year-old dad"): parents do not count.
+                if _adult_age(text.folded) and not _child_scene(text, lo, hi, parents=False):
                     return True
             elif family not in lx.CONTEXT_SENSITIVE_IDIOMS or not _child_scene(text, lo, hi):
                 return True
@@ -867,9 +893,15 @@ class ChildContentFilter:
 
     @staticmethod
     def _grown_up(text: _Text, hit: _Hit) -> bool:
-        """ "adult son", "grown children", "grown-up kids"."""
-        if hit.lemma not in _GROWN_UP_TERMS or hit.first == 0:
-            return False
+        """ "adult son", "grown children", "grown-up kids", "my 21 year old son", "a 20-year-old girl"; "una chica de
+        30 años"."""
+        if hit.first == 0:
+            return _foreign_adult_age(text, hit)
+        before = lower_same_length(text.folded[: text.tokens[hit.first].start])
+        if _ADULT_AGE_BEFORE.search(before):
+            return True
+        if hit.lemma not in _GROWN_UP_TERMS:
+            return _foreign_adult_age(text, hit)
         return text.words[hit.first - 1] in _GROWN_UP or text.words[max(0, hit.first - 2) : hit.first] == [
             "grown",
             "up",

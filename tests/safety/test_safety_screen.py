@@ -104,6 +104,15 @@ FLAGGED = [
     ("a class of year 2s", "year 2s"),
     ("a lad of ten fishing", "lad of ten"),
     ("nursery school on a walk", "nursery school"),
+    # Spelt by ear, slang, more diminutives.
+    ("nefew with a kite", "nephew"),
+    ("teenies at a pop concert", "teenie"),
+    ("дочурка с мамой", "дочурка"),
+    ("peques en la piscina", "peques"),
+    ("des mômes dans la rue", "momes"),
+    ("Kita-Kinder beim Ausflug", "kinder"),
+    ("kids kite flying on a beach", "kid"),
+    ("a child watches a juggler", "child"),
 ]
 
 NOT_FLAGGED = [
@@ -182,6 +191,15 @@ NOT_FLAGGED = [
     "a young 80-year-old dancing",
     "a tot of rum",
     "babyproofing an outlet",
+    # An adult age beside the child word; goods found by their head noun.
+    "my 21 year old son at his graduation",
+    "a 20-year-old girl on a beach",
+    "una chica de 30 años en la playa",
+    "the birthday boy, my 70-year-old dad",
+    "a first grade steak",
+    "kids' scissors in a jar",
+    "children's toothpaste tube",
+    "Mädels-Abend in einer Bar",
 ]
 
 
