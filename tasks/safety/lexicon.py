@@ -88,7 +88,7 @@ FUZZY_TARGETS = frozenset(
         "kindergarten kindergartner kindergartners kindergartener kindergarteners preschooler preschoolers "
         "schoolboy schoolboys schoolgirl schoolgirls schoolchildren daughter daughters granddaughter "
         "granddaughters grandchild grandchildren newborn newborns preteen preteens grandson grandsons minor minors "
-        "stepdaughter stepdaughters stepson stepsons schoolkid schoolkids pupil pupils tots youth youths sons "
+        "stepdaughter stepdaughters stepson stepsons schoolkid schoolkids pupil pupils youth youths sons "
         "teens tween tweens niece nieces nephew nephews stepkids grandkids grandson"
     ).split()
 )
@@ -108,7 +108,7 @@ NOT_MISSPELLINGS = frozenset(
         "protien protiens stesso toti tuts sonst totw sois toty tweek tweeks steppin pretende pretenden "
         "pretendes tts tiens txts thts grandmom septon septons sonys sns soms newtown mino minons teets newports "
         "sonos grayson teefs prieten pregen pregens schoolin schoolies sors newyork sonas soos praten pretest "
-        "kidult kidults babybel "
+        "kidult kidults babybel infanta infantas "
         "stinson minon minox stepdown soins toos thots sions preceeds preceed preseed pretent thens minore tota "
         "minori pressen sojs grandpop socs tweeny newbury sterons stepan sampson granderson tets toats sones minar "
         "stephens grandsoil teeps sond totse seson tfts scons pieten youts prietene protegen sovs prete youch toth "
@@ -286,6 +286,19 @@ DIMINUTIVES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 MIN_DIMINUTIVE_BASE = 3
+# Letters an inflection adds to a stem, at most: "Mädchens" is "Mädchen", "Madchester" is not.
+MAX_ENDING = 4
+# Words of another language that share a child word's stem but are no child: a princess ("infanta").
+FOREIGN_NOT_CHILD = frozenset("infanta infantas".split())
+# Russian written in Latin letters: each Cyrillic letter's common spellings, the first the usual one.
+RUSSIAN_LATIN: dict[str, tuple[str, ...]] = {
+    "а": ("a",), "б": ("b",), "в": ("v",), "г": ("g",), "д": ("d",), "е": ("e", "ye", "ie"), "ж": ("zh",), "з": ("z",),
+    "и": ("i",), "й": ("y", "i", "j"), "к": ("k",), "л": ("l",), "м": ("m",), "н": ("n",), "о": ("o",), "п": ("p",),
+    "р": ("r",), "с": ("s",), "т": ("t",), "у": ("u",), "ф": ("f",), "х": ("kh", "h"), "ц": ("ts", "c"),
+    "ч": ("ch",), "ш": ("sh",), "щ": ("shch", "sch"), "ъ": ("",), "ы": ("y", "i"), "ь": ("", "i"), "э": ("e",),
+    "ю": ("yu", "iu", "ju"), "я": ("ya", "ia", "ja"),
+}  # fmt: skip
+MIN_LATIN_STEM = 4
 # Stems that begin other words too: French "nourriture" (food), "E. coli", "infanterie", "menorah".
 NOT_DERIVED_STEMS = frozenset({"nourr", "ecoli", "fillet", "infant", "menor"})
 # Words that are also everyday English words; they count only when the text has other words of

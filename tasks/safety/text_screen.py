@@ -200,6 +200,14 @@ def _phrases() -> dict[str, list[tuple[str, ...]]]:
     return index
 
 
+def _transliterations(word: str) -> list[str]:
+    """Latin spellings of a Russian word, the common schemes (`lx.RUSSIAN_LATIN`), at most eight."""
+    options = [lx.RUSSIAN_LATIN.get(c, (c,)) for c in word]
+    if any(not o[0].isascii() for o in options):
+        return []
+    return ["".join(combo) for combo in itertools.islice(itertools.product(*options), 8)]
+
+
 class _ForeignLexicon:
     """Child words of one language: exact forms, Snowball stems, compound parts."""
 
@@ -226,6 +234,16 @@ class _ForeignLexicon:
             )
         )
         self.suffixes = tuple(lx.COMPOUND_SUFFIXES.get(language, ()))
+        # Russian written in Latin letters ("deti", "rebenok", "malchiki"): the stems transliterated.
+        self.latin_stems = frozenset(
+            latin
+            for stem in self.stems
+            for latin in _transliterations(stem)
+            if language == "russian" and len(latin) >= lx.MIN_LATIN_STEM
+        )
+        self.latin_forms = frozenset(
+            latin for form in self.forms for latin in _transliterations(form) if language == "russian"
+        )
 
     @lru_cache(maxsize=65536)  # noqa: B019 - one instance per language, kept for the process
     def stem(self, word: str) -> str:
@@ -234,13 +252,22 @@ class _ForeignLexicon:
     def matches(self, word: str) -> bool:
         if word in self.forms:
             return True
+        if word in lx.FOREIGN_NOT_CHILD:
+            return False
+        if self.latin_stems and word.isascii():
+            return word in self.latin_forms or any(
+                word[:k] in self.latin_stems
+                for k in range(max(lx.MIN_LATIN_STEM, len(word) - lx.MAX_ENDING), len(word) + 1)
+            )
         # Diminutives and other derived forms Snowball keeps whole: "garotinho", "criancinhas", "bambinello".
         if self.derived_prefixes and word.startswith(self.derived_prefixes):
             return True
         # Snowball stems are prefixes of the word, so most words are ruled out without stemming.
         if not any(word[:k] in self.stems for k in range(self._min_stem, len(word) + 1)):
             return self._compound(word)
-        return self.stem(word) in self.stems or self._compound(word)
+        stem = self.stem(word)
+        # An ending is a few letters: "Mädchens" is "Mädchen", "Madchester" is not.
+        return (stem in self.stems and len(word) - len(stem) <= lx.MAX_ENDING) or self._compound(word)
 
     def diminutive(self, word: str) -> bool:
         """A diminutive of a child word: "hijita", "bebezinho", "figlioletto", "Töchterchen", "сынишка"."""

@@ -113,6 +113,10 @@ FLAGGED = [
     ("Kita-Kinder beim Ausflug", "kinder"),
     ("kids kite flying on a beach", "kid"),
     ("a child watches a juggler", "child"),
+    # Russian in Latin letters.
+    ("deti na ploshchadke", "deti"),
+    ("rebenok v kolyaske", "rebenok"),
+    ("malchiki igrayut v futbol", "malchiki"),
 ]
 
 NOT_FLAGGED = [
@@ -200,6 +204,10 @@ NOT_FLAGGED = [
     "kids' scissors in a jar",
     "children's toothpaste tube",
     "Mädels-Abend in einer Bar",
+    # A German stem with more than an ending after it; a Spanish princess; a brand.
+    "Madchester rave poster",
+    "infanta portrait by Velázquez",
+    "tods shoes on a shelf",
 ]
 
 
