@@ -88,7 +88,7 @@ FUZZY_TARGETS = frozenset(
         "kindergarten kindergartner kindergartners kindergartener kindergarteners preschooler preschoolers "
         "schoolboy schoolboys schoolgirl schoolgirls schoolchildren daughter daughters granddaughter "
         "granddaughters grandchild grandchildren newborn newborns preteen preteens grandson grandsons minor minors "
-        "stepdaughter stepdaughters stepson stepsons schoolkid schoolkids pupil pupils youth youths sons "
+        "stepdaughter stepdaughters stepson stepsons schoolkid schoolkids pupil pupils tots youth youths sons "
         "teens tween tweens niece nieces nephew nephews stepkids grandkids grandson"
     ).split()
 )
@@ -108,7 +108,7 @@ NOT_MISSPELLINGS = frozenset(
         "protien protiens stesso toti tuts sonst totw sois toty tweek tweeks steppin pretende pretenden "
         "pretendes tts tiens txts thts grandmom septon septons sonys sns soms newtown mino minons teets newports "
         "sonos grayson teefs prieten pregen pregens schoolin schoolies sors newyork sonas soos praten pretest "
-        "kidult kidults babybel infanta infantas "
+        "kidult kidults babybel infanta infantas tods "
         "stinson minon minox stepdown soins toos thots sions preceeds preceed preseed pretent thens minore tota "
         "minori pressen sojs grandpop socs tweeny newbury sterons stepan sampson granderson tets toats sones minar "
         "stephens grandsoil teeps sond totse seson tfts scons pieten youts prietene protegen sovs prete youch toth "
@@ -158,6 +158,9 @@ CHILD_PHRASES: dict[tuple[str, ...], str] = {
     }.items()
     for phrase in phrases
 }
+# "my little cousin", "kid brother", "wee sis": a relative said to be little is a child.
+LITTLE_WORDS = frozenset("little lil wee tiny kid baby".split())
+KIN_NOUNS = frozenset("sister sisters brother brothers sis bro cousin cousins sibling siblings".split())
 # "<ordinal> grader": first to tenth grade is under 16.
 GRADE_NUMBERS = frozenset("1 2 3 4 5 6 7 8 9 10 one two three four five six seven eight nine ten".split())
 SCHOOL_WORDS = frozenset(
@@ -957,7 +960,7 @@ ADULT_SETTING_WORDS = frozenset(
     (
         "office pub pubs nightclub nightclubs cocktail cocktails wine wines beer beers champagne prosecco "
         "bachelorette hen stag casino poker karaoke brewery whisky vodka margarita margaritas firehouse barracks "
-        "coworkers colleagues"
+        "coworkers colleagues firm company workplace job agency startup boardroom"
     ).split()
 )
 # Child words for people named with capitals ("Boy Pablo", "Youth Lagoon") count as names only when the
@@ -995,6 +998,7 @@ GOODS_NOUNS = frozenset(
         "sticker tablet tablets camera watch watches umbrella umbrellas towel towels pillow pillows lamp lamps "
         "nightlight wallpaper paint glue skateboard skateboards juice yogurt yoghurt biscuits crackers cereal "
         "vitamin syrup plaster plasters bandage bandages mask masks sunglasses goggles lifejacket floaties "
+        "bookshop bookshops bookstore bookstores toyshop toyshops toystore toystores "
         "armbands bucket buckets spade spades kite kites blocks lego puzzle jigsaw boardgame bunkbed bunk "
         "highchair stroller buggy pushchair car cars truck trucks train trains tricycles trikes wagon sled "
         "sledge bath bathtub potty nappy onesie onesies romper rompers mittens beanie scarf gloves wellingtons "
@@ -1009,7 +1013,9 @@ GOODS_SUFFIXES = ("wear", "ware")
 # Words for a young person that are no child word alone ("lads on a night out"), but are with an age: "a lad of ten".
 LAD_WORDS = frozenset("lad lads lass lasses laddie".split())
 # Nouns in -ing that go on naming the thing ("a children's hospital building"), not children doing something.
-GOODS_ING_NOUNS = frozenset("building buildings clothing bedding packaging housing wrapping lighting seating".split())
+GOODS_ING_NOUNS = frozenset(
+    "building buildings clothing bedding packaging housing wrapping lighting seating waiting".split()
+)
 # Child words that name who goods are for.
 GOODS_OWNERS = frozenset(
     "child kid kiddie baby toddler infant newborn boy girl teen teenage tween preteen youth junior".split()

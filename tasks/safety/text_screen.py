@@ -656,12 +656,13 @@ class ChildContentFilter:
                 if len(span) == len(phrase) and all(p in t.readings for p, t in zip(phrase, span, strict=True)):
                     term = lx.CHILD_PHRASES[phrase]
                     text.hits.append(_Hit(term, i, i + len(phrase) - 1, term))
-            # "fifth grader", "5th grade", "grade 3".
             nxt = words[i + 1] if i + 1 < len(words) else ""
+            # "my little cousin", "kid brother": a sibling or cousin said to be little.
+            if words[i] in lx.LITTLE_WORDS and nxt in lx.KIN_NOUNS:
+                text.hits.append(_Hit(f"{words[i]} {nxt}", i, i + 1, "little sibling"))
+            # "fifth grader", "5th grade", "grade 3".
             after_grade = words[i + 2] if i + 2 < len(words) else ""
-            school_grade = (
-                nxt != "grade" or not after_grade or after_grade in lx.SCHOOL_WORDS or after_grade in _FUNCTION_WORDS
-            )
+            school_grade = nxt != "grade" or _noun_kind(after_grade) not in ("thing", "animal")  # "first grade steak"
             if words[i] in lx.GRADE_ORDINALS and nxt in ("grader", "graders", "grade") and school_grade:
                 text.hits.append(_Hit(f"{words[i]} {nxt}", i, i + 1, "grader"))
             # "grade 3 class", "in grade 5"; not "grade 5 rapids" or a climbing grade.
@@ -709,9 +710,10 @@ class ChildContentFilter:
 
     @staticmethod
     def _among_adults(text: _Text, hit: _Hit) -> bool:
-        """ "the girls at the office party", "a bachelorette with her girls": grown-up friends called boys or girls,
-        in an adult setting, with nothing else about children."""
-        if text.words[hit.first] not in ("boys", "girls", "lads") or hit.first != hit.last:
+        """ "the girls at the office party", "a bachelorette with her girls", "the new kid at the law firm": grown-ups
+        called boys, girls or the new kid, in an adult setting, with nothing else about children."""
+        new_kid = text.words[hit.first] == "kid" and hit.first > 0 and text.words[hit.first - 1] == "new"
+        if (text.words[hit.first] not in ("boys", "girls", "lads") and not new_kid) or hit.first != hit.last:
             return False
         return any(w in lx.ADULT_SETTING_WORDS for w in text.words) and not _child_scene(text, hit.first, hit.last)
 

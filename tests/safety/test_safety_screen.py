@@ -117,6 +117,9 @@ FLAGGED = [
     ("deti na ploshchadke", "deti"),
     ("rebenok v kolyaske", "rebenok"),
     ("malchiki igrayut v futbol", "malchiki"),
+    ("my little cousin on her trike", "little cousin"),
+    ("sixth grade graduation photo", "sixth grade"),
+    ("the new kid at school", "kid"),
 ]
 
 NOT_FLAGGED = [
@@ -208,6 +211,8 @@ NOT_FLAGGED = [
     "Madchester rave poster",
     "infanta portrait by Velázquez",
     "tods shoes on a shelf",
+    "the new kid at the law firm",
+    "a children's bookshop at night",
 ]
 
 
