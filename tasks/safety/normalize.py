@@ -10,9 +10,10 @@
    and "+" read as "and"); each token gets one or more *readings*: letters that look like Latin ones
    (Cyrillic "с", Greek "ο", small capitals; Unicode's confusables data) read as Latin when the
    token mixes scripts or is written only in look-alikes, so a real Russian word stays Russian;
-   digits and symbols used as letters (1 0 3 4 5 7 8 @ $ ! |) read as the letters they stand for,
-   every combination when one could be two ("1" is "i" or "l"); case folded; accents dropped from
-   Latin letters ("niños" -> "ninos"); "ё" read as "е". Letters spaced apart ("c h i l d", "k.i.d")
+   digits and symbols used as letters (1 0 3 4 5 7 8 @ $ ! | and "(" or "+" starting a word) read as
+   the letters they stand for, every combination when one could be two ("1" is "i" or "l"), and
+   letters drawn with two or three symbols beside a letter ("|<", "|)", "()") read as one; case folded;
+   accents dropped from Latin letters ("niños" -> "ninos"); "ё" read as "е". Letters spaced apart ("c h i l d", "k.i.d")
    are found by `spaced_runs`.
 """
 

@@ -6,23 +6,31 @@ child is refused; a false hit costs one refused query or one training pair, a mi
 child. How a text is read first: `tasks.safety.normalize.tokenize` undoes look-alike letters,
 digits for letters, invisible characters, spaced letters and accents. Then, per token:
 
-1. an English child word ("child", "kids", "toddler", "juvenile", "minors", "underage", ...) or
-   phrase ("little ones", "middle schooler", "fifth grader"), whole tokens only ("kidding",
-   "kidney", "boyfriend" pass);
-2. the same with a repeated letter ("kidd", "boyyy") or a misspelling: edit distance 1 for words
-   of 4 letters or more, 2 for 7 or more (`misspelling.py`), when the token is not itself an
-   English word (`vocabulary.py`);
+1. an English child word ("child", "kids", "toddler", "juvenile", "minors", "underage", "niece", ...) or
+   phrase ("little ones", "middle schooler", "fifth grader", "my little cousin"), whole tokens only
+   ("kidding", "kidney", "boyfriend" pass), or written together with other English words
+   ("toddlerlife", "#kidsofinstagram");
+2. the same with a repeated letter ("kidd", "boyyy"), spelt by ear ("nefew", "babee") or misspelt:
+   edit distance 1 for words of 4 letters or more, 2 for 7 or more (`misspelling.py`), when the
+   token is not itself an English word (`vocabulary.py`);
 3. a child word of Spanish, Portuguese, German, French, Italian or Russian in any inflected form
-   (nltk's Snowball stems), and German and Russian compounds ("Kinderspielplatz", "детский");
+   (nltk's Snowball stems), a diminutive ("hijita", "Töchterchen", "сынишка"), German and Russian
+   compounds ("Kinderspielplatz", "детский"), and Russian in Latin letters ("deti");
 4. an age under 16 that describes a person ("a 5-year-old", "7 year old on a swing", "aged 9",
-   "under-12s") and not a thing or an animal ("three-day-old bread", "a 2 month old puppy").
+   "under-12s", "her 7th birthday", "turning five", "year 3 class", "a lad of ten") and not a thing
+   or an animal ("three-day-old bread", "a 2 month old puppy", "the bakery's 10th birthday").
 
 Context then excuses a child word used in an adult sense, one rule engine over the tables of
 `lexicon.py`: idioms and names ("baby blue", "child seat", "goat kid", "Beastie Boys", "Neil
-Young", "girls' night out"), a young animal or thing ("baby elephant", "young wine", "juvenile
-hawk"), "minor" as an adjective ("minor repairs", "E minor"), grown-up children ("adult son"),
-a name written with capitals ("Julia Child"), and a false friend in another language ("son" in
-"une femme et son chien"). Any other child word in the text still flags it. The README
+Young", "girls' night out"), where an idiom about people counts only if nothing else in the text
+(a childhood place, toy, parent, or a size or count word) makes them children; adults called boys
+or girls in an adult setting ("the girls at the office party"); goods and places named after
+children with no child in the text ("kids' bike for sale"); a child word inside a capitalised name
+("Boy Pablo", "Youth Lagoon concert"); a young animal or thing ("baby elephant", "young wine",
+"juvenile hawk"); "minor" as an adjective ("minor repairs", "E minor"); grown-up children ("adult
+son", "my 21 year old son"); a name written with capitals ("Julia Child"); and a false friend in
+another language ("son" in "une femme et son chien"). Any other child word in the text still
+flags it. The README
 ("Ratings, safety and EDA") lists the documented choices; `tests/safety/screen_eval.tsv` measures
 them.
 """
