@@ -948,12 +948,14 @@ CHILD_SCENE_WORDS = frozenset(
         "sandcastle sandcastles pacifier nappy nappies diaper diapers onesie bib lullaby babysitter playdate "
         "playgroup trick treating rattle dummy tricycle trike buckets spades bouncy bunkbed storybook "
         "mum mom mummy mommy mama momma dad daddy papa father mother parent parents grandma grandpa granny nana "
-        "grandparents grandmother grandfather stepmom stepdad"
+        "grandparents grandmother grandfather stepmom stepdad creche creches mums moms mummies mommies dads "
+        "daddies fathers mothers grandmas grandpas grannies nanas grandmothers grandfathers"
     ).split()
 )
 PARENT_WORDS = frozenset(
     "mum mom mummy mommy mama momma dad daddy papa father mother parent parents grandma grandpa granny nana "
-    "grandparents grandmother grandfather stepmom stepdad".split()
+    "grandparents grandmother grandfather stepmom stepdad mums moms mummies mommies dads daddies fathers mothers "
+    "grandmas grandpas grannies nanas grandmothers grandfathers".split()
 )
 CHILD_PLACES_AND_THINGS = CHILD_SCENE_WORDS - PARENT_WORDS
 # Size and count words right before a child word make it a child ("two small boys in blue").
@@ -970,7 +972,10 @@ ADULT_SETTING_WORDS = frozenset(
 )
 # Child words for people named with capitals ("Boy Pablo", "Youth Lagoon") count as names only when the
 # name does not belong to a children's organisation ("Girl Scouts", "Boys and Girls Club").
-CHILDREN_ORGANISATION_WORDS = frozenset("scout scouts guide guides brownie brownies cub cubs club clubs".split())
+CHILDREN_ORGANISATION_WORDS = frozenset(
+    "scout scouts guide guides brownie brownies cub cubs club clubs nursery daycare kindergarten preschool school "
+    "creche playgroup academy".split()
+)
 # Words that make capitals a performer's, a work's or a place's name: "Kid Koala at the turntables".
 NAME_CONTEXT_WORDS = frozenset(
     (

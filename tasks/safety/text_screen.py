@@ -760,7 +760,8 @@ class ChildContentFilter:
             lo += 1
         words = text.words[lo : hi + 1]
         capitals = [t for t in tokens[lo : hi + 1] if t.capitalised]
-        if len(capitals) < 2 or any(w in lx.CHILDREN_ORGANISATION_WORDS for w in words):
+        # Not when the child phrase runs past the name ("Baby Steps Nursery class"), nor a children's organisation.
+        if len(capitals) < 2 or hi < hit.last or any(w in lx.CHILDREN_ORGANISATION_WORDS for w in words):
             return False
         if all(w in self.english_forms or w in lx.SMALL_TITLE_WORDS for w in words):
             return False

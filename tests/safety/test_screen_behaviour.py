@@ -132,3 +132,16 @@ def test_birthdays_and_turning_an_age_are_a_persons_unless_a_thing_has_them(scre
     assert screen("her 7th birthday").flagged and screen("twins turning five").flagged
     assert not screen("the bakery's 7th birthday").flagged and not screen("the startup turns 7 today").flagged
     assert not screen("a 21st birthday").flagged and not screen("twins turning 30").flagged
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        "the girls at the office creche with their mums",  # an adult setting, but mothers and a creche
+        "Baby Steps Nursery class photo",  # a capitalised name of a children's place
+        "kid's bike with a kid riding it",  # goods, and a child with them
+        "our 40 year old neighbour's kids in the garden",  # the adult age is the neighbour's
+    ],
+)
+def test_adult_readings_give_way_to_children_in_the_text(screen, child):
+    assert screen(child).flagged, child
