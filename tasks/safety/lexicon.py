@@ -92,6 +92,8 @@ FUZZY_TARGETS = frozenset(
         "teens tween tweens niece nieces nephew nephews stepkids grandkids grandson"
     ).split()
 )
+# Short child words too short for an edit, caught when two adjacent letters are swapped ("kdi", "byo").
+SHORT_SWAP_TARGETS = frozenset("kid kids boy boys".split())
 # Frequent tokens (spaCy's lexeme probabilities above e^-18.5) that are not in the English vocabulary
 # yet sit within the tolerated distance of a target: names, brands, slang and words of other
 # languages. Listed once by `bench/screen_near_words.py` and checked by hand; real misspellings

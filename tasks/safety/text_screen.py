@@ -515,6 +515,9 @@ class ChildContentFilter:
         sounded = re.sub(r"(?:ee|ie|ey)(s?)$", r"y\1", reading)
         lemma = lemma or (self.english_forms.get(sounded) if sounded != reading else None)
         near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
+        if not near and len(reading) in (3, 4):  # two letters swapped in a short word: "kdi", "byo", "kdis"
+            swaps = {reading[:k] + reading[k + 1] + reading[k] + reading[k + 2 :] for k in range(len(reading) - 1)}
+            near = next((self.english_forms[w] for w in sorted(swaps) if w in lx.SHORT_SWAP_TARGETS), None)
         if not near:  # spelt by ear: "nefew", "skoolgirl", "kidz" -> "nephew", "schoolgirl", "kids"
             for sounded in _sound_spellings(reading):
                 near = self.english_forms.get(sounded) or self.english_forms.get(self.fuzzy.nearest(sounded) or "")

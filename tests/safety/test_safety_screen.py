@@ -120,6 +120,7 @@ FLAGGED = [
     ("my little cousin on her trike", "little cousin"),
     ("sixth grade graduation photo", "sixth grade"),
     ("the new kid at school", "kid"),
+    ("kdi on a swing", "kid"),
 ]
 
 NOT_FLAGGED = [
