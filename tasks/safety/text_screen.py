@@ -511,9 +511,14 @@ class ChildContentFilter:
         if not (fuzzy and reading.isalpha()) or reading in lx.NOT_MISSPELLINGS:
             return weak
         lemma = self.squeezed_forms.get(_squeeze_all(reading))
-        # A final "y" sound written "ee", "ie" or "ey" ("babee", "babie"), read as "y" too.
+        # A final "y" sound written "ee", "ie" or "ey" ("babee", "babie"), read as "y" too; a plural in "ys" as
+        # "ies" ("babbys" is then one letter from "babies").
         sounded = re.sub(r"(?:ee|ie|ey)(s?)$", r"y\1", reading)
+        if sounded.endswith("ys") and sounded[-3:-2] not in "aeiou":
+            sounded = sounded[:-2] + "ies"
         lemma = lemma or (self.english_forms.get(sounded) if sounded != reading else None)
+        if not lemma and sounded != reading:
+            lemma = self.english_forms.get(self.fuzzy.nearest(sounded) or "")
         near = lemma or self.english_forms.get(self.fuzzy.nearest(reading) or "")
         if not near and len(reading) in (3, 4):  # two letters swapped in a short word: "kdi", "byo", "kdis"
             swaps = {reading[:k] + reading[k + 1] + reading[k] + reading[k + 2 :] for k in range(len(reading) - 1)}

@@ -121,6 +121,7 @@ FLAGGED = [
     ("sixth grade graduation photo", "sixth grade"),
     ("the new kid at school", "kid"),
     ("kdi on a swing", "kid"),
+    ("babbys in a nursery", "baby"),
 ]
 
 NOT_FLAGGED = [
