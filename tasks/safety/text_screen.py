@@ -731,7 +731,9 @@ class ChildContentFilter:
         new_kid = text.words[hit.first] == "kid" and hit.first > 0 and text.words[hit.first - 1] == "new"
         if (text.words[hit.first] not in ("boys", "girls", "lads") and not new_kid) or hit.first != hit.last:
             return False
-        return any(w in lx.ADULT_SETTING_WORDS for w in text.words) and not _child_scene(text, hit.first, hit.last)
+        # A parent here is one of the adults ("a working mum's night out with the girls at a pub").
+        adult_setting = any(w in lx.ADULT_SETTING_WORDS for w in text.words)
+        return adult_setting and not _child_scene(text, hit.first, hit.last, parents=False)
 
     def _named_with_capitals(self, text: _Text, hit: _Hit) -> bool:
         """A child word inside a capitalised name: "Boy Pablo playing live", "Youth Lagoon concert", "Children of
