@@ -806,6 +806,14 @@ IDIOMS: dict[str, tuple[str, ...]] = {
         "boys * night",
         "girls * night",
         "girls night in",
+        "night with the girls",
+        "night with the boys",
+        "weekend with the girls",
+        "weekend with the boys",
+        "trip with the girls",
+        "trip with the boys",
+        "jungs abend",
+        "jungsabend",
         "madels abend",
         "madelsabend",
         "madelstrip",
@@ -969,8 +977,15 @@ ADULT_SETTING_WORDS = frozenset(
     (
         "office pub pubs nightclub nightclubs cocktail cocktails wine wines beer beers champagne prosecco "
         "bachelorette hen stag casino poker karaoke brewery whisky vodka margarita margaritas firehouse barracks "
-        "coworkers colleagues firm company workplace job agency startup boardroom"
+        "coworkers colleagues firm company workplace job agency startup boardroom oficina despedida soltera "
+        "soltero kneipe buro junggesellenabschied junggesellinnenabschied bureau ufficio nubilato celibato "
+        "escritorio empresa cerveza cervezas bier wein vino"
     ).split()
+)
+# Words for friends, in English and the other languages, that are grown-ups in an adult setting.
+FRIENDS_WORDS = frozenset(
+    "boys girls lads chicos chicas jungs madels ragazzi ragazze garcons filles meninos meninas rapazes "
+    "raparigas".split()
 )
 # Child words for people named with capitals ("Boy Pablo", "Youth Lagoon") count as names only when the
 # name does not belong to a children's organisation ("Girl Scouts", "Boys and Girls Club").

@@ -306,8 +306,8 @@ class _ForeignLexicon:
         """A compound whose other part is an English word ("Kinderhook", "Kinderzimmer"): German only beside
         other German words."""
 
-        def english(part: str) -> bool:  # "Kindergartenkinder" is German all the same
-            return part in self.english and part not in lx.ENGLISH_FORMS
+        def english(part: str) -> bool:  # "Kindergartenkinder" is German all the same; "Mädchens" is an ending
+            return len(part) >= 3 and part in self.english and part not in lx.ENGLISH_FORMS
 
         return any(word.startswith(p) and english(word[len(p) :]) for p in self.prefixes) or any(
             word.endswith(s) and english(word[: -len(s)]) for s in self.suffixes
@@ -729,7 +729,7 @@ class ChildContentFilter:
         """ "the girls at the office party", "a bachelorette with her girls", "the new kid at the law firm": grown-ups
         called boys, girls or the new kid, in an adult setting, with nothing else about children."""
         new_kid = text.words[hit.first] == "kid" and hit.first > 0 and text.words[hit.first - 1] == "new"
-        if (text.words[hit.first] not in ("boys", "girls", "lads") and not new_kid) or hit.first != hit.last:
+        if (text.words[hit.first] not in lx.FRIENDS_WORDS and not new_kid) or hit.first != hit.last:
             return False
         # A parent here is one of the adults ("a working mum's night out with the girls at a pub").
         adult_setting = any(w in lx.ADULT_SETTING_WORDS for w in text.words)

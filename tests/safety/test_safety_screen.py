@@ -122,6 +122,7 @@ FLAGGED = [
     ("the new kid at school", "kid"),
     ("kdi on a swing", "kid"),
     ("babbys in a nursery", "baby"),
+    ("Mädchens Fahrrad", "madchens"),
 ]
 
 NOT_FLAGGED = [
@@ -215,6 +216,8 @@ NOT_FLAGGED = [
     "tods shoes on a shelf",
     "the new kid at the law firm",
     "a children's bookshop at night",
+    "los chicos de la oficina celebrando",
+    "Jungs-Abend in der Kneipe",
 ]
 
 
