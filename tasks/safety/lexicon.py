@@ -401,7 +401,10 @@ ANIMAL_NOUNS = frozenset(
         "harrier peregrine seagull seagulls grizzly polar elk moose marmot groundhog chipmunk vole shrew mole "
         "dormouse lamprey barracuda grouper halibut flounder sardine anchovy mackerel herring tilapia perch "
         "sturgeon axolotls bear's hen's sow sows boars bullock bullocks ewe's ewes rams nanny billy kitten's "
-        "stag stags hind hinds roe buck bucks "
+        "stag stags hind hinds roe buck bucks bonobo bonobos dodo dragonfly dragonflies echidna echidnas "
+        "grasshopper hornet hornets ladybird ladybirds ladybug ladybugs larva larvae leveret leverets mandrill moth "
+        "moths mouflon muntjac nightingale puffling pufflings scorpion shrimp slug slugs snail snails spiderling "
+        "tarantula wasp wasps worm worms insect insects reptile reptiles mammal mammals primate primates "
         "mustang bronco donkey's mule's burro zebu dromedary alpacas llama's ox oxen bison's hedgehogs"
     ).split()
 )
