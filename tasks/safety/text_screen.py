@@ -112,6 +112,8 @@ _FUNCTION_WORDS = frozenset(
     "would should may might must i you he she it we they me him us them".split()
 )
 _DASHES = frozenset({"-", "‐", "‑", "–", "—"})
+# Marks put inside a word to cut it ("chi.ldren", "tod_dler", "ki*ds"): the pieces are read joined, as after a dash.
+_INNER_CUTS = frozenset({".", "_", "*", "·", "•", "~"})
 _CONJUNCTIONS = frozenset({"and", "or", "with", "&", "but", "while", "plus"})
 _ARTICLES = frozenset({"a", "an", "one", "the", "my", "our", "your", "his", "her", "their"})
 # Young of animals: these child words, followed by an animal (or preceded by one, with no person in the text).
@@ -315,7 +317,7 @@ class _ForeignLexicon:
 
 
 # Letters written as they sound, and how the lexicon spells them: "nefew", "skool", "kidz", "neice".
-_SOUND_SPELLINGS = (("f", "ph"), ("sk", "sch"), ("z", "s"), ("k", "ch"), ("ei", "ie"), ("u", "oo"))
+_SOUND_SPELLINGS = (("f", "ph"), ("sk", "sch"), ("z", "s"), ("ei", "ie"), ("u", "oo"))
 
 
 def _sound_spellings(word: str) -> list[str]:
@@ -621,7 +623,7 @@ class ChildContentFilter:
         for i in range(len(text.tokens) - 1):
             a, b = text.tokens[i], text.tokens[i + 1]
             separator = text.folded[a.end : b.start]
-            hyphen = separator == "" or separator.strip() in _DASHES
+            hyphen = separator == "" or separator.strip() in _DASHES or separator in _INNER_CUTS
             short = min(len(a.word), len(b.word)) <= 2
             if not hyphen and (separator.strip() or (a.word in self.known and b.word in self.known and not short)):
                 continue
@@ -640,7 +642,7 @@ class ChildContentFilter:
         for i in range(len(tokens) - 2):
             pieces = tokens[i : i + 3]
             separators = [text.folded[a.end : b.start] for a, b in itertools.pairwise(pieces)]
-            if any(sep.strip() not in ("", *_DASHES) for sep in separators):
+            if any(sep.strip() not in ("", *_DASHES) and sep not in _INNER_CUTS for sep in separators):
                 continue
             if any(len(p.word) > 4 or not p.word.isalpha() for p in pieces):
                 continue

@@ -123,6 +123,8 @@ FLAGGED = [
     ("kdi on a swing", "kid"),
     ("babbys in a nursery", "baby"),
     ("Mädchens Fahrrad", "madchens"),
+    ("chi.ldren at a park", "child"),
+    ("tod_dler on a slide", "toddler"),
 ]
 
 NOT_FLAGGED = [
@@ -218,6 +220,8 @@ NOT_FLAGGED = [
     "a children's bookshop at night",
     "los chicos de la oficina celebrando",
     "Jungs-Abend in der Kneipe",
+    "St. Kilda beach",
+    "baby echidna in a rescue centre",
 ]
 
 
