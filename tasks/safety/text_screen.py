@@ -112,6 +112,11 @@ _FUNCTION_WORDS = frozenset(
     "would should may might must i you he she it we they me him us them".split()
 )
 _DASHES = frozenset({"-", "‐", "‑", "–", "—"})
+# Limits that keep one long token cheap: a run-together token of at most 60 letters and 6 words
+# ("#kidsandtoysandboysandgirls"), and misspellings only up to 20 letters (the longest child word has 17).
+MAX_JOINED_LENGTH = 60
+MAX_JOINED_WORDS = 6
+MAX_MISSPELT_LENGTH = 20
 # Marks put inside a word to cut it ("chi.ldren", "tod_dler", "ki*ds"): the pieces are read joined, as after a dash.
 _INNER_CUTS = frozenset({".", "_", "*", "·", "•", "~"})
 _CONJUNCTIONS = frozenset({"and", "or", "with", "&", "but", "while", "plus"})
@@ -510,7 +515,9 @@ class ChildContentFilter:
                     # "?": a German compound with an English part counts only beside German words, unless
                     # it is a misspelt English child word ("kindergarden").
                     weak = (reading, reading, lexicon.language + "?")
-        if not (fuzzy and reading.isalpha()) or reading in lx.NOT_MISSPELLINGS:
+        # A token far longer than any child word is no misspelling of one (and its deletions are costly).
+        too_long = len(reading) > MAX_MISSPELT_LENGTH
+        if not (fuzzy and reading.isalpha()) or too_long or reading in lx.NOT_MISSPELLINGS:
             return weak
         lemma = self.squeezed_forms.get(_squeeze_all(reading))
         # A final "y" sound written "ee", "ie" or "ey" ("babee", "babie"), read as "y" too; a plural in "ys" as
@@ -559,7 +566,8 @@ class ChildContentFilter:
         token = text.tokens[i]
         word = token.word
         hashtag = text.folded[token.start - 1 : token.start] == "#"
-        if len(word) < 6 or not word.isalpha() or word in self.known or word in lx.NOT_MISSPELLINGS:
+        too_long = len(word) > MAX_JOINED_LENGTH
+        if len(word) < 6 or too_long or not word.isalpha() or word in self.known or word in lx.NOT_MISSPELLINGS:
             return None
         if token.capitalised and not hashtag:
             return None
@@ -582,7 +590,7 @@ class ChildContentFilter:
     @lru_cache(maxsize=8192)  # noqa: B019 - one filter per process
     def _segment(self, word: str, depth: int = 0) -> str | None:
         """The child lemma of `word` split into English words with at least one child word, else None."""
-        for k in range(len(word) - 1, 1, -1) if depth <= 3 else ():
+        for k in range(len(word) - 1, 1, -1) if depth <= MAX_JOINED_WORDS else ():
             head, rest = word[:k], word[k:]
             if self._joins_adult(head, rest):
                 return None
@@ -605,11 +613,12 @@ class ChildContentFilter:
         makes a word of its own ("showgirls", "busboy")."""
         return head in lx.JOIN_SHORT_WORDS or (head in self.adjectives and head not in self.verbs)
 
+    @lru_cache(maxsize=8192)  # noqa: B019 - one filter per process
     def _segments(self, word: str, depth: int) -> bool:
         """`word` splits wholly into English words of 3 letters or more (or short function words)."""
         if (len(word) >= 3 or word in lx.JOIN_SHORT_WORDS) and word in self.known:
             return True
-        if depth > 3:
+        if depth > MAX_JOINED_WORDS:
             return False
         return any(
             word[:k] in self.known
@@ -656,7 +665,7 @@ class ChildContentFilter:
             # Any stretch of the run may be an English child word: "a c h i l d" holds "child". A foreign one
             # (stems, compounds: costlier) is looked for in the stretches that start or end the run.
             for i in range(len(letters)):
-                for j in range(len(letters), i + 2, -1):
+                for j in range(min(len(letters), i + MAX_MISSPELT_LENGTH), i + 2, -1):
                     piece = letters[i:j]
                     found = self._exact([piece])
                     if not found and (i == 0 or j == len(letters)):

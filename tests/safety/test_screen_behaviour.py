@@ -145,3 +145,13 @@ def test_birthdays_and_turning_an_age_are_a_persons_unless_a_thing_has_them(scre
 )
 def test_adult_readings_give_way_to_children_in_the_text(screen, child):
     assert screen(child).flagged, child
+
+
+def test_one_long_token_stays_cheap(screen):
+    # Misspelling and run-together searches are bounded: a 200-letter token costs well under a second.
+    import time
+
+    started = time.process_time()
+    for text in ("a" * 200, "xqzwvkjhgfdsaqwertyuiop" * 5, " ".join(["k i d s"] * 30)):
+        screen(text)
+    assert time.process_time() - started < 1.0
