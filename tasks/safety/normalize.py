@@ -225,6 +225,9 @@ def _script(char: str) -> str:
     return name.split(" ", 1)[0] if name else ""
 
 
+_LATIN_WITH = re.compile(r"LATIN (?:SMALL|CAPITAL) LETTER ([A-Z]) WITH ")
+
+
 @lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
     """Case-fold one character and drop the accents of Latin letters; Cyrillic "ё" reads as "е"."""
@@ -237,7 +240,10 @@ def _fold_char(char: str) -> str:
             out.append(c)
             continue
         base = unicodedata.normalize("NFD", c)[0]
-        out.append(base if base.isascii() else c)
+        if not base.isascii():  # a letter with a hook or stroke that does not decompose: "ƙ", "đ", "ɓ"
+            named = _LATIN_WITH.match(unicodedata.name(c, ""))
+            base = named.group(1).lower() if named else c
+        out.append(base)
     return "".join(out)
 
 

@@ -69,6 +69,8 @@ def test_format_characters_are_dropped():
 
 def test_accents_fold_on_latin_letters_only():
     assert _words("niños Mädchen garçon") == ["ninos", "madchen", "garcon"]
+    # Letters with a hook or a stroke do not decompose; their Unicode names say the letter.
+    assert _words("ƙiđ ɓaby") == ["kid", "baby"]
     # Russian keeps its letters; ё reads as е.
     assert _words("ребёнок дети") == ["ребенок", "дети"]
 
