@@ -803,7 +803,8 @@ class ChildContentFilter:
     def _goods_word(word: str) -> bool:
         """A noun for a thing one buys or a place built for children (`GOODS_NOUNS`, "-wear", "-ware"). A list, not
         every noun: "toddler tantrum", "kids yoga", "baby giggles" are children doing something."""
-        return word in lx.GOODS_NOUNS or word.endswith(lx.GOODS_SUFFIXES)
+        singular = {word, word.removesuffix("s"), word.removesuffix("es")}  # "lunchboxes", "kites"
+        return bool(singular & lx.GOODS_NOUNS) or word.endswith(lx.GOODS_SUFFIXES)
 
     def _goods_head(self, text: _Text, last: int) -> str:
         """The goods noun a child word before token `last` + 1 qualifies, else "". It reads nouns and modifiers up
@@ -850,8 +851,11 @@ class ChildContentFilter:
             plural_head = any(head.endswith(e) and head[: -len(e)] in self.nouns for e in ("s", "es"))
             counted = previous in lx.CHILD_SIZE_WORDS or previous in NUMBER_WORDS
             # "a child watches", "a boy plays": after a bare singular a verb in -s is what the child does.
+            # ("a smiling child slides"): an article up to two words before a singular child word makes it the
+            # subject of the verb after it; without one it names a kind of goods ("a box of toddler puzzles").
+            subject = any(w in _ARTICLES for w in text.words[max(0, hit.first - 2) : hit.first])
             verb_after_singular = (
-                previous in _ARTICLES and not plural and not possessive and head in self.verbs and head.endswith("s")
+                subject and not plural and not possessive and head in self.verbs and head.endswith("s")
             )
             return not counted and not verb_after_singular and not (plural and head in self.verbs and not plural_head)
         # Before it: "a play kitchen for kids", "school uniforms for boys".

@@ -125,6 +125,7 @@ FLAGGED = [
     ("Mädchens Fahrrad", "madchens"),
     ("chi.ldren at a park", "child"),
     ("tod_dler on a slide", "toddler"),
+    ("A smiling child slides down a tube slide", "child"),
 ]
 
 NOT_FLAGGED = [
@@ -222,6 +223,8 @@ NOT_FLAGGED = [
     "Jungs-Abend in der Kneipe",
     "St. Kilda beach",
     "baby echidna in a rescue centre",
+    "kids' lunchboxes on a shelf",
+    "a big kid at heart riding a rollercoaster at 40",
 ]
 
 
