@@ -10,9 +10,10 @@
    and "+" read as "and"); each token gets one or more *readings*: letters that look like Latin ones
    (Cyrillic "с", Greek "ο", small capitals; Unicode's confusables data) read as Latin when the
    token mixes scripts or is written only in look-alikes, so a real Russian word stays Russian;
-   digits and symbols used as letters (1 0 3 4 5 7 8 @ $ ! |) read as the letters they stand for,
-   every combination when one could be two ("1" is "i" or "l"); case folded; accents dropped from
-   Latin letters ("niños" -> "ninos"); "ё" read as "е". Letters spaced apart ("c h i l d", "k.i.d")
+   digits and symbols used as letters (1 0 3 4 5 7 8 @ $ ! | and "(" or "+" starting a word) read as
+   the letters they stand for, every combination when one could be two ("1" is "i" or "l"), and
+   letters drawn with two or three symbols beside a letter ("|<", "|)", "()") read as one; case folded;
+   accents dropped from Latin letters ("niños" -> "ninos"); "ё" read as "е". Letters spaced apart ("c h i l d", "k.i.d")
    are found by `spaced_runs`.
 """
 
@@ -116,6 +117,27 @@ LEET: dict[str, tuple[str, ...]] = {
     "!": ("i",),
     "|": ("i", "l"),
     "€": ("e",),
+    "(": ("c", "o"),
+    "+": ("t",),
+}
+# Letters drawn with two or three symbols ("|<id", "ki|)s", "b()y"): read as the letter before the text is cut
+# into tokens, and only beside a letter, so "|" and brackets elsewhere stay punctuation.
+MULTI_SYMBOL_LETTERS: dict[str, str] = {
+    "|<": "k",
+    "|{": "k",
+    "|)": "d",
+    "[)": "d",
+    "()": "o",
+    "[]": "o",
+    "/\\": "a",
+    "\\/": "v",
+    "|-|": "h",
+    "]-[": "h",
+    "|_|": "u",
+    "\\/\\/": "w",
+    "|\\|": "n",
+    "|2": "r",
+    "|_": "l",
 }
 MAX_READINGS = 16
 # Lower-case letters shaped like small capitals ("кid", "κids"). Unicode lists only their capitals as
@@ -147,8 +169,17 @@ MIXED_SCRIPT_LETTERS: dict[str, tuple[str, ...]] = {
     "з": ("e",),
 }
 # Characters that can only be letters inside a word ("k!d", "g|rl"); at its edges they are punctuation.
-_INNER_ONLY = "!|"
-_TOKEN = re.compile(r"(?:[^\W_]|[@$€!|'’])+|[&+]")
+_INNER_ONLY = "!|(+"
+_TOKEN = re.compile(
+    r"(?:[^\W_]|[@$€!|'’]|(?<=[^\W\d_])\((?=[^\W\d_])|\((?=[^\W_]{2,}(?![^\s)]*\)))|(?<![^\s])\+(?=[^\W\d_]{2,}))+|[&+]"
+)
+# Where a letter drawn with symbols may stand: beside a letter, or at the start of a word before one.
+_MULTI_SYMBOL = re.compile(
+    "|".join(
+        rf"(?<=[^\W\d_]){re.escape(k)}|{re.escape(k)}(?=[^\W_])"
+        for k in sorted(MULTI_SYMBOL_LETTERS, key=len, reverse=True)
+    )
+)
 _APOSTROPHES = "'’"
 # Separators that may stand between letters spaced apart: "c h i l d", "k.i.d", "b-o-y", "g_i_r_l".
 _SPACED_SEPARATOR = re.compile(r"[\s.\-_*·•,~:/\\()\[\]{}|+]{1,3}")
@@ -194,6 +225,9 @@ def _script(char: str) -> str:
     return name.split(" ", 1)[0] if name else ""
 
 
+_LATIN_WITH = re.compile(r"LATIN (?:SMALL|CAPITAL) LETTER ([A-Z]) WITH ")
+
+
 @lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
     """Case-fold one character and drop the accents of Latin letters; Cyrillic "ё" reads as "е"."""
@@ -206,7 +240,10 @@ def _fold_char(char: str) -> str:
             out.append(c)
             continue
         base = unicodedata.normalize("NFD", c)[0]
-        out.append(base if base.isascii() else c)
+        if not base.isascii():  # a letter with a hook or stroke that does not decompose: "ƙ", "đ", "ɓ"
+            named = _LATIN_WITH.match(unicodedata.name(c, ""))
+            base = named.group(1).lower() if named else c
+        out.append(base)
     return "".join(out)
 
 
@@ -287,8 +324,11 @@ def _letter_readings(token: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=65536)
 def _readings(raw: str) -> tuple[str, ...]:
-    if raw[:1] in _INNER_ONLY and raw[1:2].isalpha():  # "!nfant": the symbol may be a letter
-        return tuple(dict.fromkeys(_readings("i" + raw[1:]) + _readings(raw[1:])))
+    if raw in ("&", "+"):
+        return ("and",)
+    if raw[:1] in _INNER_ONLY and raw[1:2].isalpha():  # "!nfant", "(hild": the symbol may be a letter
+        first = {"(": "c", "+": "t"}.get(raw[0], "i")
+        return tuple(dict.fromkeys(_readings(first + raw[1:]) + _readings(raw[1:])))
     token = raw.strip(_APOSTROPHES + _INNER_ONLY)
     token = "".join(c for c in token if c not in _APOSTROPHES)  # "boys'" -> "boys", "baby's" -> "babys"
     if not token:
@@ -303,8 +343,9 @@ def _readings(raw: str) -> tuple[str, ...]:
 
 
 def tokenize(text: str) -> tuple[str, list[Token]]:
-    """(folded text, tokens). Token offsets index the folded text."""
-    folded = fold_text(text)
+    """(folded text, tokens). Token offsets index the folded text, in which letters drawn with several symbols
+    ("|<", "|)", "()") are already single letters."""
+    folded = _MULTI_SYMBOL.sub(lambda m: MULTI_SYMBOL_LETTERS[m.group()], fold_text(text))
     tokens = []
     for match in _TOKEN.finditer(folded):
         readings = _readings(match.group())

@@ -69,6 +69,8 @@ def test_format_characters_are_dropped():
 
 def test_accents_fold_on_latin_letters_only():
     assert _words("niños Mädchen garçon") == ["ninos", "madchen", "garcon"]
+    # Letters with a hook or a stroke do not decompose; their Unicode names say the letter.
+    assert _words("ƙiđ ɓaby") == ["kid", "baby"]
     # Russian keeps its letters; ё reads as е.
     assert _words("ребёнок дети") == ["ребенок", "дети"]
 
@@ -93,6 +95,17 @@ def test_leetspeak_tries_every_reading():
     assert "infants" in _readings("!nfants")[0]
     # Numbers stay numbers; a trailing "!" is punctuation.
     assert _readings("2015")[0] == ("2015",) and _readings("kids!")[0] == ("kids",)
+
+
+def test_letters_drawn_with_several_symbols():
+    assert _words("|<id ki|)s b()y |<1d5") == ["kid", "kids", "boy", "k1d5"]
+    assert "kids" in _readings("|<1d5")[0]
+    # "(" inside a word or opening one that never closes is a letter; "+" opening a word is "t".
+    assert "toddler" in _readings("t(ddler")[0] and "children" in _readings("(hildren")[0]
+    assert "teens" in _readings("+eens")[0]
+    # Brackets and bars elsewhere stay punctuation.
+    assert _words("kids (children) play") == ["kids", "children", "play"]
+    assert _words("a (big) dog | cat") == ["a", "big", "dog", "cat"]
 
 
 def test_separators_split_and_ampersand_reads_and():

@@ -74,3 +74,84 @@ def test_each_disguise_is_caught_in_a_sentence(screen, disguise):
 def test_an_idiom_only_excuses_its_own_words(screen):
     assert screen("a baby blue car").matches == []
     assert screen("a baby in a baby blue car").matches == ["baby"]
+
+
+@pytest.mark.parametrize(
+    ("adult", "child"),
+    [
+        ("boys in blue directing traffic", "two little boys in blue splashing in the sea"),
+        ("Jones and Sons hardware store", "a father and son fishing from a rowboat"),
+        ("party girl dancing on a nightclub table", "a party girl in a tutu with her mum"),
+        ("girls' trip to Vegas", "girls' trip to the zoo with a stroller"),
+        ("the beach boys on the radio", "the beach boys with buckets and spades"),
+    ],
+)
+def test_an_idiom_about_people_excuses_only_without_children_around(screen, adult, child):
+    # Direction: a childhood place, toy, parent or size word turns the idiom's people into children.
+    assert not screen(adult).flagged, adult
+    assert screen(child).flagged, child
+
+
+@pytest.mark.parametrize(
+    "goods",
+    ["kids' bike for sale", "girls' shoes on a shelf", "toddler sippy cups drying on a rack", "a children's book"],
+)
+def test_goods_named_after_children_pass_only_with_no_child_in_the_text(screen, goods):
+    assert not screen(goods).flagged, goods
+    assert screen(f"{goods} and a boy").flagged
+    assert screen(f"{goods} next to a toddler").flagged
+    assert screen(f"{goods}, a 6-year-old nearby").flagged
+
+
+def test_a_particular_childs_things_flag(screen):
+    # "the boys' bikes" names particular boys; "boys' bikes" names a kind of bike.
+    assert screen("the boys' bikes").flagged and not screen("boys' bikes for sale").flagged
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [
+        ("Boy Pablo playing live", "Happy Boy playing in the park"),
+        ("Youth Lagoon concert", "Cute Baby Smiling at the camera"),
+        ("Kid Koala at the turntables", "Two Girls Playing on a city street"),
+    ],
+)
+def test_capitals_make_a_name_only_when_no_word_describes_a_child(screen, name, description):
+    assert not screen(name).flagged, name
+    assert screen(description).flagged, description
+
+
+def test_words_written_together_flag_unless_they_make_an_adult_word(screen):
+    for joined in ("toddlerlife", "babygirls in dresses", "#kidsofinstagram", "kidsclub pool"):
+        assert screen(joined).flagged, joined
+    for adult in ("showgirls", "cowgirls", "ladyboy", "boyband", "childfree", "kidman"):
+        assert not screen(adult).flagged, adult
+
+
+def test_birthdays_and_turning_an_age_are_a_persons_unless_a_thing_has_them(screen):
+    assert screen("her 7th birthday").flagged and screen("twins turning five").flagged
+    assert not screen("the bakery's 7th birthday").flagged and not screen("the startup turns 7 today").flagged
+    assert not screen("a 21st birthday").flagged and not screen("twins turning 30").flagged
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        "the girls at the office creche with their mums",  # an adult setting, but mothers and a creche
+        "Baby Steps Nursery class photo",  # a capitalised name of a children's place
+        "kid's bike with a kid riding it",  # goods, and a child with them
+        "our 40 year old neighbour's kids in the garden",  # the adult age is the neighbour's
+    ],
+)
+def test_adult_readings_give_way_to_children_in_the_text(screen, child):
+    assert screen(child).flagged, child
+
+
+def test_one_long_token_stays_cheap(screen):
+    # Misspelling and run-together searches are bounded: a 200-letter token costs well under a second.
+    import time
+
+    started = time.process_time()
+    for text in ("a" * 200, "xqzwvkjhgfdsaqwertyuiop" * 5, " ".join(["k i d s"] * 30)):
+        screen(text)
+    assert time.process_time() - started < 1.0

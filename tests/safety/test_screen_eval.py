@@ -18,7 +18,7 @@ from tasks.safety.screen_eval import (
 )
 
 EVAL_SET = Path(__file__).with_name("screen_eval.tsv")
-CHILD_FAMILIES = ["plain", "misspelling", "leet", "script", "spacing", "language", "idiom", "age"]
+CHILD_FAMILIES = ["plain", "misspelling", "leet", "script", "spacing", "language", "idiom", "age", "kin"]
 ADULT_FAMILIES = ["plain", "idiom", "animal", "product", "name", "age-of-thing", "contains"]
 
 
