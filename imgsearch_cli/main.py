@@ -362,16 +362,31 @@ def install_model(
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
     index_name: str = typer.Option("gallery", "--index", help="Gallery index to search."),
+    check_every: float = typer.Option(
+        1.0,
+        "--check-every",
+        min=0.0,
+        help="Seconds between looks at the champion, the index and the safety files; on a change the server "
+        "loads the new state in the background and swaps it in.",
+    ),
 ) -> None:
-    """Start the web page and JSON API (search, score, healthz)."""
+    """Start the web page and JSON API (search, score, healthz); follows retrains without a restart."""
     import uvicorn
 
+    from tasks.search.index import SearchUnavailableError
+    from tasks.search.serving import ServingStates
+    from tasks.workspace import Workspace
     from webapp.app import create_app
+    from webapp.limits import uvicorn_config
 
-    searcher = _searcher(index_name)  # fail here, with a clear message, rather than on the first request
-    uvicorn.run(create_app(lambda: searcher), host=host, port=port)
+    states = ServingStates.for_workspace(Workspace.from_env(), index_name, check_every)
+    try:
+        states.current()  # fail here, with a clear message, rather than on the first request
+    except SearchUnavailableError as err:
+        _fail(str(err))
+    uvicorn.Server(uvicorn_config(create_app(states=states), host, port)).run()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -19,10 +19,17 @@ class IndexSummary:
     flagged: int
     image_encoder: str
     flagged_by: dict[str, int] = field(default_factory=dict)  # "captions" / "detector" -> images
+    version: str = ""  # the index build (index.json "version")
+    model_version: str = ""  # the champion it was built for
+    dataset_version: str = ""  # the dataset whose test images it holds ("" for any other folder)
 
 
 def index_folder(
-    folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None
+    folder: Path,
+    name: str = "gallery",
+    workspace: Workspace | None = None,
+    image_encoder: str | None = None,
+    dataset_version: str = "",
 ) -> IndexSummary:
     """Index `folder` with the champion's image encoder; the safety decision hides what it must."""
     from tasks.safety.policy import SafetyPolicy
@@ -46,7 +53,8 @@ def index_folder(
         image_encoder,
         SafetyPolicy.load(workspace),
         model=model,
-        model_version=champion.version if same_features else "",
+        model_version=champion.version,
+        dataset_version=dataset_version,
     )
     gallery.save(workspace.index_dir(name))
     by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
@@ -57,4 +65,7 @@ def index_folder(
         flagged=len(gallery.flagged),
         image_encoder=image_encoder,
         flagged_by={str(k): int(v) for k, v in by_source.items()},
+        version=gallery.version,
+        model_version=gallery.model_version,
+        dataset_version=gallery.dataset_version,
     )
