@@ -150,6 +150,10 @@ def _print_run(result) -> None:
     if result.gallery:
         g = result.gallery
         typer.echo(f"gallery: {g.searchable} searchable test images, {g.flagged} hidden as showing children")
+    else:
+        typer.echo(f"gallery not re-indexed: {result.gallery_reason}")
+    if result.dataset_warning:
+        typer.secho(f"warning: {result.dataset_warning}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The pipeline flow under a Prefect test server: stages run, results land in the workspace."""
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -84,3 +85,48 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     assert len(registry.versions()) == 2
     # the champion was re-measured on this run's data: it appears in the comparison table
     assert any(name.startswith("champion") for name in second.training.metrics)
+
+
+def test_rerun_that_keeps_the_champion_leaves_the_gallery_alone(prefect_harness, sample_dir, workspace):
+    from tasks.search.gallery import read_index_meta
+
+    params = RunParams(
+        data_dir=sample_dir, workspace=workspace.root, **{**FAKE_ENCODERS, "training": TrainParams(models=["ridge"])}
+    )
+    first = run_pipeline(params)
+    assert first.training.promoted and first.gallery is not None and "champion changed" in first.gallery_reason
+    meta = read_index_meta(workspace)
+    assert meta["model_version"] == first.training.version
+    assert meta["dataset_version"] == first.ingest.version and meta["version"]
+
+    second = run_pipeline(params)
+    assert not second.training.promoted and second.gallery is None
+    assert "up to date" in second.gallery_reason and second.dataset_warning is None
+    assert read_index_meta(workspace) == meta  # not rebuilt
+
+    # the index goes missing: rebuilt for the same champion from the same dataset
+    import shutil
+
+    shutil.rmtree(workspace.index_dir("gallery"))
+    third = run_pipeline(params)
+    assert third.gallery is not None and "no gallery index" in third.gallery_reason
+    assert read_index_meta(workspace)["model_version"] == first.training.version
+
+
+def test_reindex_decision_never_indexes_another_dataset():
+    from types import SimpleNamespace
+
+    from tasks.search.gallery import dataset_mix_warning, reindex_decision
+
+    champion = SimpleNamespace(version="m1", data_version="dsA")
+    assert reindex_decision(None, None, False, "dsA")[0] is False
+    assert reindex_decision(champion, {"model_version": "m0"}, True, "dsB") == (True, "the champion changed to m1")
+    assert reindex_decision(champion, {"model_version": "m1"}, False, "dsA")[0] is False
+    assert reindex_decision(champion, None, False, "dsA")[0] is True
+    assert reindex_decision(champion, {"model_version": "m0"}, False, "dsA")[0] is True
+    assert reindex_decision(champion, {}, False, "dsA")[0] is True  # an index from before versions were recorded
+    refused, reason = reindex_decision(champion, {"model_version": "m0"}, False, "dsB")
+    assert refused is False and "dsA" in reason and "dsB" in reason and "not indexed" in reason
+    warning = dataset_mix_warning(champion, "dsB", Path("/data/other"))
+    assert warning and "dsA" in warning and "dsB" in warning and "/data/other" in warning
+    assert dataset_mix_warning(champion, "dsA", Path("/data")) is None
