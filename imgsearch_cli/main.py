@@ -299,26 +299,37 @@ def search(
 @app.command()
 def score(
     pairs: Path = typer.Argument(
-        ..., help="CSV with columns image (a path; relative to the CSV's folder) and query_text."
+        ..., help="CSV with columns image (a path, relative to the CSV's folder) and query_text."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Output CSV (default: PAIRS with .scored.csv)."),
-    batch_size: int = typer.Option(5000, help="Rows per batch; memory stays flat for any table size."),
+    batch_size: int = typer.Option(5000, min=1, help="Rows per batch; memory stays flat for any table size."),
     index_name: str = typer.Option("gallery", "--index", help="Gallery index whose child flags also apply."),
+    base_dir: Path = typer.Option(
+        None,
+        "--base-dir",
+        help="Folder every image must resolve into, symbolic links followed (default: the CSV's folder).",
+    ),
 ) -> None:
-    """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead."""
-    from tasks.search.scoring import score_table
+    """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead, and a bad row
+    (empty text; image missing, empty, unreadable, too large, undecodable or outside --base-dir) gets a reason."""
+    from tasks.search.scoring import PairsFileError, score_table
 
     if not pairs.is_file():
         _fail(f"{pairs}: file not found", code=2)
-    if batch_size < 1:
-        _fail("--batch-size must be at least 1", code=2)
     out = out or pairs.with_suffix(".scored.csv")
+    if out.exists() and out.samefile(pairs):  # the same file by any name: a link, "./", another case
+        _fail(f"{out}: --out is the input file; choose another output file (the input was not touched)", code=2)
+    if base_dir is not None and not base_dir.is_dir():
+        _fail(f"--base-dir {base_dir}: not a folder", code=2)
     try:
-        counts = score_table(_searcher(index_name), pairs, out, batch_size)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+        counts = score_table(_searcher(index_name), pairs, out, batch_size, base_dir)
+    except PairsFileError as err:
+        _fail(str(err), code=2)
     _as_user_file(out)
     typer.echo(f"scored {counts.scored} of {counts.rows} rows ({counts.refused} refused) into {out}")
+    if counts.bad:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.reasons.items()))
+        typer.secho(f"{counts.bad} row(s) not scored, see the reason column: {kinds}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
