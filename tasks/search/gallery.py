@@ -59,6 +59,7 @@ def index_folder(
         model=model,
         model_version=champion.version,
         dataset_version=dataset_version,
+        safety_version=safety_version(workspace),
     )
     gallery.save(workspace.index_dir(name))
     by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
@@ -83,32 +84,66 @@ def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def reindex_decision(
-    champion: ModelRecord | None, index_meta: dict | None, promoted: bool, run_dataset: str
-) -> tuple[bool, str]:
-    """Should a run re-index the gallery from its own test images? (yes or no, and why)
+def safety_version(workspace: Workspace) -> str:
+    """Names the safety decision's inputs as they are now: the detector, its thresholds and the human flags."""
+    from tasks.workspace import file_sha256, text_sha256
 
-    Only when the champion changed: this run promoted it, or the index is missing or was built for another
-    model. Never from a dataset other than the champion's: its test images next to a model trained on other
-    data is how a retrain once replaced the gallery and scores fell to 0.006.
+    detector = workspace.detector_path
+    files = [detector, detector.with_suffix(".json"), workspace.caption_flags_path]
+    return text_sha256(" ".join(file_sha256(f) if f.is_file() else "-" for f in files))[:16]
+
+
+@dataclass(frozen=True)
+class ReindexDecision:
+    reindex: bool
+    reason: str
+    folder: str = ""  # "" = the run's own test images; else the folder the index already holds
+
+
+def reindex_decision(
+    champion: ModelRecord | None, index_meta: dict | None, promoted: bool, run_dataset: str, safety: str
+) -> ReindexDecision:
+    """Should a run rebuild the gallery index, from which folder, and why?
+
+    Only when the champion changed (this run promoted it, or the index was built for another model) or the
+    safety decision did (a new detector or new human flags must hide what they hide, at once). A rebuild for
+    a new champion of this run takes the run's test images, unless the index holds a folder of its own
+    (`imgsearch index DIR`); any other rebuild keeps the images the index holds. The run's test images never
+    go behind a champion trained on another dataset: that is how a retrain once replaced the gallery and
+    search scores fell to 0.006.
     """
     if champion is None:
-        return False, "no champion model: nothing to index for"
+        return ReindexDecision(False, "no champion model: nothing to index for")
+    own_folder = ""
+    if index_meta is not None and Path(index_meta.get("folder", "")).is_dir():
+        own_folder = str(index_meta["folder"])
+    custom = own_folder if index_meta is not None and not index_meta.get("dataset_version") else ""
     if promoted:
-        return True, f"the champion changed to {champion.version}"
-    if index_meta is None:
-        why = "there is no gallery index yet"
-    elif index_meta.get("model_version") != champion.version:
+        return ReindexDecision(True, f"the champion changed to {champion.version}", custom)
+    if index_meta is None or not own_folder:
+        why = "there is no gallery index yet" if index_meta is None else "the gallery index's folder is gone"
+        if champion.data_version != run_dataset:
+            return ReindexDecision(
+                False,
+                f"{why}, but the champion {champion.version} was trained on dataset {champion.data_version} and this "
+                f"run's dataset is {run_dataset}: its test images are not indexed (index a folder with "
+                "`imgsearch index`)",
+            )
+        return ReindexDecision(True, why)
+    stale = _stale(champion, index_meta, safety)
+    if stale:
+        return ReindexDecision(True, stale, own_folder)
+    return ReindexDecision(False, f"the gallery index is up to date for the champion {champion.version}")
+
+
+def _stale(champion: ModelRecord, index_meta: dict, safety: str) -> str:
+    """Why an existing index no longer fits the champion or the safety decision ("" when it does)."""
+    if index_meta.get("model_version") != champion.version:
         built_for = index_meta.get("model_version") or "an unrecorded model"
-        why = f"the gallery index was built for {built_for}, not the champion {champion.version}"
-    else:
-        return False, f"the gallery index is up to date for the champion {champion.version}"
-    if champion.data_version != run_dataset:
-        return False, (
-            f"{why}, but the champion {champion.version} was trained on dataset {champion.data_version} and this "
-            f"run's dataset is {run_dataset}: its test images are not indexed (index a folder with `imgsearch index`)"
-        )
-    return True, why
+        return f"the gallery index was built for {built_for}, not the champion {champion.version}"
+    if index_meta.get("safety_version") != safety:
+        return "the safety decision changed (detector or human flags)"
+    return ""
 
 
 def dataset_mix_warning(champion: ModelRecord | None, run_dataset: str, data_dir: Path) -> str | None:

@@ -62,6 +62,7 @@ class GalleryIndex:
     version: str = ""  # names this build of the index (the time it was built and a hash of what it holds)
     model_version: str = ""  # the champion it was built for ("" when built for no model)
     dataset_version: str = ""  # the dataset whose images it holds ("" for a folder that is no dataset's)
+    safety_version: str = ""  # the detector and human flags its hidden images were decided with
 
     def path_of(self, image: str) -> str:
         return str(Path(self.folder) / image)
@@ -82,6 +83,7 @@ class GalleryIndex:
                 "version": self.version,
                 "model_version": self.model_version,
                 "dataset_version": self.dataset_version,
+                "safety_version": self.safety_version,
                 "searchable": len(self.images),
                 "flagged": len(self.flagged),
             }
@@ -115,6 +117,7 @@ class GalleryIndex:
                 version=meta.get("version") or meta.get("built", ""),
                 model_version=meta.get("model_version", ""),
                 dataset_version=meta.get("dataset_version", ""),
+                safety_version=meta.get("safety_version", ""),
             )
             again = (directory / "index.json").read_text()
         except (FileNotFoundError, OSError) as err:
@@ -148,6 +151,7 @@ def build_gallery_index(
     model=None,
     model_version: str = "",
     dataset_version: str = "",
+    safety_version: str = "",
 ) -> GalleryIndex:
     """Embed every image in `folder` (through the cache), apply the safety decision, keep vectors of the rest."""
     from tasks.embed.cache import embed_image_files
@@ -186,4 +190,5 @@ def build_gallery_index(
         version=f"{built:%Y%m%dT%H%M%S%f}-{content[:8]}",
         model_version=model_version,
         dataset_version=dataset_version,
+        safety_version=safety_version,
     )

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.search.gallery import IndexSummary, index_folder, read_index_meta, reindex_decision
+from tasks.search.gallery import IndexSummary, index_folder, read_index_meta, reindex_decision, safety_version
 from tasks.workspace import Workspace
 
 
@@ -45,18 +45,25 @@ class GalleryUpdate(BaseModel):
 def update_gallery_task(
     folder: Path, workspace: Workspace, dataset_version: str, promoted: bool, name: str = "gallery"
 ) -> GalleryUpdate:
-    """Re-index the run's test images only when the champion changed (see `reindex_decision`)."""
+    """Rebuild the gallery index only when the champion or the safety decision changed (see `reindex_decision`)."""
     from tasks.training.registry import ModelRegistry
 
+    meta = read_index_meta(workspace, name)
     champion = ModelRegistry(workspace).champion()
-    reindex, reason = reindex_decision(champion, read_index_meta(workspace, name), promoted, dataset_version)
+    decision = reindex_decision(champion, meta, promoted, dataset_version, safety_version(workspace))
     logger = get_run_logger()
-    if not reindex:
-        (logger.warning if "not indexed" in reason else logger.info)("gallery not re-indexed: %s", reason)
-        create_markdown_artifact(
-            key="gallery-index", markdown=f"## Gallery index `{name}`\n\nNot re-indexed: {reason}.\n"
+    if not decision.reindex:
+        (logger.warning if "not indexed" in decision.reason else logger.info)(
+            "gallery not re-indexed: %s", decision.reason
         )
-        return GalleryUpdate(reindexed=False, reason=reason)
-    logger.info("re-indexing the gallery: %s", reason)
-    summary = index_gallery_task.fn(folder, workspace, name=name, dataset_version=dataset_version)
-    return GalleryUpdate(reindexed=True, reason=reason, summary=summary)
+        create_markdown_artifact(
+            key="gallery-index", markdown=f"## Gallery index `{name}`\n\nNot re-indexed: {decision.reason}.\n"
+        )
+        return GalleryUpdate(reindexed=False, reason=decision.reason)
+    logger.info("re-indexing the gallery: %s", decision.reason)
+    if decision.folder:  # the images the index already holds, with the dataset version they had
+        source, version = Path(decision.folder), (meta or {}).get("dataset_version", "")
+    else:
+        source, version = folder, dataset_version
+    summary = index_gallery_task.fn(source, workspace, name=name, dataset_version=version)
+    return GalleryUpdate(reindexed=True, reason=decision.reason, summary=summary)

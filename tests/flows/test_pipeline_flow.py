@@ -113,20 +113,29 @@ def test_rerun_that_keeps_the_champion_leaves_the_gallery_alone(prefect_harness,
     assert read_index_meta(workspace)["model_version"] == first.training.version
 
 
-def test_reindex_decision_never_indexes_another_dataset():
+def test_reindex_decision_never_indexes_another_dataset(tmp_path):
     from types import SimpleNamespace
 
     from tasks.search.gallery import dataset_mix_warning, reindex_decision
 
     champion = SimpleNamespace(version="m1", data_version="dsA")
-    assert reindex_decision(None, None, False, "dsA")[0] is False
-    assert reindex_decision(champion, {"model_version": "m0"}, True, "dsB") == (True, "the champion changed to m1")
-    assert reindex_decision(champion, {"model_version": "m1"}, False, "dsA")[0] is False
-    assert reindex_decision(champion, None, False, "dsA")[0] is True
-    assert reindex_decision(champion, {"model_version": "m0"}, False, "dsA")[0] is True
-    assert reindex_decision(champion, {}, False, "dsA")[0] is True  # an index from before versions were recorded
-    refused, reason = reindex_decision(champion, {"model_version": "m0"}, False, "dsB")
-    assert refused is False and "dsA" in reason and "dsB" in reason and "not indexed" in reason
+    index = {"model_version": "m1", "dataset_version": "dsA", "safety_version": "s1", "folder": str(tmp_path)}
+    assert not reindex_decision(None, None, False, "dsA", "s1").reindex
+    assert not reindex_decision(champion, index, False, "dsA", "s1").reindex  # up to date
+    assert not reindex_decision(champion, index, False, "dsB", "s1").reindex  # another dataset's run changes nothing
+    promoted = reindex_decision(champion, index, True, "dsB", "s1")
+    assert promoted.reindex and promoted.folder == ""  # the new champion's own test images
+    assert reindex_decision(champion, None, False, "dsA", "s1").reindex
+    refused = reindex_decision(champion, None, False, "dsB", "s1")
+    assert (
+        not refused.reindex and "dsA" in refused.reason and "dsB" in refused.reason and "not indexed" in refused.reason
+    )
+    # a stale model or a changed safety decision rebuilds the images the index already holds, whatever the run's data
+    for stale in ({**index, "model_version": "m0"}, {**index, "safety_version": "s0"}, {**index, "model_version": ""}):
+        decision = reindex_decision(champion, stale, False, "dsB", "s1")
+        assert decision.reindex and decision.folder == str(tmp_path), stale
+    custom = {**index, "dataset_version": ""}  # a folder indexed by hand stays the gallery for a new champion
+    assert reindex_decision(champion, custom, True, "dsA", "s1").folder == str(tmp_path)
     warning = dataset_mix_warning(champion, "dsB", Path("/data/other"))
     assert warning and "dsA" in warning and "dsB" in warning and "/data/other" in warning
     assert dataset_mix_warning(champion, "dsA", Path("/data")) is None
