@@ -53,5 +53,5 @@ validate-dev: install ## validate ../shared/data/practicum-dev
 bench: install ## run the benchmarks on ../shared/data/practicum-dev (writes bench/results/)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-deployments: install ## serve the train, ingest-ratings, retrain and backfill deployments (DATA_DIR=data)
-	$(BIN)/python deployments/serve.py --data-dir $(or $(DATA_DIR),data)
+deployments: install ## serve the train, ingest-ratings, retrain and backfill deployments (DATA_DIR=./data, else the sample)
+	$(BIN)/python deployments/serve.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))

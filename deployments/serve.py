@@ -1,7 +1,11 @@
 """Serve the imgsearch deployments from this process: scheduled training, the ratings inbox, event-triggered
 retraining and on-demand backfills.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python deployments/serve.py --data-dir DATA_DIR
+    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python deployments/serve.py [--data-dir DATA_DIR]
+
+Without `--data-dir` (or `$IMGSEARCH_DATA_DIR`) the deployments use `./data` if it exists, else the embedded
+sample dataset, made once in the workspace (`samples/seed-0`, as `imgsearch demo` does). A bad option is one
+line on stderr and exit code 2.
 
 | deployment | flow | runs |
 |---|---|---|
@@ -104,15 +108,43 @@ def _deployment(flow: Any, name: str, parameters: dict, description: str, **when
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with an error as one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return number
+
+
+def default_data_dir(workspace: Path | None = None) -> Path:
+    """`./data` when it is a folder, else the embedded sample, made once in the workspace like `imgsearch demo`."""
+    if DEFAULT_DATA_DIR.is_dir():
+        return DEFAULT_DATA_DIR
+    from tasks.ingest.sample import generate_sample
+    from tasks.workspace import Workspace, atomic_dir
+
+    target = (Workspace(workspace.resolve()) if workspace else Workspace.from_env()).samples / "seed-0"
+    if not (target / "test_images.csv").is_file():
+        with atomic_dir(target) as tmp:
+            generate_sample(tmp, seed=0)
+    return target
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill)."
-    )
+    parser = OneLineParser(description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill).")
+    env_data_dir = os.environ.get(ENV_DATA_DIR)
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
-        help=f"Dataset folder the deployments use (default: ${ENV_DATA_DIR} or ./{DEFAULT_DATA_DIR})",
+        default=Path(env_data_dir) if env_data_dir else None,
+        help=f"Dataset folder the deployments use (default: ${ENV_DATA_DIR}, else ./{DEFAULT_DATA_DIR} if it exists, "
+        "else the embedded sample made in the workspace)",
     )
     parser.add_argument(
         "--workspace",
@@ -122,7 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--train-cron", default=DEFAULT_TRAIN_CRON, help="Cron schedule of the train deployment")
     parser.add_argument(
-        "--inbox-interval", type=float, default=DEFAULT_INBOX_INTERVAL, help="Seconds between inbox checks"
+        "--inbox-interval", type=_positive, default=DEFAULT_INBOX_INTERVAL, help="Seconds between inbox checks"
     )
     parser.add_argument("--text-encoder", help="Default text encoder of train, retrain and backfill")
     parser.add_argument("--image-encoder", help="Default image encoder of train, retrain and backfill")
@@ -132,18 +164,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     from prefect import serve
+    from pydantic import ValidationError
+
+    from flows.params import describe_validation_error
 
     args = parse_args(argv)
+    prog = Path(sys.argv[0]).name or "serve.py"
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        sys.stderr.write(f"{prog}: error: --data-dir {args.data_dir}: not a folder\n")
+        sys.exit(2)
+    data_dir = args.data_dir if args.data_dir is not None else default_data_dir(args.workspace)
     training = {"models": args.models.split(",")} if args.models else None
-    deployments = build_deployments(
-        args.data_dir,
-        args.workspace,
-        args.train_cron,
-        args.inbox_interval,
-        args.text_encoder,
-        args.image_encoder,
-        training,
-    )
+    try:
+        deployments = build_deployments(
+            data_dir,
+            args.workspace,
+            args.train_cron,
+            args.inbox_interval,
+            args.text_encoder,
+            args.image_encoder,
+            training,
+        )
+    except ValidationError as err:
+        sys.stderr.write(f"{prog}: error: {describe_validation_error(err)}\n")
+        sys.exit(2)
+    except ValueError as err:  # e.g. a cron expression Prefect cannot read
+        sys.stderr.write(f"{prog}: error: {' '.join(str(err).split())}\n")
+        sys.exit(2)
+    sys.stderr.write(f"serving the deployments for dataset {data_dir}\n")
     serve(*deployments)
 
 

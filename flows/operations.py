@@ -11,6 +11,7 @@ workspace take turns even when started outside the deployments (whose concurrenc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -24,6 +25,7 @@ from tasks.ingest.tasks import ingest_task
 from tasks.ratings.inbox import BatchOutcome, inbox_entries
 from tasks.ratings.tasks import emit_ratings_merged, known_references_task, latest_version_of, process_inbox_task
 from tasks.training.inputs import TrainParams
+from tasks.workspace import Workspace, file_sha256, text_sha256
 
 TRAINING_LOCK = "training"
 
@@ -99,8 +101,48 @@ class RetrainParams(ModelRunParams):
 
 
 class OperationResult(BaseModel):
-    run: RunResult
+    run: RunResult | None = Field(default=None, description="None when the retrain had nothing new to train on")
     summary_markdown: str
+    skipped: bool = Field(default=False, description="Ended at once: nothing changed since the last good retrain")
+
+
+def store_version(workspace: Workspace) -> str:
+    """The ratings store's version: a hash of the ids of its merged batches (the store is append-only)."""
+    from tasks.ratings.inbox import merged_batch_ids
+
+    return text_sha256("\n".join(sorted(merged_batch_ids(workspace))))[:16]
+
+
+def dataset_fingerprint(data_dir: Path) -> str:
+    """A cheap stand-in for the dataset version (no validation): the tables' bytes and the image folders'
+    names and sizes. A new delivery in the same folder changes it, so a scheduled retrain then runs."""
+    import hashlib
+
+    from tasks.ingest.tables import TABLE_FORMATS
+
+    digest = hashlib.sha256()
+    for fmt in TABLE_FORMATS.values():
+        path = Path(data_dir) / fmt.filename
+        digest.update(f"{fmt.filename}:{file_sha256(path) if path.is_file() else '-'}\n".encode())
+    for folder in ("train_images", "test_images"):
+        entries = (
+            sorted(os.scandir(Path(data_dir) / folder), key=lambda e: e.name)
+            if (Path(data_dir) / folder).is_dir()
+            else []
+        )
+        for entry in entries:
+            digest.update(f"{folder}/{entry.name}:{entry.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def retrain_inputs(run_params: RunParams) -> dict:
+    """What a retrain trains on; two retrains with equal inputs train the same model twice."""
+    workspace = run_params.resolve_workspace()
+    return {
+        "store_version": store_version(workspace),
+        "dataset": dataset_fingerprint(run_params.data_dir),
+        "params": text_sha256(run_params.model_dump_json())[:16],
+    }
 
 
 def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> str:
@@ -125,15 +167,42 @@ def run_summary_markdown(title: str, result: RunResult, store_batches: int) -> s
     return "\n".join(lines) + "\n"
 
 
-def _run_locked(title: str, run_params: RunParams, artifact_key: str) -> OperationResult:
+def _run_locked(title: str, run_params: RunParams, artifact_key: str, coalesce: bool = False) -> OperationResult:
+    """The pipeline under the training lock. With `coalesce`, a run whose inputs (ratings-store version, dataset,
+    parameters) equal those of the last good retrain ends at once: a burst of merges queues a burst of retrains,
+    and only the first one after the last merge has anything new to train on."""
+    from datetime import UTC, datetime
+
     from tasks.ratings.inbox import merged_batch_ids
 
     logger = get_run_logger()
     workspace = run_params.resolve_workspace()
     logger.info("waiting for the workspace lock %r (%s)", TRAINING_LOCK, workspace.lock_path(TRAINING_LOCK))
     with workspace.lock(TRAINING_LOCK):
+        # read under the lock: the retrain this one queued behind may just have recorded these same inputs
+        inputs = retrain_inputs(run_params)
+        last = workspace.read_last_retrain()
+        if coalesce and last is not None and last.get("inputs") == inputs:
+            summary = (
+                f"## {title}: skipped\n\nNothing new since the last good retrain at {last.get('finished', '?')} "
+                f"(model `{last.get('model_version', '?')}`): ratings store version `{inputs['store_version']}` "
+                f"({last.get('store_batches', '?')} merged batch(es)), same dataset and parameters. "
+                "This run ended without training.\n"
+            )
+            create_markdown_artifact(key=artifact_key, markdown=summary, description=f"{title} (skipped)")
+            logger.info("skipped: nothing new since the last good retrain (store version %s)", inputs["store_version"])
+            return OperationResult(summary_markdown=summary, skipped=True)
         result = run_pipeline(run_params)
         store_batches = len(merged_batch_ids(workspace))
+        workspace.write_last_retrain(
+            {
+                "inputs": inputs,
+                "store_batches": store_batches,
+                "model_version": result.training.version,
+                "champion": result.training.champion,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
     summary = run_summary_markdown(title, result, store_batches)
     create_markdown_artifact(key=artifact_key, markdown=summary, description=title)
     logger.info("%s: %s", "promoted" if result.training.promoted else "not promoted", result.training.reason)
@@ -142,7 +211,7 @@ def _run_locked(title: str, run_params: RunParams, artifact_key: str) -> Operati
 
 @flow(name="retrain", description="Retrain on the dataset plus every merged rating batch; promote only a better model.")
 def retrain(params: RetrainParams) -> OperationResult:
-    return _run_locked("Retrain", params.run_params(), "retrain-summary")
+    return _run_locked("Retrain", params.run_params(), "retrain-summary", coalesce=True)
 
 
 class BackfillParams(RetrainParams):

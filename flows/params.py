@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ratings.aggregate import RatingParams
 from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """pydantic's report as one line for a person: `data_dir: /tmp/nope is not a folder; seed: ...`, without
+    its links and input echoes."""
+    parts = []
+    for error in err.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 class DatasetParams(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from flows.params import ModelRunParams
@@ -16,8 +16,8 @@ from tasks.ratings.tasks import aggregate_ratings_task, merge_ratings_store_task
 from tasks.safety.policy import ImageSafetyParams
 from tasks.safety.tasks import ImageSafetyReport, child_safety_task, image_safety, label_images_task
 from tasks.safety.text_screen import SafetySummary
-from tasks.search.gallery import IndexSummary
-from tasks.search.tasks import index_gallery_task
+from tasks.search.gallery import IndexSummary, dataset_mix_warning
+from tasks.search.tasks import update_gallery_task
 from tasks.training.inputs import TrainInputs
 from tasks.training.tasks import TrainReport, fit_and_compare, publish_training_report, register_and_promote
 
@@ -46,12 +46,19 @@ class RunResult(BaseModel):
     detector: ImageSafetyReport = Field(description="Child-image detector: label counts, thresholds, operating point")
     training: TrainReport = Field(description="Metrics per model, best model, registry version, promotion")
     gallery: IndexSummary | None = Field(default=None, description="Search index of the test images, if indexed")
+    gallery_reason: str = Field(default="", description="Why the gallery was or was not re-indexed")
+    dataset_warning: str | None = Field(default=None, description="Set when the champion was trained on other data")
 
 
 @flow(name="imgsearch-run", description="Ingest and validate a dataset, then curate, embed, train, register and index.")
 def run_pipeline(params: RunParams) -> RunResult:
+    from tasks.training.registry import ModelRegistry
+
     workspace = params.resolve_workspace()
     dataset = ingest_task(params.data_dir, workspace)
+    mixed = dataset_mix_warning(ModelRegistry(workspace).champion(), dataset.summary.version, dataset.data_dir)
+    if mixed:
+        get_run_logger().warning(mixed)
     if params.include_ratings_store:
         dataset = merge_ratings_store_task(dataset, workspace)
     # Ratings -> child-safety filter -> EDA: `safety.kept` is the training set later stages use.
@@ -71,8 +78,12 @@ def run_pipeline(params: RunParams) -> RunResult:
     comparison = fit_and_compare(inputs, workspace)
     registration = register_and_promote(inputs, comparison, workspace)
     training = publish_training_report(comparison, registration, workspace)
-    # indexed for the champion (which may use other encoders than this run, if this run did not win)
-    gallery = index_gallery_task(dataset.test_image_dir, workspace) if params.index_gallery else None
+    # re-indexed only when the champion changed, for the champion, and never from another dataset than its own
+    gallery = (
+        update_gallery_task(dataset.test_image_dir, workspace, dataset.summary.version, training.promoted)
+        if params.index_gallery
+        else None
+    )
     return RunResult(
         ingest=dataset.summary,
         ratings=ratings.counts,
@@ -81,5 +92,7 @@ def run_pipeline(params: RunParams) -> RunResult:
         embeddings=embedded.summary,
         detector=image_result.report,
         training=training,
-        gallery=gallery,
+        gallery=gallery.summary if gallery else None,
+        gallery_reason=gallery.reason if gallery else "index_gallery is off",
+        dataset_warning=mixed,
     )

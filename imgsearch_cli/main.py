@@ -10,10 +10,45 @@ import time
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 
-app = typer.Typer(help="imgsearch: text-to-image relevance search with a child-safety guarantee.", no_args_is_help=True)
+# Typer ships its own copy of click; its exception classes are reached from the one it exports.
+_CLICK_ERRORS = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+UsageError, ClickException = _CLICK_ERRORS["UsageError"], _CLICK_ERRORS["ClickException"]
+
+
+class OneLineErrors(TyperGroup):
+    """A bad option or argument is reported as one line (`imgsearch score: Invalid value for '--batch-size': ...`)
+    with exit code 2, instead of a usage block and a box drawn around the message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[no-untyped-def]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare `imgsearch` shows the help
+                err.show()
+                sys.exit(err.exit_code)
+            where = err.ctx.command_path if err.ctx else "imgsearch"
+            typer.echo(f"{where}: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(2)
+        except ClickException as err:
+            typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="imgsearch: text-to-image relevance search with a child-safety guarantee.",
+    no_args_is_help=True,
+)
 
 DEFAULT_SAMPLE_TRAIN = 200
 # The demo's small sample keeps Lite0: a third of Lite2's cost, and the README promises a quick first run.
@@ -39,15 +74,15 @@ def _main() -> None:
 @app.command()
 def sample(
     out_dir: Path = typer.Argument(..., help="Folder to write the sample dataset into (created if missing)."),
-    seed: int = typer.Option(0, "--seed", "-s", help="Random seed; the same seed gives the same files."),
-    train_images: int = typer.Option(DEFAULT_SAMPLE_TRAIN, help="Number of training images to draw."),
-    test_images: int = typer.Option(DEFAULT_SAMPLE_TEST, help="Number of test images to draw."),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="Random seed; the same seed gives the same files."),
+    train_images: int = typer.Option(DEFAULT_SAMPLE_TRAIN, min=1, help="Number of training images to draw."),
+    test_images: int = typer.Option(DEFAULT_SAMPLE_TEST, min=1, help="Number of test images to draw."),
 ) -> None:
     """Write the embedded sample dataset (five tables plus JPEG folders) into OUT_DIR."""
     from tasks.ingest.sample import generate_sample
 
     if out_dir.exists() and any(out_dir.iterdir()):
-        _fail(f"{out_dir}: folder is not empty; choose an empty or new folder (nothing was written)")
+        _fail(f"{out_dir}: folder is not empty; choose an empty or new folder (nothing was written)", code=2)
     try:
         summary = generate_sample(out_dir, seed=seed, n_train=train_images, n_test=test_images)
     except ValueError as err:
@@ -79,6 +114,8 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Check every contract on a dataset and print row counts, dropped rows and contract results."""
+    if not data_dir.is_dir():
+        _fail(f"{data_dir}: not a folder (give the dataset folder with the five tables)", code=2)
     started = time.perf_counter()
     dataset, docs_dir = _ingest_or_exit(data_dir, docs)
     if as_json:
@@ -93,7 +130,7 @@ def validate(
 @app.command()
 def run(
     data_dir: Path = typer.Argument(..., help="Dataset folder: the five tables plus train_images/ and test_images/."),
-    seed: int = typer.Option(0, help="Seed for every random choice in the run."),
+    seed: int = typer.Option(0, min=0, help="Seed for every random choice in the run."),
     text_encoder: str = typer.Option(
         DEFAULT_TEXT_ENCODER, help="Text encoder id (minilm-l6, all-mpnet-base-v2, clip-..., fake-text)."
     ),
@@ -105,13 +142,14 @@ def run(
     from pydantic import ValidationError
 
     from data_contracts.runner import ContractError
+    from flows.params import describe_validation_error
     from flows.pipeline import RunParams, run_pipeline
     from tasks.ingest.tables import TableReadError
 
     try:
         params = RunParams(data_dir=data_dir, seed=seed, text_encoder=text_encoder, image_encoder=image_encoder)
     except ValidationError as err:
-        _fail(f"bad parameters: {err}", code=2)
+        _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
     started = time.perf_counter()
     try:
         result = run_pipeline(params)
@@ -150,6 +188,10 @@ def _print_run(result) -> None:
     if result.gallery:
         g = result.gallery
         typer.echo(f"gallery: {g.searchable} searchable test images, {g.flagged} hidden as showing children")
+    else:
+        typer.echo(f"gallery not re-indexed: {result.gallery_reason}")
+    if result.dataset_warning:
+        typer.secho(f"warning: {result.dataset_warning}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -173,7 +215,7 @@ def screen(
 
 @app.command()
 def demo(
-    seed: int = typer.Option(0, help="Seed for the sample dataset and the run."),
+    seed: int = typer.Option(0, min=0, help="Seed for the sample dataset and the run."),
 ) -> None:
     """Make the embedded sample dataset in the workspace (once per seed) and run the pipeline on it."""
     from tasks.ingest.sample import generate_sample
@@ -220,7 +262,7 @@ def backfill(
     force_reembed: bool = typer.Option(
         False, help="Re-embed everything with these encoders, overwriting their cache entries."
     ),
-    seed: int = typer.Option(0, help="Seed for every random choice in the run."),
+    seed: int = typer.Option(0, min=0, help="Seed for every random choice in the run."),
     models: str = typer.Option(None, help="Comma-separated model kinds to fit, e.g. ridge,two_tower (default: all)."),
     force_promote: bool = typer.Option(False, help="Promote the best model even if it does not beat the champion."),
 ) -> None:
@@ -230,6 +272,7 @@ def backfill(
     from data_contracts.runner import ContractError
     from flows.operations import BackfillParams
     from flows.operations import backfill as backfill_flow
+    from flows.params import describe_validation_error
     from tasks.embed.encoders.base import ModelNotAvailableError
     from tasks.ingest.tables import TableReadError
 
@@ -239,7 +282,7 @@ def backfill(
         # the flow validates the same way; here bad input exits 2 before Prefect starts
         params = BackfillParams(**chosen, force_reembed=force_reembed, training=training)
     except ValidationError as err:
-        _fail(f"bad parameters: {err}", code=2)
+        _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
     started = time.perf_counter()
     try:
         result = backfill_flow(**chosen, force_reembed=force_reembed, training=params.training)
@@ -295,26 +338,37 @@ def search(
 @app.command()
 def score(
     pairs: Path = typer.Argument(
-        ..., help="CSV with columns image (a path; relative to the CSV's folder) and query_text."
+        ..., help="CSV with columns image (a path, relative to the CSV's folder) and query_text."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Output CSV (default: PAIRS with .scored.csv)."),
-    batch_size: int = typer.Option(5000, help="Rows per batch; memory stays flat for any table size."),
+    batch_size: int = typer.Option(5000, min=1, help="Rows per batch; memory stays flat for any table size."),
     index_name: str = typer.Option("gallery", "--index", help="Gallery index whose child flags also apply."),
+    base_dir: Path = typer.Option(
+        None,
+        "--base-dir",
+        help="Folder every image must resolve into, symbolic links followed (default: the CSV's folder).",
+    ),
 ) -> None:
-    """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead."""
-    from tasks.search.scoring import score_table
+    """Score every (image, query_text) row in [0, 1]; flagged texts or images get the notice instead, and a bad row
+    (empty text; image missing, empty, unreadable, too large, undecodable or outside --base-dir) gets a reason."""
+    from tasks.search.scoring import PairsFileError, score_table
 
     if not pairs.is_file():
         _fail(f"{pairs}: file not found", code=2)
-    if batch_size < 1:
-        _fail("--batch-size must be at least 1", code=2)
     out = out or pairs.with_suffix(".scored.csv")
+    if out.exists() and out.samefile(pairs):  # the same file by any name: a link, "./", another case
+        _fail(f"{out}: --out is the input file; choose another output file (the input was not touched)", code=2)
+    if base_dir is not None and not base_dir.is_dir():
+        _fail(f"--base-dir {base_dir}: not a folder", code=2)
     try:
-        counts = score_table(_searcher(index_name), pairs, out, batch_size)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+        counts = score_table(_searcher(index_name), pairs, out, batch_size, base_dir)
+    except PairsFileError as err:
+        _fail(str(err), code=2)
     _as_user_file(out)
     typer.echo(f"scored {counts.scored} of {counts.rows} rows ({counts.refused} refused) into {out}")
+    if counts.bad:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.reasons.items()))
+        typer.secho(f"{counts.bad} row(s) not scored, see the reason column: {kinds}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -362,16 +416,31 @@ def install_model(
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
     index_name: str = typer.Option("gallery", "--index", help="Gallery index to search."),
+    check_every: float = typer.Option(
+        1.0,
+        "--check-every",
+        min=0.0,
+        help="Seconds between looks at the champion, the index and the safety files; on a change the server "
+        "loads the new state in the background and swaps it in.",
+    ),
 ) -> None:
-    """Start the web page and JSON API (search, score, healthz)."""
+    """Start the web page and JSON API (search, score, healthz); follows retrains without a restart."""
     import uvicorn
 
+    from tasks.search.index import SearchUnavailableError
+    from tasks.search.serving import ServingStates
+    from tasks.workspace import Workspace
     from webapp.app import create_app
+    from webapp.limits import uvicorn_config
 
-    searcher = _searcher(index_name)  # fail here, with a clear message, rather than on the first request
-    uvicorn.run(create_app(lambda: searcher), host=host, port=port)
+    states = ServingStates.for_workspace(Workspace.from_env(), index_name, check_every)
+    try:
+        states.current()  # fail here, with a clear message, rather than on the first request
+    except SearchUnavailableError as err:
+        _fail(str(err))
+    uvicorn.Server(uvicorn_config(create_app(states=states), host, port)).run()
 
 
 def main() -> None:  # pragma: no cover - console entry point

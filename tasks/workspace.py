@@ -95,6 +95,22 @@ class Workspace:
         return self._dir("safety") / "caption_image_flags.parquet"
 
     @property
+    def last_retrain_path(self) -> Path:
+        """What the last good retrain trained on (ratings-store version, dataset, parameters): a queued retrain
+        with nothing new ends at once instead of training again."""
+        return self._dir("ratings") / "last_retrain.json"
+
+    def read_last_retrain(self) -> dict | None:
+        path = self.last_retrain_path
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):  # none yet, or unreadable: then the retrain just runs
+            return None
+
+    def write_last_retrain(self, record: dict) -> Path:
+        return write_json_atomic(self.last_retrain_path, record)
+
+    @property
     def detector_path(self) -> Path:
         """The child-image detector with its thresholds (it names the image encoder whose features it reads)."""
         return self._dir("safety") / "child-detector.joblib"

@@ -1,25 +1,27 @@
 """FastAPI app: a search page with thumbnails and scores, `/api/search`, `/api/score`, `/healthz`.
 
 Images are served only from the searchable gallery, by name: no paths, no flagged images.
-The routes live on one `APIRouter`; the app holds the searcher, made on first use.
+The routes live on one `APIRouter`. Every request answers from one frozen serving state (searcher and
+versions, `tasks/search/serving.py`), which follows retrains when the app is made with `ServingStates`;
+`webapp/limits.py` bounds URLs and bodies and adds the security headers.
 """
 
 from __future__ import annotations
 
-import re
-import threading
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from tasks.html import render
 from tasks.search.index import SearchUnavailableError
-from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher
-
-SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # used with fullmatch: "$" would let a trailing newline through
+from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher, is_blank
+from tasks.search.serving import ServingState, ServingStates
+from webapp.limits import SERVING_STATE_KEY, GuardMiddleware, content_security_policy
 
 
 class ScoreRequest(BaseModel):
@@ -27,81 +29,80 @@ class ScoreRequest(BaseModel):
     image: str = Field(min_length=1, max_length=255, description="A gallery image name")
 
 
-class LazySearcher:
-    """Makes the searcher on first use (loading models takes seconds) and shares it between requests."""
-
-    def __init__(self, factory: Callable[[], Searcher]):
-        self._factory = factory
-        self._searcher: Searcher | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Searcher:
-        with self._lock:
-            if self._searcher is None:
-                self._searcher = self._factory()
-            return self._searcher
+def is_plain_name(name: str) -> bool:
+    """A file name, not a path: no folder separators, no control characters, not '.' or '..'. Which names exist is
+    decided by the index alone (any language, spaces allowed)."""
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name)
+    )
 
 
-def searcher_of(request: Request) -> Searcher:
-    return request.app.state.searcher.get()
+def serving(request: Request) -> ServingState:
+    """The state this request answers from, taken once; the response headers name it."""
+    state = request.app.state.serving.current()
+    setattr(request.state, SERVING_STATE_KEY, state)
+    return state
 
 
 router = APIRouter()
 
 
 @router.get("/healthz")
-def healthz(request: Request) -> dict:
-    s = searcher_of(request)
+def healthz(request: Request, state: ServingState = Depends(serving)) -> dict:
+    s = state.searcher
     return {
         "status": "ok",
         "champion": s.record.version,
         "model": s.record.kind,
         "gallery": len(s.index.images),
         "hidden": len(s.index.flagged),
+        **request.app.state.serving.health(state),
     }
 
 
 @router.get("/api/search")
 def api_search(
-    request: Request,
     q: str = Query(..., max_length=MAX_QUERY_CHARS, description="What the images should show"),
     k: int = Query(5, ge=1, le=MAX_K, description="How many images"),
+    state: ServingState = Depends(serving),
 ) -> dict:
-    if not q.strip():
+    if is_blank(q):
         raise HTTPException(status_code=400, detail="query is empty")
     try:
-        result = searcher_of(request).get_pictures(q, k)
+        result = state.searcher.get_pictures(q, k)
     except ValueError as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
     payload = result.as_dict()
     for hit in payload["results"]:
-        hit["url"] = f"/images/{hit['image']}"
+        hit["url"] = "/images/" + quote(hit["image"], safe="")
         hit.pop("path")
     return payload
 
 
 @router.post("/api/score")
-def api_score(request: Request, body: ScoreRequest) -> dict:
-    s = searcher_of(request)
+def api_score(body: ScoreRequest, state: ServingState = Depends(serving)) -> dict:
+    s = state.searcher
     name = body.image
-    if not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+    if not is_plain_name(name):
         raise HTTPException(status_code=400, detail="image must be a gallery image name, not a path")
-    if not body.text.strip():
+    if is_blank(body.text):
         raise HTTPException(status_code=400, detail="text is empty")
-    path = Path(s.index.folder) / name
     # Only images the index knows (searchable or flagged), so no other file in the folder is read.
-    if not s.in_gallery(name) or not path.is_file():
+    if not s.in_gallery(name) or not (Path(s.index.folder) / name).is_file():
         raise HTTPException(status_code=404, detail=f"no image {name!r} in the gallery")
-    result = s.score(body.text, path).as_dict()
+    result = s.score_gallery_image(body.text, name).as_dict()
     result["image"] = name
     return result
 
 
 @router.get("/images/{name}")
-def image(request: Request, name: str) -> FileResponse:
-    s = searcher_of(request)
+def image(name: str, state: ServingState = Depends(serving)) -> FileResponse:
+    s = state.searcher
     # Only searchable gallery images, by exact name: no traversal, no flagged images.
-    if not SAFE_NAME.fullmatch(name) or not s.searchable(name):
+    if not is_plain_name(name) or not s.searchable(name):
         raise HTTPException(status_code=404, detail="not found")
     path = Path(s.index.folder) / name
     if not path.is_file():
@@ -109,19 +110,29 @@ def image(request: Request, name: str) -> FileResponse:
     return FileResponse(path)
 
 
+def _page() -> str:
+    return render("webapp", "search.html.j2")
+
+
 @router.get("/", response_class=HTMLResponse)
 def page() -> str:
-    return render("webapp", "search.html.j2")
+    return _page()
 
 
 def _unavailable(request: Request, err: Exception) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": str(err)})
 
 
-def create_app(searcher_factory: Callable[[], Searcher]) -> FastAPI:
-    """The searcher is made on first use (loading models takes seconds) and shared by all requests."""
+def create_app(
+    searcher_factory: Callable[[], Searcher] | None = None, *, states: ServingStates | None = None
+) -> FastAPI:
+    """Serve `states` (which follow retrains, see `ServingStates.for_workspace`), or one searcher made by
+    `searcher_factory` on first use and kept for the app's life."""
+    if (searcher_factory is None) == (states is None):
+        raise ValueError("give either searcher_factory or states")
     app = FastAPI(title="imgsearch", description="Text-to-image search with a child-safety guarantee")
-    app.state.searcher = LazySearcher(searcher_factory)
+    app.state.serving = states if states is not None else ServingStates.fixed(searcher_factory)  # type: ignore[arg-type]
     app.add_exception_handler(SearchUnavailableError, _unavailable)
     app.include_router(router)
+    app.add_middleware(GuardMiddleware, csp=content_security_policy(_page()))
     return app

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.search.index import SearchUnavailableError, build_gallery_index
 from tasks.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tasks.training.registry import ModelRecord
 
 
 @dataclass(frozen=True)
@@ -19,10 +23,17 @@ class IndexSummary:
     flagged: int
     image_encoder: str
     flagged_by: dict[str, int] = field(default_factory=dict)  # "captions" / "detector" -> images
+    version: str = ""  # the index build (index.json "version")
+    model_version: str = ""  # the champion it was built for
+    dataset_version: str = ""  # the dataset whose test images it holds ("" for any other folder)
 
 
 def index_folder(
-    folder: Path, name: str = "gallery", workspace: Workspace | None = None, image_encoder: str | None = None
+    folder: Path,
+    name: str = "gallery",
+    workspace: Workspace | None = None,
+    image_encoder: str | None = None,
+    dataset_version: str = "",
 ) -> IndexSummary:
     """Index `folder` with the champion's image encoder; the safety decision hides what it must."""
     from tasks.safety.policy import SafetyPolicy
@@ -46,7 +57,9 @@ def index_folder(
         image_encoder,
         SafetyPolicy.load(workspace),
         model=model,
-        model_version=champion.version if same_features else "",
+        model_version=champion.version,
+        dataset_version=dataset_version,
+        safety_version=safety_version(workspace),
     )
     gallery.save(workspace.index_dir(name))
     by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
@@ -57,4 +70,89 @@ def index_folder(
         flagged=len(gallery.flagged),
         image_encoder=image_encoder,
         flagged_by={str(k): int(v) for k, v in by_source.items()},
+        version=gallery.version,
+        model_version=gallery.model_version,
+        dataset_version=gallery.dataset_version,
+    )
+
+
+def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:
+    """The index's `index.json`, or None when there is no index of that name."""
+    import json
+
+    path = workspace.index_dir(name) / "index.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def safety_version(workspace: Workspace) -> str:
+    """Names the safety decision's inputs as they are now: the detector, its thresholds and the human flags."""
+    from tasks.workspace import file_sha256, text_sha256
+
+    detector = workspace.detector_path
+    files = [detector, detector.with_suffix(".json"), workspace.caption_flags_path]
+    return text_sha256(" ".join(file_sha256(f) if f.is_file() else "-" for f in files))[:16]
+
+
+@dataclass(frozen=True)
+class ReindexDecision:
+    reindex: bool
+    reason: str
+    folder: str = ""  # "" = the run's own test images; else the folder the index already holds
+
+
+def reindex_decision(
+    champion: ModelRecord | None, index_meta: dict | None, promoted: bool, run_dataset: str, safety: str
+) -> ReindexDecision:
+    """Should a run rebuild the gallery index, from which folder, and why?
+
+    Only when the champion changed (this run promoted it, or the index was built for another model) or the
+    safety decision did (a new detector or new human flags must hide what they hide, at once). A rebuild for
+    a new champion of this run takes the run's test images, unless the index holds a folder of its own
+    (`imgsearch index DIR`); any other rebuild keeps the images the index holds. The run's test images never
+    go behind a champion trained on another dataset: that is how a retrain once replaced the gallery and
+    search scores fell to 0.006.
+    """
+    if champion is None:
+        return ReindexDecision(False, "no champion model: nothing to index for")
+    own_folder = ""
+    if index_meta is not None and Path(index_meta.get("folder", "")).is_dir():
+        own_folder = str(index_meta["folder"])
+    custom = own_folder if index_meta is not None and not index_meta.get("dataset_version") else ""
+    if promoted:
+        return ReindexDecision(True, f"the champion changed to {champion.version}", custom)
+    if index_meta is None or not own_folder:
+        why = "there is no gallery index yet" if index_meta is None else "the gallery index's folder is gone"
+        if champion.data_version != run_dataset:
+            return ReindexDecision(
+                False,
+                f"{why}, but the champion {champion.version} was trained on dataset {champion.data_version} and this "
+                f"run's dataset is {run_dataset}: its test images are not indexed (index a folder with "
+                "`imgsearch index`)",
+            )
+        return ReindexDecision(True, why)
+    stale = _stale(champion, index_meta, safety)
+    if stale:
+        return ReindexDecision(True, stale, own_folder)
+    return ReindexDecision(False, f"the gallery index is up to date for the champion {champion.version}")
+
+
+def _stale(champion: ModelRecord, index_meta: dict, safety: str) -> str:
+    """Why an existing index no longer fits the champion or the safety decision ("" when it does)."""
+    if index_meta.get("model_version") != champion.version:
+        built_for = index_meta.get("model_version") or "an unrecorded model"
+        return f"the gallery index was built for {built_for}, not the champion {champion.version}"
+    if index_meta.get("safety_version") != safety:
+        return "the safety decision changed (detector or human flags)"
+    return ""
+
+
+def dataset_mix_warning(champion: ModelRecord | None, run_dataset: str, data_dir: Path) -> str | None:
+    """A warning when a run's dataset is not the one the workspace's champion was trained on (None otherwise)."""
+    if champion is None or champion.data_version == run_dataset:
+        return None
+    return (
+        f"mixing datasets in one workspace: the champion {champion.version} was trained on dataset "
+        f"{champion.data_version}, this run uses dataset {run_dataset} ({data_dir}); its model is compared with "
+        "the champion on this run's data, and the gallery changes only if it wins. Use a separate IMGSEARCH_HOME "
+        "per dataset unless this is a new delivery of the same data."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,10 @@ class GalleryIndex:
     projected: np.ndarray | None = None
     projected_for: str = ""
     built: str = ""
+    version: str = ""  # names this build of the index (the time it was built and a hash of what it holds)
+    model_version: str = ""  # the champion it was built for ("" when built for no model)
+    dataset_version: str = ""  # the dataset whose images it holds ("" for a folder that is no dataset's)
+    safety_version: str = ""  # the detector and human flags its hidden images were decided with
 
     def path_of(self, image: str) -> str:
         return str(Path(self.folder) / image)
@@ -75,6 +80,10 @@ class GalleryIndex:
                 "image_encoder": self.image_encoder,
                 "built": self.built,
                 "projected_for": self.projected_for,
+                "version": self.version,
+                "model_version": self.model_version,
+                "dataset_version": self.dataset_version,
+                "safety_version": self.safety_version,
                 "searchable": len(self.images),
                 "flagged": len(self.flagged),
             }
@@ -82,27 +91,50 @@ class GalleryIndex:
 
     @classmethod
     def load(cls, directory: Path) -> GalleryIndex:
+        """Read an index; a rebuild that replaces the folder while this reads it is detected, never half-read."""
         directory = Path(directory)
         if not (directory / "index.json").is_file():
             raise SearchUnavailableError(
                 f"no gallery index at {directory}; run `imgsearch index DIR` (or `imgsearch run`) first"
             )
-        meta = json.loads((directory / "index.json").read_text())
+        try:
+            first = (directory / "index.json").read_text()
+            meta = json.loads(first)
 
-        def vectors(name: str) -> np.ndarray | None:
-            path = directory / name
-            return np.load(path, mmap_mode="r") if path.is_file() else None
+            def vectors(name: str) -> np.ndarray | None:
+                path = directory / name
+                return np.load(path, mmap_mode="r") if path.is_file() else None
 
-        return cls(
-            folder=meta["folder"],
-            images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
-            embeddings=vectors("embeddings.npy"),
-            flagged=pd.read_parquet(directory / "flagged.parquet"),
-            image_encoder=meta["image_encoder"],
-            projected=vectors("projected.npy"),
-            projected_for=meta.get("projected_for", ""),
-            built=meta.get("built", ""),
-        )
+            index = cls(
+                folder=meta["folder"],
+                images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
+                embeddings=vectors("embeddings.npy"),
+                flagged=pd.read_parquet(directory / "flagged.parquet"),
+                image_encoder=meta["image_encoder"],
+                projected=vectors("projected.npy"),
+                projected_for=meta.get("projected_for", ""),
+                built=meta.get("built", ""),
+                version=meta.get("version") or meta.get("built", ""),
+                model_version=meta.get("model_version", ""),
+                dataset_version=meta.get("dataset_version", ""),
+                safety_version=meta.get("safety_version", ""),
+            )
+            again = (directory / "index.json").read_text()
+        except (FileNotFoundError, OSError) as err:
+            raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({err})") from err
+        # `atomic_dir` swaps the whole folder: files read before and after a swap would belong to two builds.
+        counts = {
+            "images": len(index.images),
+            "embeddings": len(index.embeddings) if index.embeddings is not None else len(index.images),
+            "projected": len(index.projected) if index.projected is not None else len(index.images),
+        }
+        if (
+            again != first
+            or len(set(counts.values())) != 1
+            or meta.get("searchable", len(index.images)) != len(index.images)
+        ):
+            raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({counts})")
+        return index
 
 
 def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.ndarray:
@@ -118,6 +150,8 @@ def build_gallery_index(
     policy: SafetyPolicy,
     model=None,
     model_version: str = "",
+    dataset_version: str = "",
+    safety_version: str = "",
 ) -> GalleryIndex:
     """Embed every image in `folder` (through the cache), apply the safety decision, keep vectors of the rest."""
     from tasks.embed.cache import embed_image_files
@@ -141,13 +175,20 @@ def build_gallery_index(
     projected = (
         project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
     )
+    built = datetime.now(UTC)
+    images = [n for n, k in zip(names, keep, strict=True) if k]
+    content = hashlib.sha256(json.dumps([str(folder), images, model_version, image_encoder_id]).encode()).hexdigest()
     return GalleryIndex(
         folder=str(folder),
-        images=[n for n, k in zip(names, keep, strict=True) if k],
+        images=images,
         embeddings=embeddings[keep],
         flagged=decisions.loc[~keep, ["image", "source", "detail"]].reset_index(drop=True),
         image_encoder=image_encoder_id,
         projected=projected,
         projected_for=model_version if projected is not None else "",
-        built=datetime.now(UTC).isoformat(),
+        built=built.isoformat(),
+        version=f"{built:%Y%m%dT%H%M%S%f}-{content[:8]}",
+        model_version=model_version,
+        dataset_version=dataset_version,
+        safety_version=safety_version,
     )

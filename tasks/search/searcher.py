@@ -8,6 +8,7 @@ no query can return them), then the champion model. Scores are the champion's re
 from __future__ import annotations
 
 import threading
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tasks.workspace import Workspace
 MAX_QUERY_CHARS = 500
 MAX_K = 100
 QUERY_CACHE_SIZE = 4096  # query text vectors kept in memory; popular queries skip the text encoder
+SERVED_IMAGE_CACHE_SIZE = 1024  # detector features of images scored by the web app, kept in memory
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,15 @@ class PairScore:
         return asdict(self)
 
 
+def is_blank(text: str | None) -> bool:
+    """Nothing a person could see: empty, spaces, or only invisible characters (zero-width space, joiners, BOM,
+    soft hyphen and other format or control characters), which the text screen drops anyway."""
+    return not any(not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc", "Zs") for ch in text or "")
+
+
 def validate_query(query: str, k: int) -> str:
     query = (query or "").strip()
-    if not query:
+    if is_blank(query):
         raise ValueError("query is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise ValueError(f"query is {len(query)} characters; at most {MAX_QUERY_CHARS}")
@@ -124,9 +132,17 @@ class Searcher:
         self._flagged_hashes: set[str] | None = None
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._query_lock = threading.Lock()  # LRUCache is not thread-safe; web requests share the searcher
+        self._served_vectors: LRUCache[tuple[str, str], np.ndarray] = LRUCache(maxsize=SERVED_IMAGE_CACHE_SIZE)
 
     @classmethod
-    def from_workspace(cls, workspace: Workspace | None = None, index_name: str = "gallery") -> Searcher:
+    def from_workspace(
+        cls, workspace: Workspace | None = None, index_name: str = "gallery", reuse: Searcher | None = None
+    ) -> Searcher:
+        """The champion, its encoders, the gallery index and the safety policy of `workspace`, loaded now.
+
+        `reuse` is a searcher loaded before (a server reloading after a retrain): its text screen, and its
+        encoders and model where the new champion names the same ones, are taken over instead of loaded again.
+        """
         from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
         from tasks.safety.policy import SafetyPolicy
         from tasks.safety.text_screen import ChildContentFilter
@@ -141,13 +157,20 @@ class Searcher:
             raise SearchUnavailableError(
                 f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
             )
+        model = reuse.model if reuse is not None and reuse.record.version == record.version else None
+        text_encoder = reuse.text_encoder if reuse is not None else None
+        image_encoder = reuse.image_encoder if reuse is not None else None
+        if text_encoder is None or text_encoder.encoder_id != record.text_encoder:
+            text_encoder = get_text_encoder(record.text_encoder)
+        if image_encoder is None or image_encoder.encoder_id != record.image_encoder:
+            image_encoder = get_image_encoder(record.image_encoder)
         return cls(
-            model=registry.load(record.version),
+            model=model if model is not None else registry.load(record.version),
             record=record,
-            text_encoder=get_text_encoder(record.text_encoder),
-            image_encoder=get_image_encoder(record.image_encoder),
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
             index=GalleryIndex.load(workspace.index_dir(index_name)),
-            content_filter=ChildContentFilter(),
+            content_filter=reuse.content_filter if reuse is not None else ChildContentFilter(),
             policy=SafetyPolicy.load(workspace),
             workspace=workspace,
         )
@@ -244,6 +267,61 @@ class Searcher:
                 out.append(PairScore(text, str(path), float(scores[k]), False))
         return out
 
+    def score_gallery_image(self, text: str, name: str) -> PairScore:
+        """Score `text` against the gallery image `name`, for the web app: the same screen and the same safety
+        decision as `score_pairs`, but nothing is written to the workspace's embedding cache (which is the
+        training stage's): the text vector comes from the in-memory query cache and the image's vectors from
+        the index or the cache, read only, with an in-memory cache for what neither holds."""
+        from tasks.safety.text_screen import NOTICE
+
+        path = Path(self.index.folder) / name
+        screen = self.content_filter.screen(text)
+        if screen.flagged:
+            return PairScore(text, str(path), None, True, NOTICE, "text about children: " + ", ".join(screen.matches))
+        row = self._known.get(name)
+        if row is None:  # a flagged gallery image: the index's decision stands
+            return PairScore(text, str(path), None, True, NOTICE, "image shows a child")
+        if self.index.embeddings is not None:
+            image_vec = np.asarray(self.index.embeddings[row : row + 1], dtype=np.float32)
+        else:
+            image_vec = self._vectors_read_only([path], self.image_encoder)
+        detector = self.policy.detector.encoder_id
+        if detector == self.image_encoder.encoder_id:
+            features = image_vec
+        else:
+            from tasks.embed.encoders.registry import get_image_encoder
+
+            features = self._vectors_read_only([path], get_image_encoder(detector))
+        if self._hidden_files([path], image_vec, features):
+            return PairScore(text, str(path), None, True, NOTICE, "image shows a child")
+        score = float(np.clip(self.model.predict(self._query_vector(text), image_vec)[0], 0.0, 1.0))
+        return PairScore(text, str(path), score, False)
+
+    def _vectors_read_only(self, paths: list[Path], encoder) -> np.ndarray:
+        """Rows for image files from the embedding cache without adding to it; misses are computed and kept in
+        a bounded in-memory cache of this searcher."""
+        from tasks.embed.cache import EmbeddingCache, hash_files
+        from tasks.embed.encoders.batching import encode_image_files
+
+        keys = [(encoder.encoder_id, digest) for digest in hash_files(paths)]
+        with self._query_lock:
+            found = {k: self._served_vectors[k] for k in keys if k in self._served_vectors}
+        todo = [k for k in keys if k not in found]
+        if todo:
+            cache = EmbeddingCache.for_workspace(self.workspace, encoder.encoder_id)
+            missing = set(cache.missing([digest for _, digest in todo]))
+            from_cache = [k for k in todo if k[1] not in missing]
+            if from_cache:
+                found.update(zip(from_cache, cache.get([digest for _, digest in from_cache]), strict=True))
+            computed = [k for k in todo if k[1] in missing]
+            if computed:
+                where = {k: p for k, p in zip(keys, paths, strict=True)}
+                found.update(zip(computed, encode_image_files(encoder, [where[k] for k in computed]), strict=True))
+            with self._query_lock:
+                for k in todo:
+                    self._served_vectors[k] = np.asarray(found[k], dtype=np.float32)
+        return np.stack([np.asarray(found[k], dtype=np.float32) for k in keys])
+
     def score(self, text: str, image_path: Path) -> PairScore:
         return self.score_pairs([text], [Path(image_path)])[0]
 
@@ -255,18 +333,20 @@ class Searcher:
         """Is `image` an unflagged gallery image (the only kind search returns or the web app serves)?"""
         return image in self._known
 
-    def _hidden_files(self, paths: list[Path], image_vecs: np.ndarray) -> set[int]:
+    def _hidden_files(self, paths: list[Path], image_vecs: np.ndarray, features: np.ndarray | None = None) -> set[int]:
         """Positions in `paths` that the safety decision hides: a hidden gallery image, a copy of one, or any
-        file the policy hides (its captions count only when its bytes are the dataset image they describe)."""
+        file the policy hides (its captions count only when its bytes are the dataset image they describe).
+        `features` are the detector's features of `paths` when the caller has them."""
         from tasks.embed.cache import embed_image_files
         from tasks.embed.encoders.registry import get_image_encoder
 
         detector_id = self.policy.detector.encoder_id
-        features = (
-            image_vecs
-            if detector_id == self.image_encoder.encoder_id
-            else embed_image_files(paths, get_image_encoder(detector_id), self.workspace).matrix
-        )
+        if features is None:
+            features = (
+                image_vecs
+                if detector_id == self.image_encoder.encoder_id
+                else embed_image_files(paths, get_image_encoder(detector_id), self.workspace).matrix
+            )
         decided = self.policy.decide_files(paths, features)["hidden"].to_numpy(dtype=bool)
         copies = self._flagged_content(paths)
         return {k for k, p in enumerate(paths) if decided[k] or k in copies or self._is_flagged_gallery_image(p)}

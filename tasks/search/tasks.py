@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
 
-from tasks.search.gallery import IndexSummary, index_folder
+from tasks.search.gallery import IndexSummary, index_folder, read_index_meta, reindex_decision, safety_version
 from tasks.workspace import Workspace
 
 
 @task(name="index-gallery", cache_policy=NO_CACHE)
 def index_gallery_task(
-    folder: Path, workspace: Workspace, image_encoder: str | None = None, name: str = "gallery"
+    folder: Path,
+    workspace: Workspace,
+    image_encoder: str | None = None,
+    name: str = "gallery",
+    dataset_version: str = "",
 ) -> IndexSummary:
-    summary = index_folder(folder, name, workspace, image_encoder)
+    summary = index_folder(folder, name, workspace, image_encoder, dataset_version)
     create_markdown_artifact(
         key="gallery-index",
         markdown=(
@@ -26,3 +31,39 @@ def index_gallery_task(
         description="Search index built from the test images",
     )
     return summary
+
+
+class GalleryUpdate(BaseModel):
+    """What a run did to the gallery index, and why."""
+
+    reindexed: bool
+    reason: str
+    summary: IndexSummary | None = Field(default=None, description="The new index, when one was built")
+
+
+@task(name="update-gallery", cache_policy=NO_CACHE)
+def update_gallery_task(
+    folder: Path, workspace: Workspace, dataset_version: str, promoted: bool, name: str = "gallery"
+) -> GalleryUpdate:
+    """Rebuild the gallery index only when the champion or the safety decision changed (see `reindex_decision`)."""
+    from tasks.training.registry import ModelRegistry
+
+    meta = read_index_meta(workspace, name)
+    champion = ModelRegistry(workspace).champion()
+    decision = reindex_decision(champion, meta, promoted, dataset_version, safety_version(workspace))
+    logger = get_run_logger()
+    if not decision.reindex:
+        (logger.warning if "not indexed" in decision.reason else logger.info)(
+            "gallery not re-indexed: %s", decision.reason
+        )
+        create_markdown_artifact(
+            key="gallery-index", markdown=f"## Gallery index `{name}`\n\nNot re-indexed: {decision.reason}.\n"
+        )
+        return GalleryUpdate(reindexed=False, reason=decision.reason)
+    logger.info("re-indexing the gallery: %s", decision.reason)
+    if decision.folder:  # the images the index already holds, with the dataset version they had
+        source, version = Path(decision.folder), (meta or {}).get("dataset_version", "")
+    else:
+        source, version = folder, dataset_version
+    summary = index_gallery_task.fn(source, workspace, name=name, dataset_version=version)
+    return GalleryUpdate(reindexed=True, reason=decision.reason, summary=summary)

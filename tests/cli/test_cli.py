@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from imgsearch_cli.main import app
@@ -48,7 +49,7 @@ def test_validate_fails_with_clear_message(sample_copy, workspace):
 def test_sample_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x").write_text("keep me")
     result = runner.invoke(app, ["sample", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert (tmp_path / "x").read_text() == "keep me"
 
 
@@ -68,3 +69,37 @@ def test_backfill_refuses_bad_parameters(tmp_path):
 def test_backfill_rejects_an_unknown_encoder(prefect_harness, sample_dir, workspace):
     result = runner.invoke(app, ["backfill", str(sample_dir), "--text-encoder", "fake-text", "--image-encoder", "nope"])
     assert result.exit_code == 1 and "unknown image encoder" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "/nonexistent/data"], "data_dir: data_dir /nonexistent/data is not a folder"),
+        (["run"], "Missing argument"),
+        (["run", "/tmp", "--seed", "-1"], "Invalid value for '--seed'"),
+        (["run", "/tmp", "--bogus"], "No such option: --bogus"),
+        (["validate", "/nonexistent/data"], "not a folder"),
+        (["backfill", "/nonexistent/data"], "is not a folder"),
+        (["backfill", "/tmp", "--models", "nope"], "unknown or no models"),
+        (["demo", "--seed", "x"], "Invalid value for '--seed'"),
+        (["sample"], "Missing argument"),
+        (["sample", "/tmp/x", "--train-images", "0"], "Invalid value for '--train-images'"),
+        (["screen"], "Missing argument"),
+        (["search", "a dog", "-k", "0"], "k must be between 1 and 100"),
+        (["search", "\u200b"], "query is empty"),
+        (["score"], "Missing argument"),
+        (["score", "/nonexistent.csv"], "file not found"),
+        (["score", "/tmp/x.csv", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+        (["index", "/nonexistent"], "not a folder"),
+        (["install-model", "nope"], "unknown model"),
+        (["serve", "--port", "0"], "Invalid value for '--port'"),
+        (["serve", "--check-every", "-1"], "Invalid value for '--check-every'"),
+        (["nosuch"], "No such command"),
+    ],
+)
+def test_parameter_errors_are_one_line_and_exit_2(args, message, workspace):
+    result = runner.invoke(app, args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, (args, result.output)
+    assert len(lines) == 1 and message in lines[0], (args, result.output)
+    assert "errors.pydantic.dev" not in result.output and "Traceback" not in result.output

@@ -98,3 +98,36 @@ def test_workspace_lock_serialises_holders(workspace):
     assert order == ["a-in", "a-out", "b-in", "b-out"]
     with pytest.raises(ValueError):
         workspace.lock_path("../etc")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data: not a folder"),
+        (["--inbox-interval", "-1"], "must be a positive number of seconds"),
+        (["--models", "nope"], "training.models: unknown or no models"),
+        (["--train-cron", "bad"], "Invalid cron string"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(argv, message, sample_dir, capsys, monkeypatch):
+    from deployments.serve import main
+
+    monkeypatch.setenv("IMGSEARCH_DATA_DIR", str(sample_dir))
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert "errors.pydantic.dev" not in err[0]
+
+
+def test_default_data_dir_is_data_or_the_embedded_sample(tmp_path, monkeypatch, workspace):
+    from deployments.serve import default_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    sample = default_data_dir()  # no ./data: the sample, made once in the workspace
+    assert sample == workspace.samples / "seed-0" and (sample / "test_images.csv").is_file()
+    assert default_data_dir() == sample
+    build_deployments(sample)  # the deployments validate against it
+    (tmp_path / "data").mkdir()
+    assert default_data_dir().resolve() == (tmp_path / "data").resolve()

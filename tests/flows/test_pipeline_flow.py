@@ -1,6 +1,7 @@
 """The pipeline flow under a Prefect test server: stages run, results land in the workspace."""
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -84,3 +85,57 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     assert len(registry.versions()) == 2
     # the champion was re-measured on this run's data: it appears in the comparison table
     assert any(name.startswith("champion") for name in second.training.metrics)
+
+
+def test_rerun_that_keeps_the_champion_leaves_the_gallery_alone(prefect_harness, sample_dir, workspace):
+    from tasks.search.gallery import read_index_meta
+
+    params = RunParams(
+        data_dir=sample_dir, workspace=workspace.root, **{**FAKE_ENCODERS, "training": TrainParams(models=["ridge"])}
+    )
+    first = run_pipeline(params)
+    assert first.training.promoted and first.gallery is not None and "champion changed" in first.gallery_reason
+    meta = read_index_meta(workspace)
+    assert meta["model_version"] == first.training.version
+    assert meta["dataset_version"] == first.ingest.version and meta["version"]
+
+    second = run_pipeline(params)
+    assert not second.training.promoted and second.gallery is None
+    assert "up to date" in second.gallery_reason and second.dataset_warning is None
+    assert read_index_meta(workspace) == meta  # not rebuilt
+
+    # the index goes missing: rebuilt for the same champion from the same dataset
+    import shutil
+
+    shutil.rmtree(workspace.index_dir("gallery"))
+    third = run_pipeline(params)
+    assert third.gallery is not None and "no gallery index" in third.gallery_reason
+    assert read_index_meta(workspace)["model_version"] == first.training.version
+
+
+def test_reindex_decision_never_indexes_another_dataset(tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.search.gallery import dataset_mix_warning, reindex_decision
+
+    champion = SimpleNamespace(version="m1", data_version="dsA")
+    index = {"model_version": "m1", "dataset_version": "dsA", "safety_version": "s1", "folder": str(tmp_path)}
+    assert not reindex_decision(None, None, False, "dsA", "s1").reindex
+    assert not reindex_decision(champion, index, False, "dsA", "s1").reindex  # up to date
+    assert not reindex_decision(champion, index, False, "dsB", "s1").reindex  # another dataset's run changes nothing
+    promoted = reindex_decision(champion, index, True, "dsB", "s1")
+    assert promoted.reindex and promoted.folder == ""  # the new champion's own test images
+    assert reindex_decision(champion, None, False, "dsA", "s1").reindex
+    refused = reindex_decision(champion, None, False, "dsB", "s1")
+    assert (
+        not refused.reindex and "dsA" in refused.reason and "dsB" in refused.reason and "not indexed" in refused.reason
+    )
+    # a stale model or a changed safety decision rebuilds the images the index already holds, whatever the run's data
+    for stale in ({**index, "model_version": "m0"}, {**index, "safety_version": "s0"}, {**index, "model_version": ""}):
+        decision = reindex_decision(champion, stale, False, "dsB", "s1")
+        assert decision.reindex and decision.folder == str(tmp_path), stale
+    custom = {**index, "dataset_version": ""}  # a folder indexed by hand stays the gallery for a new champion
+    assert reindex_decision(champion, custom, True, "dsA", "s1").folder == str(tmp_path)
+    warning = dataset_mix_warning(champion, "dsB", Path("/data/other"))
+    assert warning and "dsA" in warning and "dsB" in warning and "/data/other" in warning
+    assert dataset_mix_warning(champion, "dsA", Path("/data")) is None

@@ -129,3 +129,98 @@ def test_missing_champion_is_503(tmp_path):
     client = TestClient(create_app(lambda: Searcher.from_workspace(Workspace(tmp_path / "empty"))))
     response = client.get("/api/search", params={"q": "a dog"})
     assert response.status_code == 503 and "no champion" in response.json()["detail"]
+
+
+SECURITY = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def test_every_response_carries_the_security_headers(api, search_setup):
+    responses = [
+        api.get("/"),
+        api.get("/api/search", params={"q": "a dog"}),
+        api.get(f"/images/{search_setup.searchable[0]}"),
+        api.get("/images/nope.jpg"),
+        api.get("/api/search", params={"q": "a dog", "k": 0}),
+        api.get("/healthz"),
+        api.post("/api/score", json={"text": "a dog", "image": search_setup.searchable[0]}),
+        api.get("/api/search", params={"q": "a" * 9000}),
+        api.post("/api/score", content=b"{" + b" " * 20000 + b"}", headers={"content-type": "application/json"}),
+    ]
+    for response in responses:
+        for name, value in SECURITY.items():
+            assert response.headers.get(name) == value, (response.request.url, name)
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    page_csp = responses[0].headers["content-security-policy"]
+    assert "script-src 'sha256-" in page_csp and "style-src 'sha256-" in page_csp
+    assert [r.status_code for r in responses[-2:]] == [414, 413]
+
+
+def test_answers_name_the_model_and_index_that_answered(api, searcher):
+    response = api.get("/api/search", params={"q": "a dog"})
+    assert response.headers["x-imgsearch-model"] == searcher.record.version
+    assert response.headers["x-imgsearch-index"] == searcher.index.version
+    health = api.get("/healthz").json()
+    assert health["model_version"] == searcher.record.version and health["index_version"] == searcher.index.version
+    assert health["dataset_version"] == searcher.record.data_version and health["last_reload_error"] is None
+
+
+@pytest.mark.parametrize("q", ["\u200b", "\u200b\u200c\u200d\u2060\ufeff", " \u00ad ", "\u180e\u200b "])
+def test_a_query_of_invisible_characters_is_the_empty_query_error(api, q):
+    response = api.get("/api/search", params={"q": q})
+    assert response.status_code == 400 and "empty" in response.json()["detail"]
+    body = api.post("/api/score", json={"text": q, "image": "x.jpg"})
+    assert body.status_code == 400
+
+
+def test_gallery_names_with_spaces_and_non_ascii_are_served(search_setup, tmp_path):
+    import shutil
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+
+    from tasks.search.gallery import index_folder
+    from tasks.search.searcher import Searcher
+    from webapp.app import create_app
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    names = ["a b.jpg", "ümlaut.jpg", "日本 #1.jpg", "100%.jpg"]
+    for source, name in zip(search_setup.searchable, names, strict=False):
+        shutil.copy2(search_setup.gallery / source, folder / name)
+    index_folder(folder, "names", search_setup.workspace)
+    searcher = Searcher.from_workspace(search_setup.workspace, index_name="names")
+    assert sorted(searcher.index.images) == sorted(names)
+    client = TestClient(create_app(lambda: searcher))
+    hits = client.get("/api/search", params={"q": "a dog", "k": 10}).json()["results"]
+    assert sorted(h["image"] for h in hits) == sorted(names)
+    for hit in hits:
+        assert hit["url"] == "/images/" + quote(hit["image"], safe="") and hit["url"].isascii()
+        image = client.get(hit["url"])
+        assert image.status_code == 200 and image.content[:2] == b"\xff\xd8", hit
+        score = client.post("/api/score", json={"text": "a dog", "image": hit["image"]}).json()
+        assert score["refused"] is False and 0.0 <= score["score"] <= 1.0
+
+
+def test_api_score_never_writes_the_embedding_cache(api, search_setup):
+    cache = search_setup.workspace.root / "cache"
+
+    def listing() -> dict:
+        return {str(p): p.stat().st_mtime_ns for p in cache.rglob("*")}
+
+    before = listing()
+    for k in range(5):
+        body = api.post("/api/score", json={"text": f"a brand new text {k}", "image": search_setup.searchable[k]})
+        assert body.status_code == 200 and body.json()["score"] is not None
+    assert listing() == before
+
+
+def test_api_score_agrees_with_scoring_the_file(api, searcher, search_setup):
+    for name in search_setup.searchable[:3]:
+        served = api.post("/api/score", json={"text": "a dog on the grass", "image": name}).json()["score"]
+        direct = searcher.score("a dog on the grass", search_setup.gallery / name).score
+        assert served == pytest.approx(direct, abs=1e-5)

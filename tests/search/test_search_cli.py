@@ -104,12 +104,15 @@ def test_score_streams_a_csv_in_batches(home, tmp_path, monkeypatch):
     pairs = tmp_path / "pairs.csv"
     pd.DataFrame(rows, columns=["image", "query_text"]).assign(extra=range(len(rows))).to_csv(pairs, index=False)
     out = tmp_path / "scored.csv"
-    result = runner.invoke(app, ["score", str(pairs), "--out", str(out), "--batch-size", "2"])
+    # the gallery lies outside the CSV's folder, so the allowed base folder is widened to hold both
+    base = os.path.commonpath([tmp_path, home.gallery.resolve()])
+    result = runner.invoke(app, ["score", str(pairs), "--out", str(out), "--batch-size", "2", "--base-dir", base])
     assert result.exit_code == 0, result.output
     assert "scored 4 of 7 rows (3 refused)" in result.output
     assert batches == [2, 2, 2, 1]
     table = pd.read_csv(out, keep_default_na=False)
-    assert len(table) == 7 and list(table.columns) == ["image", "query_text", "extra", "score", "refused", "notice"]
+    columns = ["image", "query_text", "extra", "score", "refused", "notice", "reason"]
+    assert len(table) == 7 and list(table.columns) == columns and (table["reason"] == "").all()
     assert table["extra"].tolist() == list(range(7)) and table["query_text"][5] == 'quoted, "text" with a comma'
     refused = table["refused"].astype(str) == "True"
     assert refused.tolist() == [False, False, True, True, True, False, False]
@@ -120,22 +123,24 @@ def test_score_streams_a_csv_in_batches(home, tmp_path, monkeypatch):
 
 
 def test_score_default_output_and_bad_tables(home, tmp_path):
+    import shutil
+
     pairs = tmp_path / "pairs.csv"
-    pd.DataFrame({"image": [str(home.gallery / home.searchable[0])], "query_text": ["a dog"]}).to_csv(
-        pairs, index=False
-    )
+    shutil.copy2(home.gallery / home.searchable[0], tmp_path / home.searchable[0])
+    pd.DataFrame({"image": [str(tmp_path / home.searchable[0])], "query_text": ["a dog"]}).to_csv(pairs, index=False)
     assert runner.invoke(app, ["score", str(pairs)]).exit_code == 0
     assert len(pd.read_csv(tmp_path / "pairs.scored.csv")) == 1
 
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"img": ["x.jpg"], "text": ["a dog"]}).to_csv(wrong, index=False)
     result = runner.invoke(app, ["score", str(wrong)])
-    assert result.exit_code == 1 and "missing column(s)" in result.output
+    assert result.exit_code == 2 and "missing column(s)" in result.output and str(wrong) in result.output
 
     missing = tmp_path / "missing.csv"
     pd.DataFrame({"image": ["nope.jpg"], "query_text": ["a dog"]}).to_csv(missing, index=False)
     result = runner.invoke(app, ["score", str(missing), "--out", str(tmp_path / "m.csv")])
-    assert result.exit_code == 1 and "not found" in result.output and not (tmp_path / "m.csv").exists()
+    assert result.exit_code == 0 and "1 image file not found" in result.output
+    assert pd.read_csv(tmp_path / "m.csv", keep_default_na=False)["reason"].tolist() == ["image file not found"]
     assert runner.invoke(app, ["score", str(tmp_path / "absent.csv")]).exit_code == 2
 
 
@@ -175,3 +180,93 @@ def test_clear_errors_without_champion_or_index(home, tmp_path, monkeypatch):
     pairs.write_text("image,query_text\nx.jpg,a dog\n")
     result = runner.invoke(app, ["score", str(pairs)])
     assert result.exit_code == 1 and "no champion model" in result.output
+
+
+def test_score_never_aborts_on_bad_rows(home, tmp_path, png_header):
+    """Every bad row gets no score and a reason; the good rows around them are scored as usual."""
+    import shutil
+
+    folder = tmp_path / "pairs"
+    (folder / "imgs").mkdir(parents=True)
+    good = folder / "imgs" / home.searchable[0]
+    shutil.copy2(home.gallery / home.searchable[0], good)
+    (folder / "imgs" / "empty.jpg").write_bytes(b"")
+    png_header(folder / "imgs" / "huge.png", 30000, 30000)
+    (folder / "imgs" / "garbage.jpg").write_bytes(b"not an image at all" * 10)
+    data = good.read_bytes()
+    (folder / "imgs" / "truncated.jpg").write_bytes(data[: len(data) * 2 // 3])  # header fine, pixels cut off
+    (folder / "imgs" / "dir.jpg").mkdir()
+    outside = tmp_path / "outside.jpg"
+    shutil.copy2(good, outside)
+    (folder / "imgs" / "link.jpg").symlink_to(outside)
+    rows = [
+        ("imgs/" + good.name, "a dog on the grass", ""),
+        ("imgs/empty.jpg", "a dog", "image file is empty"),
+        ("imgs/huge.png", "a dog", "image too large"),
+        ("imgs/garbage.jpg", "a dog", "not an image file"),
+        ("imgs/truncated.jpg", "a dog", "image cannot be decoded"),
+        ("imgs/dir.jpg", "a dog", "image path is not a file"),
+        ("imgs/missing.jpg", "a dog", "image file not found"),
+        ("../../../../etc/passwd", "a dog", "image path outside the allowed folder"),
+        ("/etc/passwd", "a dog", "image path outside the allowed folder"),
+        (str(outside), "a dog", "image path outside the allowed folder"),
+        ("imgs/link.jpg", "a dog", "image path outside the allowed folder"),
+        ("", "a dog", "empty image path"),
+        ("imgs/" + good.name, "", "empty query_text"),
+        ("imgs/" + good.name, "   ", "empty query_text"),
+        ("imgs/" + good.name, "\u200b\u200d\ufeff", "empty query_text"),
+        ("imgs/" + good.name, "a man on a bike", ""),
+    ]
+    pairs = folder / "pairs.csv"
+    pd.DataFrame([r[:2] for r in rows], columns=["image", "query_text"]).to_csv(pairs, index=False)
+    out = tmp_path / "scored.csv"
+    result = runner.invoke(app, ["score", str(pairs), "--out", str(out), "--batch-size", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"scored 2 of {len(rows)} rows (0 refused)" in result.output
+    assert f"{len(rows) - 2} row(s) not scored" in result.output
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == len(rows)
+    for (image, _, reason), (_, got) in zip(rows, table.iterrows(), strict=True):
+        assert got["reason"].startswith(reason) if reason else got["reason"] == "", (image, got["reason"])
+        assert (got["score"] == "") == bool(reason), (image, got["score"])
+    assert table["score"].iloc[[0, -1]].astype(float).between(0, 1).all()
+    # a wider base folder lets the outside file in; the link still resolves there too
+    wider = runner.invoke(app, ["score", str(pairs), "--out", str(out), "--base-dir", str(tmp_path)])
+    assert wider.exit_code == 0 and f"scored 4 of {len(rows)} rows" in wider.output, wider.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "file is empty"),
+        (b"\n\n", "file is empty"),
+        (b"image,query_text\nx.jpg,caf\xe9 au lait\n", "not valid UTF-8: byte 0xe9 at line 2"),
+        (
+            b'image,query_text\nx.jpg,"a dog\ny.jpg,a cat\n',
+            "line 2: a quoted field opened on this line is never closed",
+        ),
+        (b"image,query_text\nx.jpg,a dog,extra\n", "line 2: 3 field(s) where the header has 2"),
+        (b"img,text\nx.jpg,a dog\n", "missing column(s)"),
+    ],
+)
+def test_score_unreadable_tables_get_one_line_naming_the_file(home, tmp_path, content, message):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(content)
+    result = runner.invoke(app, ["score", str(pairs), "--out", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(str(pairs)) and message in lines[0], result.output
+    assert not (tmp_path / "out.csv").exists() and pairs.read_bytes() == content
+
+
+def test_score_out_equal_to_input_is_refused(home, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"image,query_text\n{home.gallery / home.searchable[0]},a dog\n")
+    before = pairs.read_bytes()
+    for out in (str(pairs), str(tmp_path / "." / "pairs.csv")):
+        result = runner.invoke(app, ["score", str(pairs), "--out", out])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "--out is the input file" in result.output and pairs.read_bytes() == before
+    (tmp_path / "alias.csv").symlink_to(pairs)
+    result = runner.invoke(app, ["score", str(pairs), "--out", str(tmp_path / "alias.csv")])
+    assert result.exit_code == 2 and pairs.read_bytes() == before
