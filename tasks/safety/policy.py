@@ -102,7 +102,9 @@ class SafetyPolicy:
             int(report.get("min_captions", DEFAULT_MIN_CAPTIONS)),
         )
 
-    def evidence_for_files(self, paths: list[Path]) -> pd.DataFrame:
+    def evidence_for_files(self, paths: list[Path], digests: list[str] | None = None) -> pd.DataFrame:
+        """`image_evidence` for files: captions count only for the bytes they were written for; a copy of a
+        human-flagged image is flagged. `digests` (sha256 of each file) are computed when not given."""
         from tasks.embed.cache import hash_files
 
         names = [Path(p).name for p in paths]
@@ -110,7 +112,7 @@ class SafetyPolicy:
         flags = self.human_flags
         if flags is None or flags.empty or "sha256" not in flags:
             return evidence.assign(captions=0)
-        digests = hash_files([Path(p) for p in paths])
+        digests = hash_files([Path(p) for p in paths]) if digests is None else digests
         by_hash = flags.drop_duplicates("sha256").set_index("sha256")
         recorded = dict(zip(by_hash.index, by_hash["image"], strict=True))
         same_bytes = np.array([recorded.get(d) == n for d, n in zip(digests, names, strict=True)], dtype=bool)
@@ -122,9 +124,74 @@ class SafetyPolicy:
         return evidence
 
     def decide_files(self, paths: list[Path], features: np.ndarray) -> pd.DataFrame:
-        """The decision for image files whose detector features are given (row-aligned)."""
-        evidence = self.evidence_for_files(paths)
-        return decide(evidence, self.detector.scores(features), self.detector.thresholds, self.min_captions)
+        """The decision for image files whose detector features are given (row-aligned).
+
+        A file whose bytes are a labelled training image is scored by its out-of-fold score, as the training
+        set was: the final detector was fitted on that image's label, so a child no caption mentions (labelled
+        "no child") scores low there (seed 0 of the sample: 0.169 against a threshold of 0.477). A file whose
+        bytes are a training image the run hid stays hidden, whatever the detector says now.
+        """
+        from tasks.embed.cache import hash_files
+
+        scores = self.detector.scores(features)
+        flags = self.human_flags
+        if flags is None or flags.empty or "sha256" not in flags or not len(paths):
+            return decide(self.evidence_for_files(paths), scores, self.detector.thresholds, self.min_captions)
+        digests = hash_files([Path(p) for p in paths])
+        evidence = self.evidence_for_files(paths, digests)
+        scores = training_scores(flags, digests, scores)
+        decisions = decide(evidence, scores, self.detector.thresholds, self.min_captions)
+        return apply_training_decisions(decisions, flags, digests)
+
+
+def record_training_decisions(
+    flags: pd.DataFrame, decisions: pd.DataFrame, labelled: list[str], oof: np.ndarray
+) -> pd.DataFrame:
+    """`flags` (the human evidence per image) with what the run decided about its training images:
+    `oof_score`, the out-of-fold score of each labelled training image (NaN for any other image), and `hidden`,
+    True where the run hid the image (by humans or by the detector; for images it did not decide, the human
+    flag). Search, scoring and /images/ read both, so a training image is judged as the training set judged it.
+    """
+    oof_by_image = dict(zip(labelled, np.asarray(oof, dtype=float), strict=True))
+    hidden_by_image = dict(zip(decisions["image"], decisions["hidden"].to_numpy(dtype=bool), strict=True))
+    oof_score = flags["image"].map(oof_by_image).astype(float)
+    hidden = flags["image"].map(hidden_by_image).astype("boolean").fillna(flags["flagged"].astype(bool))
+    return flags.assign(oof_score=oof_score, hidden=hidden.astype(bool))
+
+
+def training_scores(flags: pd.DataFrame, digests: list[str], scores: np.ndarray) -> np.ndarray:
+    """`scores` with the recorded out-of-fold score in place of the detector's wherever a file's bytes are a
+    labelled training image (matched by sha256, so a renamed copy is judged the same)."""
+    scores = np.asarray(scores, dtype=float).copy()
+    if "oof_score" not in flags:
+        return scores
+    known = flags.dropna(subset=["oof_score", "sha256"]).drop_duplicates("sha256")
+    oof_by_hash = dict(zip(known["sha256"], known["oof_score"].astype(float), strict=True))
+    for k, digest in enumerate(digests):
+        if digest in oof_by_hash:
+            scores[k] = oof_by_hash[digest]
+    return scores
+
+
+def apply_training_decisions(decisions: pd.DataFrame, flags: pd.DataFrame, digests: list[str]) -> pd.DataFrame:
+    """`decisions` with every file whose bytes are a training image the run hid marked hidden (source
+    "detector" where no human evidence already hid it): the training set left it out, so no path shows it."""
+    if "hidden" not in flags:
+        return decisions
+    hidden = flags[flags["hidden"].astype(bool)].dropna(subset=["sha256"]).drop_duplicates("sha256")
+    oof = hidden["oof_score"] if "oof_score" in hidden else pd.Series(np.nan, index=hidden.index)
+    hidden_hashes = dict(zip(hidden["sha256"], oof.astype(float), strict=True))
+    newly = np.array([d in hidden_hashes for d in digests], dtype=bool) & ~decisions["hidden"].to_numpy(dtype=bool)
+    if not newly.any():
+        return decisions
+    decisions = decisions.copy()
+    decisions.loc[newly, "hidden"] = True
+    decisions.loc[newly, "source"] = "detector"
+    decisions.loc[newly, "detail"] = [
+        "hidden with the training set" + ("" if np.isnan(s) else f" (out-of-fold score {s:.3f})")
+        for s in (hidden_hashes[d] for d, new in zip(digests, newly, strict=True) if new)
+    ]
+    return decisions
 
 
 class ImageSafetyParams(BaseModel):

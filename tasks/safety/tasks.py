@@ -30,6 +30,7 @@ from tasks.safety.policy import (
     drop_hidden_images,
     human_flags,
     image_evidence,
+    record_training_decisions,
 )
 from tasks.safety.text_screen import SafetyOutcome, apply_child_safety
 from tasks.workspace import Workspace, dataset_version, write_json_atomic, write_parquet_atomic
@@ -218,7 +219,8 @@ def hide_training_pairs_task(
     workspace: Workspace,
 ) -> tuple[SafetyOutcome, pd.DataFrame]:
     """The training set under the same decision as search; training images are judged by their out-of-fold
-    scores (a model that saw an image's label would vouch for it). Rewrites the stored safe training set."""
+    scores (a model that saw an image's label would vouch for it). Rewrites the stored safe training set, and
+    records each training image's out-of-fold score and decision with the human evidence search reads."""
     from data_contracts.ratings import SAFE_TRAINING_PAIRS_CONTRACT, prepare_safe_training_pairs
     from data_contracts.runner import enforce
 
@@ -227,6 +229,11 @@ def hide_training_pairs_task(
     decisions = decide(image_evidence(images, human_flags(labels)), scores, detector.thresholds, params.min_captions)
     hidden = set(decisions.loc[decisions["hidden"], "image"]) | labels.children()
     kept = drop_hidden_images(outcome, hidden)
+    # Search, scoring and /images/ judge a training image by the same out-of-fold score and decision.
+    flags = pd.read_parquet(workspace.caption_flags_path)
+    write_parquet_atomic(
+        workspace.caption_flags_path, record_training_decisions(flags, decisions, features.images, oof)
+    )
     flagged_texts = set(outcome.text_flags.loc[outcome.text_flags["flagged"], "query_id"])
     enforce(prepare_safe_training_pairs(kept.kept, flagged_texts, hidden), SAFE_TRAINING_PAIRS_CONTRACT, "safe pairs")
     version_dir = workspace.dataset_dir(dataset_version(dataset.summary.data_hash))

@@ -15,7 +15,7 @@ FAKES = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
 def test_embed_flow_embeds_everything_once(prefect_harness, sample_dir, workspace):
     params = EmbedParams(data_dir=sample_dir, workspace=workspace.root, shard_size=40, **FAKES)
     first = embed_flow(params)
-    assert first.summary.counts == {"texts": 192, "train_images": 60, "test_images": 12}
+    assert first.summary.counts == {"texts": 186, "train_images": 60, "test_images": 12}
     assert first.summary.cache["image"].misses == 72 and first.summary.shards > 2
     assert first.train_images.lookup([first.train_images.keys[0]]).shape == (1, 48)
 

@@ -115,3 +115,65 @@ def test_detector_fits_out_of_fold_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.scores(features), fit.detector.scores(features))
     with pytest.raises(ValueError, match="at least 5 of each"):
         fit_child_detector(features[:20], np.r_[np.ones(2), np.zeros(18)], "fake-image")
+
+
+class _FixedScores:
+    """A stand-in classifier whose score is the first feature."""
+
+    def predict_proba(self, features):
+        return np.c_[1 - features[:, 0], features[:, 0]]
+
+
+def test_training_images_are_judged_by_their_out_of_fold_score_on_every_file_path(tmp_path):
+    """The final detector saw each training image's label: a child no caption mentions was labelled "no child"
+    and scores low there. Search and scoring must use the out-of-fold score the training set was judged by."""
+    from tasks.embed.cache import hash_files
+    from tasks.safety.policy import SafetyPolicy, record_training_decisions
+
+    files = {name: tmp_path / name for name in ("quiet_child.jpg", "adult.jpg", "unlabelled.jpg")}
+    for name, path in files.items():
+        path.write_bytes(name.encode())
+    flags = pd.DataFrame(
+        {
+            "image": ["quiet_child.jpg", "adult.jpg", "unlabelled.jpg", "test.jpg"],
+            "captions": [2, 2, 0, 1],
+            "flagged_captions": 0,
+            "flagged": False,
+            "source": "",
+            "terms": [[], [], [], []],
+            "sha256": [*hash_files(list(files.values())), "0" * 64],
+        }
+    )
+    thresholds = Thresholds(high_recall=0.3, confident=0.6)
+    # the run: out-of-fold scores of the labelled images, the final detector's score for the unlabelled one
+    decisions = decide(
+        image_evidence(["quiet_child.jpg", "adult.jpg", "unlabelled.jpg"], flags),
+        np.array([0.8, 0.1, 0.7]),
+        thresholds,
+        min_captions=1,
+    )
+    assert decisions["hidden"].tolist() == [True, False, True]
+    recorded = record_training_decisions(flags, decisions, ["quiet_child.jpg", "adult.jpg"], np.array([0.8, 0.1]))
+    assert recorded["oof_score"].tolist()[:2] == [0.8, 0.1] and recorded["oof_score"].isna().tolist()[2:] == [
+        True,
+        True,
+    ]
+    assert recorded["hidden"].tolist() == [True, False, True, False]
+
+    # the final detector scores every file low, the quiet child included
+    policy = SafetyPolicy(ChildImageDetector(_FixedScores(), "fake-image", thresholds), recorded, min_captions=1)
+    low = np.full((1, 1), 0.05)
+    copy = tmp_path / "renamed.jpg"
+    copy.write_bytes(files["quiet_child.jpg"].read_bytes())
+    other = tmp_path / "other" / "quiet_child.jpg"  # the same name, other bytes: judged by the detector itself
+    other.parent.mkdir()
+    other.write_bytes(b"another picture")
+    paths = [files["quiet_child.jpg"], copy, files["adult.jpg"], files["unlabelled.jpg"], other]
+    out = policy.decide_files(paths, np.repeat(low, len(paths), axis=0))
+    assert out["hidden"].tolist() == [True, True, False, True, False]
+    assert out["score"].tolist()[:3] == [0.8, 0.8, 0.1]
+    assert out["source"].tolist()[3] == "detector" and "training set" in out["detail"].tolist()[3]
+
+    # flags written before out-of-fold scores were recorded: the detector's own scores, as before
+    old = SafetyPolicy(ChildImageDetector(_FixedScores(), "fake-image", thresholds), flags, min_captions=1)
+    assert not old.decide_files(paths, np.repeat(low, len(paths), axis=0))["hidden"].any()

@@ -4,9 +4,10 @@ Every path (search, /images/, /api/score, score by path, the HTML report, the tr
 the images the generator drew with a child; the generator's truth is read only here, never by the pipeline.
 - Children a caption or a rating gives away are hidden everywhere: strict.
 - Children only the pixels show (no known caption mentions them) depend on the detector at the threshold their
-  captions allow. On the sample (Lite0 tiles + logistic regression, about 60 child images to learn from) the
-  detector's out-of-fold recall at the confident threshold is about 0.97, so a seed can still show one: that
-  test is an expected failure until the detector gets there (README, "Child safety").
+  captions allow (training images: their out-of-fold score, as the training set judged them). Strict on every
+  seed except those in PIXELS_STILL_SHOWN, each with its measured reason (README, "Sample ground truth").
+The pipeline runs once per seed and embeds each image once per encoder (Lite0 for the models, Lite0 tiles for
+the detector); the checks then read the embedding cache.
 The text encoder is the fake one: the safety decision never reads text vectors.
 """
 
@@ -21,11 +22,19 @@ import pytest
 pytestmark = pytest.mark.integration
 
 SEEDS = range(5)
+# Seeds on which the detector still shows a child only its pixels give away, with what was measured. Only these
+# may fail (not strictly: a better detector makes them pass); any other seed showing a child fails the run.
+PIXELS_STILL_SHOWN = {
+    3: "seed 3: test image 2415268952_d06d096d32.jpg, a child with a balloon beside three women, whose one "
+    "caption ('Three ladies in black in the snow .') vouches for it, scores 0.296 against the confident "
+    "threshold 0.466 (Lite0 tiles + logistic regression; README, 'Sample ground truth')",
+}
 QUERIES = ["a person on the grass", "a dog in the snow", "a red car on the street", "people by the sea"]
 
 
 @dataclass(frozen=True)
 class SampleRun:
+    seed: int
     data_dir: Path
     workspace: object  # tasks.workspace.Workspace
     children: frozenset[str]
@@ -55,13 +64,19 @@ def sample_run(request, prefect_harness, tmp_path_factory) -> SampleRun:
     )
     test_images = frozenset(pd.read_csv(root / "data" / "test_images.csv")["image"])
     return SampleRun(
-        root / "data", workspace, frozenset(truth.child_images), frozenset(truth.unmentioned_child_images), test_images
+        request.param,
+        root / "data",
+        workspace,
+        frozenset(truth.child_images),
+        frozenset(truth.unmentioned_child_images),
+        test_images,
     )
 
 
 def test_the_sample_has_children_only_pixels_give_away(sample_run):
-    assert len(sample_run.children) >= 50
+    assert len(sample_run.children) >= 100  # about half of the 250 scenes
     assert sample_run.unmentioned & sample_run.test_images, "no test image hides its child from the captions"
+    assert sample_run.unmentioned - sample_run.test_images, "no training image hides its child from the captions"
 
 
 def _paths_checks(sample_run, children: frozenset[str]) -> None:
@@ -73,7 +88,8 @@ def _paths_checks(sample_run, children: frozenset[str]) -> None:
     from webapp.app import create_app
 
     searcher = Searcher.from_workspace(sample_run.workspace)
-    assert not children & set(searcher.index.images)
+    searchable = sorted(children & set(searcher.index.images))
+    assert not searchable, f"searchable: {searchable}"
     assert set(searcher.index.images), "the gallery must keep adult images searchable"
     client = TestClient(create_app(lambda: searcher))
     for name in children & sample_run.test_images:
@@ -82,7 +98,7 @@ def _paths_checks(sample_run, children: frozenset[str]) -> None:
         assert body["refused"], name
     for query in QUERIES:
         page = search_page(searcher.get_pictures(query, 10))
-        assert not [name for name in children if name in page]
+        assert not [name for name in children if name in page], query
     paths = [
         sample_run.data_dir / ("test_images" if name in sample_run.test_images else "train_images") / name
         for name in sorted(children)
@@ -114,8 +130,10 @@ def test_children_humans_give_away_are_hidden_on_every_path(sample_run):
     assert not _trained_images(sample_run) & told
 
 
-@pytest.mark.xfail(reason="detector recall on drawn children ~0.97 at the confident threshold", strict=False)
-def test_children_only_pixels_show_are_hidden_on_every_path(sample_run):
+def test_children_only_pixels_show_are_hidden_on_every_path(sample_run, request):
+    if sample_run.seed in PIXELS_STILL_SHOWN:
+        request.applymarker(pytest.mark.xfail(reason=PIXELS_STILL_SHOWN[sample_run.seed], strict=False))
     by_pixels = sample_run.children - _told(sample_run)
     _paths_checks(sample_run, by_pixels)
-    assert not _trained_images(sample_run) & by_pixels
+    trained = sorted(_trained_images(sample_run) & by_pixels)
+    assert not trained, f"in the training set: {trained}"
