@@ -77,12 +77,16 @@ def api_search(
     if is_blank(q):
         raise HTTPException(status_code=400, detail="query is empty")
     try:
-        result = state.searcher.get_pictures(q, k)
+        return search_answer(state.searcher, q, k)
     except ValueError as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
-    payload = result.as_dict()
+
+
+def search_answer(searcher: Searcher, q: str, k: int) -> dict:
+    """`/api/search`'s answer: the search result with each hit's url, rank, band and own captions, no path."""
+    payload = searcher.get_pictures(q, k).as_dict()
     # Results are searchable images only (the index holds no others), so their captions may be shown.
-    captions = state.searcher.captions_of([hit["image"] for hit in payload["results"]])
+    captions = searcher.captions_of([hit["image"] for hit in payload["results"]])
     for rank, hit in enumerate(payload["results"], start=1):
         band = band_of(hit["score"])
         hit.pop("path")
