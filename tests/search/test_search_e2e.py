@@ -176,8 +176,11 @@ def test_url_query_restores_results_and_back_restores_the_previous_query(browser
     box.submit()
     _wait(browser, lambda d: d.find_element(By.ID, "q").get_attribute("value") == "a woman on the beach")
     _wait(browser, lambda d: d.execute_script(HITS_LOADED) and "woman" in d.current_url)
+    browser.find_element(By.CSS_SELECTOR, "#results .thumb").click()  # Back with a picture enlarged closes it
+    _wait(browser, lambda d: d.execute_script("return document.getElementById('viewer').open"))
     browser.back()
     _wait(browser, lambda d: d.find_element(By.ID, "q").get_attribute("value") == "a red car")
+    assert not browser.execute_script("return document.getElementById('viewer').open")
     _wait(browser, lambda d: d.execute_script(HITS_LOADED) and _hits(d) == first)
     browser.back()  # back to the empty page
     _wait(browser, lambda d: _visible(d, "intro") and not d.find_elements(By.CSS_SELECTOR, "#results .hit"))

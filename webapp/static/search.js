@@ -33,6 +33,7 @@
   }
 
   function clear() {
+    if (viewer.open) viewer.close(); // Back while a picture is enlarged: the picture belongs to the old search
     notice.textContent = '';
     status.textContent = '';
     status.classList.remove('loading');
