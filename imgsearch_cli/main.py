@@ -61,8 +61,23 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"imgsearch {version('imgsearch')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("imgsearch (not installed: no version)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the installed version and exit."
+    ),
+) -> None:
     from data_contracts.runner import quiet_telemetry
 
     quiet_telemetry()

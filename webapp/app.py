@@ -1,4 +1,5 @@
-"""FastAPI app: a search page with thumbnails and scores, `/api/search`, `/api/score`, `/healthz`.
+"""FastAPI app: the search page (`/`, its script and style under `/static/`), `/api/search`, `/api/info`,
+`/api/score`, `/healthz`.
 
 Images are served only from the searchable gallery, by name: no paths, no flagged images.
 The routes live on one `APIRouter`. Every request answers from one frozen serving state (searcher and
@@ -15,13 +16,17 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from tasks.html import render
 from tasks.search.index import SearchUnavailableError
 from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher, is_blank
 from tasks.search.serving import ServingState, ServingStates
-from webapp.limits import SERVING_STATE_KEY, GuardMiddleware, content_security_policy
+from webapp.explain import EXAMPLE_QUERIES, SCORE_BANDS, band_of
+from webapp.limits import PAGE_CSP, SERVING_STATE_KEY, GuardMiddleware
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 class ScoreRequest(BaseModel):
@@ -72,14 +77,51 @@ def api_search(
     if is_blank(q):
         raise HTTPException(status_code=400, detail="query is empty")
     try:
-        result = state.searcher.get_pictures(q, k)
+        return search_answer(state.searcher, q, k)
     except ValueError as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
-    payload = result.as_dict()
-    for hit in payload["results"]:
-        hit["url"] = "/images/" + quote(hit["image"], safe="")
+
+
+def search_answer(searcher: Searcher, q: str, k: int) -> dict:
+    """`/api/search`'s answer: the search result with each hit's url, rank, band and own captions, no path."""
+    payload = searcher.get_pictures(q, k).as_dict()
+    # Results are searchable images only (the index holds no others), so their captions may be shown.
+    captions = searcher.captions_of([hit["image"] for hit in payload["results"]])
+    for rank, hit in enumerate(payload["results"], start=1):
+        band = band_of(hit["score"])
         hit.pop("path")
+        hit.update(
+            url="/images/" + quote(hit["image"], safe=""),
+            rank=rank,
+            band=band.name,
+            band_label=band.label,
+            captions=captions[hit["image"]],
+        )
     return payload
+
+
+def gallery_info(state: ServingState) -> dict:
+    """What the page's empty state tells: how many images are searchable and hidden, the refusal notice, the
+    score bands and example queries."""
+    from tasks.safety.text_screen import NOTICE
+
+    index = state.searcher.index
+    return {
+        "gallery": len(index.images),
+        "hidden": len(index.flagged),
+        "notice": NOTICE,
+        "examples": list(EXAMPLE_QUERIES),
+        "bands": [
+            {"name": b.name, "label": b.label, "at_least": b.at_least, "meaning": b.meaning} for b in SCORE_BANDS
+        ],
+        "max_k": MAX_K,
+        "max_query_chars": MAX_QUERY_CHARS,
+    }
+
+
+@router.get("/api/info")
+def api_info(state: ServingState = Depends(serving)) -> dict:
+    return gallery_info(state)
 
 
 @router.post("/api/score")
@@ -110,13 +152,24 @@ def image(name: str, state: ServingState = Depends(serving)) -> FileResponse:
     return FileResponse(path)
 
 
-def _page() -> str:
-    return render("webapp", "search.html.j2")
-
-
 @router.get("/", response_class=HTMLResponse)
-def page() -> str:
-    return _page()
+def page(request: Request) -> str:
+    """The page with its empty state filled in on the server, so it reads right before any script runs; a
+    server with no champion or index yet still shows the page, with the reason instead of the gallery."""
+    try:
+        info, unavailable = gallery_info(serving(request)), ""
+    except SearchUnavailableError as err:
+        info, unavailable = None, str(err)
+    return render(
+        "webapp",
+        "search.html.j2",
+        info=info,
+        unavailable=unavailable,
+        examples=EXAMPLE_QUERIES,
+        bands=SCORE_BANDS,
+        max_k=MAX_K,
+        max_query_chars=MAX_QUERY_CHARS,
+    )
 
 
 def _unavailable(request: Request, err: Exception) -> JSONResponse:
@@ -134,5 +187,6 @@ def create_app(
     app.state.serving = states if states is not None else ServingStates.fixed(searcher_factory)  # type: ignore[arg-type]
     app.add_exception_handler(SearchUnavailableError, _unavailable)
     app.include_router(router)
-    app.add_middleware(GuardMiddleware, csp=content_security_policy(_page()))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(GuardMiddleware, csp=PAGE_CSP)
     return app

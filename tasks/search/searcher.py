@@ -11,12 +11,16 @@ import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cachetools import LRUCache
 
 from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
 from tasks.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tasks.search.captions import GalleryCaptions
 
 MAX_QUERY_CHARS = 500
 MAX_K = 100
@@ -133,6 +137,7 @@ class Searcher:
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._query_lock = threading.Lock()  # LRUCache is not thread-safe; web requests share the searcher
         self._served_vectors: LRUCache[tuple[str, str], np.ndarray] = LRUCache(maxsize=SERVED_IMAGE_CACHE_SIZE)
+        self._captions: GalleryCaptions | None = None  # read on first use (the CLI never needs them)
 
     @classmethod
     def from_workspace(
@@ -231,6 +236,19 @@ class Searcher:
             Hit(images[i], self.index.path_of(images[i]), float(score)) for i, score in zip(rows, scores, strict=True)
         ]
         return SearchResult(query, False, None, hits)
+
+    def captions_of(self, images: list[str]) -> dict[str, list[str]]:
+        """The own human captions of searchable gallery images (for "why this scored"); a hidden or unknown image
+        gets none, whatever the dataset says about it."""
+        from tasks.search.captions import GalleryCaptions
+
+        if self._captions is None:
+            version = self.index.dataset_version or self.record.data_version
+            human = self.policy.human_flags if self.policy is not None else None
+            self._captions = GalleryCaptions.load(self.workspace, version, Path(self.index.folder), human)
+        shown = [name for name in images if self.searchable(name)]
+        found = self._captions.of(shown, lambda texts: [s.flagged for s in self.content_filter.screen_many(texts)])
+        return {name: found.get(name, []) for name in images}
 
     # -- pair scoring ------------------------------------------------------------------------------
     def score_pairs(self, texts: list[str], image_paths: list[Path]) -> list[PairScore]:

@@ -24,6 +24,13 @@ def test_every_command_and_option_has_help():
                 assert getattr(param, "help", None), f"argument {param.name} of {name} has no help"
 
 
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"imgsearch {version('imgsearch')}"
+
+
 def test_validate_prints_summary(sample_dir, workspace):
     result = runner.invoke(app, ["validate", str(sample_dir)])
     assert result.exit_code == 0, result.output

@@ -33,6 +33,16 @@ def test_minilm_gives_384_finite_vectors_and_ranks_paraphrases_first():
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
 
+def test_loading_minilm_draws_no_progress_bar_and_leaves_bars_as_they_were(capfd):
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    enc = get_text_encoder.__wrapped__("minilm-l6")  # not the cached one: this one loads its model here
+    enc.encode(["a dog"])
+    assert "Loading weights" not in capfd.readouterr().err  # `imgsearch search` printed it every time
+    assert hf_logging.is_progress_bar_enabled() == was_on
+
+
 @pytest.mark.parametrize("encoder_id", sorted(LITE_PACKAGES))
 def test_lite_weights_load_strictly(encoder_id):
     try:

@@ -80,7 +80,8 @@ def test_the_sample_has_children_only_pixels_give_away(sample_run):
 
 
 def _paths_checks(sample_run, children: frozenset[str]) -> None:
-    """No image of `children` is searchable, served, scored (by name or by path) or shown in the HTML report."""
+    """No image of `children` is searchable, served, scored (by name or by path), answered by /api/search (whose
+    hits carry captions) or shown in the HTML report."""
     from fastapi.testclient import TestClient
 
     from tasks.search.report import search_page
@@ -99,6 +100,8 @@ def _paths_checks(sample_run, children: frozenset[str]) -> None:
     for query in QUERIES:
         page = search_page(searcher.get_pictures(query, 10))
         assert not [name for name in children if name in page], query
+        answer = client.get("/api/search", params={"q": query, "k": 100}).text  # with each hit's own captions
+        assert not [name for name in children if name in answer], query
     paths = [
         sample_run.data_dir / ("test_images" if name in sample_run.test_images else "train_images") / name
         for name in sorted(children)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from tasks.safety.text_screen import NOTICE
@@ -17,9 +18,10 @@ def test_search_returns_sorted_scores_in_unit_interval(api, search_setup):
     scores = [hit["score"] for hit in body["results"]]
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores == sorted(scores, reverse=True)
-    for hit in body["results"]:
-        assert set(hit) == {"image", "score", "url"}
+    for rank, hit in enumerate(body["results"], start=1):
+        assert set(hit) == {"image", "score", "url", "rank", "band", "band_label", "captions"}
         assert hit["image"] in search_setup.searchable and hit["url"] == f"/images/{hit['image']}"
+        assert hit["rank"] == rank and hit["band"] in {"strong", "fair", "weak", "none"}
 
 
 def test_search_k_defaults_to_five_and_caps_at_gallery_size(api, search_setup):
@@ -119,6 +121,73 @@ def test_healthz_and_page(api, search_setup):
     assert page.status_code == 200 and 'id="search"' in page.text
 
 
+def test_page_has_no_inline_script_or_style_and_its_files_are_served(api):
+    import re
+
+    page = api.get("/").text
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/search.js" defer>']
+    assert "<style" not in page and " style=" not in page and " on" + "click=" not in page
+    for path, kind in (("/static/search.js", "javascript"), ("/static/search.css", "text/css")):
+        response = api.get(path)
+        assert response.status_code == 200 and kind in response.headers["content-type"], path
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert api.get("/static/../app.py").status_code == 404
+    assert api.get("/static/%2e%2e/app.py").status_code == 404
+
+
+def test_empty_state_tells_gallery_size_hidden_count_and_the_notice(api, search_setup):
+    from webapp.explain import EXAMPLE_QUERIES
+
+    page = api.get("/").text
+    searchable, hidden = len(search_setup.searchable), len(search_setup.flagged)
+    assert f"<strong>{searchable}</strong> searchable" in page and f"<strong>{hidden}</strong> more" in page
+    assert NOTICE in page
+    for example in EXAMPLE_QUERIES:
+        assert f">{example}</a>" in page
+    info = api.get("/api/info").json()
+    assert info["gallery"] == searchable and info["hidden"] == hidden and info["notice"] == NOTICE
+    assert [b["name"] for b in info["bands"]] == ["strong", "fair", "weak"]
+
+
+def test_example_queries_are_not_refused_and_find_images(api):
+    from webapp.explain import EXAMPLE_QUERIES
+
+    for example in EXAMPLE_QUERIES:
+        body = api.get("/api/search", params={"q": example}).json()
+        assert body["refused"] is False and len(body["results"]) == 5, example
+
+
+def test_results_carry_their_own_captions_and_hidden_images_never_do(api, searcher, search_setup):
+    from tasks.ingest.tables import caption_image
+
+    body = api.get("/api/search", params={"q": "a man walks on the grass", "k": 100}).json()
+    assert len(body["results"]) == len(search_setup.searchable)
+    texts = pd.concat(
+        [pd.read_parquet(p) for p in search_setup.workspace.datasets.glob("*/train.parquet")]
+        + [pd.read_parquet(p) for p in search_setup.workspace.datasets.glob("*/queries.parquet")]
+    ).drop_duplicates("query_id")
+    own = texts.assign(image=caption_image(texts["query_id"])).groupby("image")["query_text"].apply(set)
+    with_captions = 0
+    for hit in body["results"]:
+        assert set(hit["captions"]) <= own.get(hit["image"], set()), hit
+        with_captions += bool(hit["captions"])
+    assert with_captions >= len(body["results"]) // 2  # the gallery is the sample's own images
+    # a hidden image gets no captions even when asked by name, and a copy under another name gets none either
+    hidden = list(search_setup.flagged["image"])
+    assert searcher.captions_of(hidden) == {name: [] for name in hidden}
+    assert NOTICE not in str(body) and not any(h["image"] in hidden for h in body["results"])
+
+
+def test_score_bands_are_ordered_and_cover_the_unit_interval():
+    from webapp.explain import NO_MATCH, SCORE_BANDS, band_of
+
+    floors = [b.at_least for b in SCORE_BANDS]
+    assert floors == sorted(floors, reverse=True) and all(0 < f < 1 for f in floors)
+    assert band_of(1.0) is SCORE_BANDS[0] and band_of(0.0) is NO_MATCH
+    for band in SCORE_BANDS:
+        assert band_of(band.at_least) is band
+
+
 def test_missing_champion_is_503(tmp_path):
     from fastapi.testclient import TestClient
 
@@ -156,7 +225,7 @@ def test_every_response_carries_the_security_headers(api, search_setup):
         csp = response.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     page_csp = responses[0].headers["content-security-policy"]
-    assert "script-src 'sha256-" in page_csp and "style-src 'sha256-" in page_csp
+    assert "script-src 'self'" in page_csp and "style-src 'self'" in page_csp
     assert [r.status_code for r in responses[-2:]] == [414, 413]
 
 

@@ -65,13 +65,9 @@ class Swappable:
 
 
 def _answer(searcher, query: str) -> dict:
-    from urllib.parse import quote
+    from webapp.app import search_answer
 
-    payload = searcher.get_pictures(query, 5).as_dict()
-    for hit in payload["results"]:
-        hit["url"] = "/images/" + quote(hit["image"], safe="")
-        hit.pop("path")
-    return payload
+    return search_answer(searcher, query, 5)
 
 
 @pytest.fixture(scope="module")

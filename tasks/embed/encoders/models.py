@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,21 @@ class _Lazy:
         return self._model
 
 
+@contextlib.contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """transformers draws a "Loading weights: 0/103" bar for a load of a tenth of a second, on every `imgsearch
+    search`; it says nothing, so it is off while a model loads and as it was afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceTransformerTextEncoder(_Lazy):
     """Any sentence-transformers model in a local folder; `locate` is only called when the model is first needed."""
 
@@ -49,7 +65,8 @@ class SentenceTransformerTextEncoder(_Lazy):
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(str(self._locate()), device="cpu", local_files_only=True)
+        with _no_weight_loading_bar():
+            return SentenceTransformer(str(self._locate()), device="cpu", local_files_only=True)
 
     @property
     def dim(self) -> int:
