@@ -242,7 +242,7 @@ def exact_top10(vectors: np.ndarray, queries_: np.ndarray, chunk: int = 50) -> n
     for start in range(0, len(queries_), chunk):
         scores = queries_[start : start + chunk] @ vectors.T
         part = np.argpartition(-scores, 10, axis=1)[:, :10]
-        out.extend(part)
+        out.extend(part.copy())  # a view would keep the whole (chunk, n) index array alive
     return np.array(out)
 
 
