@@ -217,9 +217,164 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     }
 
 
+def clustered_vectors(n: int, dim: int = 128, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
+    """Unit vectors in two levels of clusters (64 themes, n/1000 topics), noise as large as a topic's centre, so
+    near neighbours are many and overlapping: not uniform noise, where every neighbour is equally far."""
+    rng = np.random.default_rng(seed)
+    themes = rng.standard_normal((64, dim)).astype(np.float32)
+    themes /= np.linalg.norm(themes, axis=1, keepdims=True)
+    n_topics = max(100, n // 1000)
+    topics = themes[rng.integers(0, 64, n_topics)] + 0.8 * rng.standard_normal((n_topics, dim)).astype(
+        np.float32
+    ) / np.sqrt(dim)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        block = topics[rng.integers(0, n_topics, m)] + rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block
+    return out
+
+
+def exact_top10(vectors: np.ndarray, queries_: np.ndarray, chunk: int = 50) -> np.ndarray:
+    out = []
+    for start in range(0, len(queries_), chunk):
+        scores = queries_[start : start + chunk] @ vectors.T
+        part = np.argpartition(-scores, 10, axis=1)[:, :10]
+        out.extend(part.copy())  # a view would keep the whole (chunk, n) index array alive
+    return np.array(out)
+
+
+def run_scale(size: int, kind: str, n_queries: int, add: int) -> dict:
+    """Lookup only (no text encoder): build, persist, load (memory-mapped), query, add `add` images."""
+    import pandas as pd
+
+    from tasks.search.ann import AnnParams, ExactLookup, ResolvedAnn, lookup_for
+    from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
+
+    scratch = Path(tempfile.mkdtemp(prefix="imgsearch-bench-scale-"))
+    try:
+        vectors = clustered_vectors(size)
+        query_vecs = clustered_vectors(n_queries, seed=1)
+        t0 = time.perf_counter()
+        truth = exact_top10(vectors, query_vecs)
+        truth_s = time.perf_counter() - t0
+        params = AnnParams(kind=kind, exact_below=0)  # type: ignore[arg-type]
+        index = GalleryIndex(
+            folder=str(scratch),
+            images=[f"synthetic_{i:08d}.jpg" for i in range(size)],
+            embeddings=None,
+            flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
+            image_encoder="synthetic",
+            projected=vectors,
+            projected_for="synthetic",
+            model_version="synthetic",
+            ids=np.arange(size, dtype=np.int64),
+            next_id=size,
+            stamps=np.zeros((size, 2), dtype=np.int64),
+        )
+        t0 = time.perf_counter()
+        index = with_lookup(index, params)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.save(scratch / "gallery")
+        save_s = time.perf_counter() - t0
+        del index, vectors
+        loaded = GalleryIndex.load(scratch / "gallery")
+        lookup = lookup_for(loaded.projected, loaded.row_ids, ResolvedAnn.from_dict(loaded.ann), loaded.ivf)
+        timed = n_queries if lookup.kind != "exact" else min(n_queries, 200)  # exact at 1M: ~50 ms a query
+        for q in query_vecs[:5]:
+            lookup.search(q, 10)
+        lat, recall = [], []
+        for q, truth_rows in zip(query_vecs, truth, strict=True):
+            t0 = time.perf_counter()
+            rows, _ = lookup.search(q, 10)
+            if len(lat) < timed:
+                lat.append(time.perf_counter() - t0)
+            recall.append(len(set(loaded.row_ids[rows].tolist()) & set(truth_rows.tolist())) / 10)
+        row = {
+            "gallery": size,
+            "kind": lookup.kind,
+            "ann": loaded.ann,
+            "build_s": build_s,
+            "save_s": save_s,
+            "p50_ms": float(np.percentile(np.array(lat) * 1000, 50)),
+            "p99_ms": float(np.percentile(np.array(lat) * 1000, 99)),
+            "timed_queries": len(lat),
+            "recall_at_10": float(np.mean(recall)),
+            "recall_queries": len(recall),
+            "exact_truth_s": truth_s,
+        }
+        if add:
+            new = clustered_vectors(add, seed=2)
+            added = AddedImages([f"new_{i:08d}.jpg" for i in range(add)], None, new, np.zeros((add, 2), dtype=np.int64))
+            t0 = time.perf_counter()
+            grown = apply_changes(loaded, np.ones(size, dtype=bool), added, loaded.flagged, params)
+            row["add_s"] = time.perf_counter() - t0
+            grown.save(scratch / "gallery")
+            row["add_and_save_s"] = time.perf_counter() - t0
+            row["added"] = add
+            check = ExactLookup(np.asarray(grown.projected))
+            assert grown.images[check.search(new[0], 1)[0][0]] == "new_00000000.jpg"
+        row["peak_rss_mib"] = rss_mib()
+        return row
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def parse_sizes(values: list[str]) -> list[int]:
+    """`1e5,1e6` or `100000 1000000`."""
+    return [int(float(v)) for value in values for v in value.split(",") if v]
+
+
+def main_scale(args) -> None:
+    rows = []
+    for size in parse_sizes(args.sizes):
+        for kind in args.kinds.split(","):
+            add = args.add if size >= 1_000_000 else 0
+            cmd = [sys.executable, __file__, "--scale-one", f"{size}:{kind}:{args.queries}:{add}"]
+            env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(f"size {size} {kind} failed")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(
+                f"{r['gallery']:>9} {r['kind']:>8} build {r['build_s']:7.1f} s  p50 {r['p50_ms']:7.2f} ms  "
+                f"p99 {r['p99_ms']:7.2f} ms  recall@10 {r['recall_at_10']:.4f}  RSS {r['peak_rss_mib']:6.0f} MiB"
+                + (f"  add {r['added']}: {r['add_and_save_s']:.1f} s" if "added" in r else ""),
+                flush=True,
+            )
+    payload = {
+        "command": "python bench/search.py " + " ".join(sys.argv[1:]),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "threads": 1,
+        "load_avg_1_5_15": os.getloadavg(),
+        "vectors": "clustered synthetic unit vectors, 128-d (the two-tower dimension); see clustered_vectors",
+        "results": rows,
+    }
+    out = args.out if args.out != RESULTS else RESULTS.with_name("search_scale.json")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="gallery sizes")
+    parser.add_argument("--sizes", nargs="+", default=[str(s) for s in SIZES], help="gallery sizes (1e5,1e6 or 100000)")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="index lookup only (exact and IVF) on clustered vectors, with recall@10 and adding --add images; "
+        "writes bench/results/search_scale.json",
+    )
+    parser.add_argument("--kinds", default="exact,ivf-sq8", help="with --scale: index kinds to compare")
+    parser.add_argument("--add", type=int, default=10_000, help="with --scale: images added to the 1M+ indexes")
+    parser.add_argument("--scale-one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size (distinct texts)")
     parser.add_argument("--workspace", type=Path, default=None, help="use this workspace's two-tower champion if any")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one size, JSON to stdout
@@ -234,6 +389,17 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch and BLAS threads per process (0: library default)"
     )
     args = parser.parse_args()
+    if args.scale_one is not None:
+        size, kind, n_queries, add = args.scale_one.split(":")
+        print(json.dumps(run_scale(int(size), kind, int(n_queries), int(add))))
+        return
+    if args.scale:
+        main_scale(args)
+        return
+    main_latency(args)
+
+
+def main_latency(args) -> None:
     if args.one is not None:
         if args.threads > 0:
             import torch
@@ -243,7 +409,7 @@ def main() -> None:
         return
 
     rows = []
-    for size in args.sizes:
+    for size in parse_sizes(args.sizes):
         cmd = [
             sys.executable,
             __file__,

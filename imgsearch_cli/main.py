@@ -390,19 +390,50 @@ def score(
 def index(
     folder: Path = typer.Argument(..., help="Folder of images to make searchable."),
     name: str = typer.Option("gallery", help="Name of the index in the workspace (search uses 'gallery')."),
+    kind: str = typer.Option(
+        "auto",
+        help="Lookup: auto (exact below --exact-below images, else ivf-sq8), exact, ivf-flat or ivf-sq8.",
+    ),
+    nlist: int = typer.Option(None, help="IVF lists (default about 4 times the square root of the gallery size)."),
+    nprobe: int = typer.Option(None, help="IVF lists probed per query (default nlist/8)."),
+    candidates: int = typer.Option(4, help="IVF candidates per wanted result, re-scored exactly."),
+    exact_below: int = typer.Option(
+        200_000, help="With --kind auto, galleries smaller than this are searched exactly."
+    ),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of updating the index."),
 ) -> None:
-    """Embed a folder of images (incrementally, through the cache), flag children, store the search index."""
+    """Embed a folder of images (only new or changed files), flag children, store or update the search index."""
+    from pydantic import ValidationError
+
+    from flows.params import describe_validation_error
+    from tasks.search.ann import AnnParams
     from tasks.search.gallery import index_folder
     from tasks.search.index import SearchUnavailableError
 
     if not folder.is_dir():
         _fail(f"{folder}: not a folder", code=2)
     try:
-        summary = index_folder(folder, name)
+        params = AnnParams(
+            kind=kind,
+            nlist=nlist,
+            nprobe=nprobe,
+            candidates=candidates,
+            exact_below=exact_below,  # type: ignore[arg-type]
+        )
+    except ValidationError as err:
+        _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
+    try:
+        summary = index_folder(folder, name, ann_params=params, rebuild=rebuild)
     except (SearchUnavailableError, ValueError) as err:
         _fail(str(err))
+    how = (
+        "updated ({added} added, {removed} removed, {newly_hidden} newly hidden)".format(**summary.changes)
+        if summary.incremental
+        else "built"
+    )
     typer.echo(
-        f"indexed {summary.searchable} searchable images, {summary.flagged} hidden as showing children, into '{name}'"
+        f"indexed {summary.searchable} searchable images, {summary.flagged} hidden as showing children, into "
+        f"'{name}': {how}, {summary.lookup} search"
     )
 
 

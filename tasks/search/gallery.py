@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.search.index import SearchUnavailableError, build_gallery_index
+from tasks.search.index import GalleryIndex, SearchUnavailableError, build_gallery_index, update_gallery_index
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
+    from tasks.search.ann import AnnParams
     from tasks.training.registry import ModelRecord
 
 
@@ -26,6 +27,9 @@ class IndexSummary:
     version: str = ""  # the index build (index.json "version")
     model_version: str = ""  # the champion it was built for
     dataset_version: str = ""  # the dataset whose test images it holds ("" for any other folder)
+    lookup: str = "exact"  # how it is searched: exact, ivf-flat or ivf-sq8
+    incremental: bool = False  # updated in place of a rebuild (only new or changed files embedded)
+    changes: dict[str, int] = field(default_factory=dict)  # added / removed / newly_hidden, when incremental
 
 
 def index_folder(
@@ -34,8 +38,15 @@ def index_folder(
     workspace: Workspace | None = None,
     image_encoder: str | None = None,
     dataset_version: str = "",
+    ann_params: AnnParams | None = None,
+    rebuild: bool = False,
 ) -> IndexSummary:
-    """Index `folder` with the champion's image encoder; the safety decision hides what it must."""
+    """Index `folder` with the champion's image encoder; the safety decision hides what it must.
+
+    When the index `name` already holds this folder for the same champion and encoder, it is updated: only
+    new or changed files are embedded and decided, removed ones leave it, and the IVF lists are added to
+    instead of retrained. `rebuild` forces a build from scratch. The new index replaces the old one
+    atomically; if anything fails the last good index stays."""
     from tasks.safety.policy import SafetyPolicy
     from tasks.training.registry import ModelRegistry
 
@@ -51,17 +62,27 @@ def index_folder(
         raise SearchUnavailableError(
             f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
         )
-    gallery = build_gallery_index(
-        folder,
-        workspace,
-        image_encoder,
-        SafetyPolicy.load(workspace),
-        model=model,
-        model_version=champion.version,
-        dataset_version=dataset_version,
-        safety_version=safety_version(workspace),
-    )
-    gallery.save(workspace.index_dir(name))
+    policy, safety = SafetyPolicy.load(workspace), safety_version(workspace)
+    with workspace.lock("index"):  # two updates of one index must not both start from the same old one
+        previous = None if rebuild else _updatable(workspace, name, Path(folder), champion.version, image_encoder)
+        changes: dict[str, int] = {}
+        if previous is not None:
+            gallery, changes = update_gallery_index(
+                previous, workspace, policy, model, safety, dataset_version, ann_params
+            )
+        else:
+            gallery = build_gallery_index(
+                folder,
+                workspace,
+                image_encoder,
+                policy,
+                model=model,
+                model_version=champion.version,
+                dataset_version=dataset_version,
+                safety_version=safety,
+                ann_params=ann_params,
+            )
+        gallery.save(workspace.index_dir(name))
     by_source = gallery.flagged["source"].value_counts().to_dict() if len(gallery.flagged) else {}
     return IndexSummary(
         name=name,
@@ -73,7 +94,29 @@ def index_folder(
         version=gallery.version,
         model_version=gallery.model_version,
         dataset_version=gallery.dataset_version,
+        lookup=str(gallery.ann.get("kind", "exact")),
+        incremental=previous is not None,
+        changes=changes,
     )
+
+
+def _updatable(
+    workspace: Workspace, name: str, folder: Path, model_version: str, image_encoder: str
+) -> GalleryIndex | None:
+    """The existing index `name` when it can be updated for `folder` rather than rebuilt, else None."""
+    try:
+        previous = GalleryIndex.load(workspace.index_dir(name))
+    except SearchUnavailableError:
+        return None
+    same = (
+        previous.folder == str(folder.resolve())
+        and previous.model_version == model_version
+        and previous.image_encoder == image_encoder
+        and previous.ids is not None
+        and previous.stamps is not None
+        and (previous.projected is None or previous.projected_for == model_version)
+    )
+    return previous if same else None
 
 
 def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:

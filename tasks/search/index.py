@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from tasks.workspace import Workspace, atomic_dir
 
 if TYPE_CHECKING:
     from tasks.safety.policy import SafetyPolicy
+    from tasks.search.ann import AnnParams
+
+ANN_FILE = "ann.faiss"
 
 
 class SearchUnavailableError(RuntimeError):
@@ -63,6 +66,19 @@ class GalleryIndex:
     model_version: str = ""  # the champion it was built for ("" when built for no model)
     dataset_version: str = ""  # the dataset whose images it holds ("" for a folder that is no dataset's)
     safety_version: str = ""  # the detector and human flags its hidden images were decided with
+    # Incremental updates: every image ever indexed gets an integer id, never reused, so a faiss index can
+    # drop (or never return) exactly the removed and hidden ones. `ids` is row-aligned and strictly increasing.
+    ids: np.ndarray | None = None
+    next_id: int = 0
+    # (size, mtime_ns) of each searchable file when it was embedded: a file replaced under the same name is
+    # re-embedded and decided again, never served with the old file's vector.
+    stamps: np.ndarray | None = None
+    ann: dict = field(default_factory=dict)  # the lookup's settings (tasks.search.ann.ResolvedAnn.as_dict())
+    ivf: Any = None  # faiss IVF index over `projected` keyed by `ids` (None: exact search)
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        return self.ids if self.ids is not None else np.arange(len(self.images), dtype=np.int64)
 
     def path_of(self, image: str) -> str:
         return str(Path(self.folder) / image)
@@ -73,7 +89,14 @@ class GalleryIndex:
                 np.save(tmp / "embeddings.npy", np.asarray(self.embeddings, dtype=np.float32))
             if self.projected is not None:
                 np.save(tmp / "projected.npy", np.asarray(self.projected, dtype=np.float32))
-            pd.DataFrame({"image": self.images}).to_parquet(tmp / "images.parquet", index=False)
+            images = pd.DataFrame({"image": self.images, "id": self.row_ids})
+            if self.stamps is not None:
+                images["size"], images["mtime_ns"] = self.stamps[:, 0], self.stamps[:, 1]
+            images.to_parquet(tmp / "images.parquet", index=False)
+            if self.ivf is not None:
+                from tasks.search.ann import write_ivf
+
+                write_ivf(self.ivf, tmp / ANN_FILE)
             self.flagged.to_parquet(tmp / "flagged.parquet", index=False)
             meta = {
                 "folder": self.folder,
@@ -86,6 +109,8 @@ class GalleryIndex:
                 "safety_version": self.safety_version,
                 "searchable": len(self.images),
                 "flagged": len(self.flagged),
+                "next_id": max(self.next_id, int(self.row_ids[-1]) + 1 if len(self.images) else 0),
+                "ann": self.ann or {"kind": "exact"},
             }
             (tmp / "index.json").write_text(json.dumps(meta, indent=2))
 
@@ -105,9 +130,16 @@ class GalleryIndex:
                 path = directory / name
                 return np.load(path, mmap_mode="r") if path.is_file() else None
 
+            table = pd.read_parquet(directory / "images.parquet")
+            ann = meta.get("ann") or {"kind": "exact"}
+            ivf = None
+            if ann.get("kind", "exact") != "exact" and (directory / ANN_FILE).is_file():
+                from tasks.search.ann import read_ivf
+
+                ivf = read_ivf(directory / ANN_FILE)
             index = cls(
                 folder=meta["folder"],
-                images=pd.read_parquet(directory / "images.parquet")["image"].tolist(),
+                images=table["image"].tolist(),
                 embeddings=vectors("embeddings.npy"),
                 flagged=pd.read_parquet(directory / "flagged.parquet"),
                 image_encoder=meta["image_encoder"],
@@ -118,6 +150,11 @@ class GalleryIndex:
                 model_version=meta.get("model_version", ""),
                 dataset_version=meta.get("dataset_version", ""),
                 safety_version=meta.get("safety_version", ""),
+                ids=table["id"].to_numpy(dtype=np.int64) if "id" in table else None,
+                next_id=int(meta.get("next_id", len(table))),
+                stamps=table[["size", "mtime_ns"]].to_numpy(dtype=np.int64) if "mtime_ns" in table else None,
+                ann=ann,
+                ivf=ivf,
             )
             again = (directory / "index.json").read_text()
         except (FileNotFoundError, OSError) as err:
@@ -127,7 +164,10 @@ class GalleryIndex:
             "images": len(index.images),
             "embeddings": len(index.embeddings) if index.embeddings is not None else len(index.images),
             "projected": len(index.projected) if index.projected is not None else len(index.images),
+            "ids": len(index.row_ids),
         }
+        if index.ivf is not None:
+            counts["ivf"] = int(index.ivf.ntotal)
         if (
             again != first
             or len(set(counts.values())) != 1
@@ -143,6 +183,49 @@ def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.nd
     return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
+def folder_images(folder: Path) -> tuple[list[str], np.ndarray]:
+    """The JPEG files of a folder, sorted, with their (size, mtime_ns) stamps.
+
+    JPEG only, as the dataset contracts accept: a gallery holds the kind of image the model was trained on."""
+    names, stamps = [], []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.is_file() and is_jpeg_name(path.name):
+            stat = path.stat()
+            names.append(path.name)
+            stamps.append((stat.st_size, stat.st_mtime_ns))
+    return names, np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+
+
+def _decide(
+    paths: list[Path], workspace: Workspace, image_encoder_id: str, policy: SafetyPolicy
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(image-encoder vectors, safety decisions) of files, embedding only what the cache has not seen."""
+    from tasks.embed.cache import embed_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+
+    embeddings = embed_image_files(paths, get_image_encoder(image_encoder_id), workspace).matrix
+    detector_id = policy.detector.encoder_id
+    features = (
+        embeddings
+        if detector_id == image_encoder_id
+        else embed_image_files(paths, get_image_encoder(detector_id), workspace).matrix
+    )
+    return embeddings, policy.decide_files(paths, features)
+
+
+def _flagged_rows(decisions: pd.DataFrame, stamps: np.ndarray) -> pd.DataFrame:
+    hidden = decisions["hidden"].to_numpy(dtype=bool)
+    rows = decisions.loc[hidden, ["image", "source", "detail"]].reset_index(drop=True)
+    rows["size"], rows["mtime_ns"] = stamps[hidden, 0], stamps[hidden, 1]
+    return rows
+
+
+def _new_version(folder: Path, images: list[str], model_version: str, image_encoder_id: str) -> tuple[str, str]:
+    built = datetime.now(UTC)
+    content = hashlib.sha256(json.dumps([str(folder), images, model_version, image_encoder_id]).encode()).hexdigest()
+    return built.isoformat(), f"{built:%Y%m%dT%H%M%S%f}-{content[:8]}"
+
+
 def build_gallery_index(
     folder: Path,
     workspace: Workspace,
@@ -152,43 +235,180 @@ def build_gallery_index(
     model_version: str = "",
     dataset_version: str = "",
     safety_version: str = "",
+    ann_params: AnnParams | None = None,
 ) -> GalleryIndex:
     """Embed every image in `folder` (through the cache), apply the safety decision, keep vectors of the rest."""
-    from tasks.embed.cache import embed_image_files
-    from tasks.embed.encoders.registry import get_image_encoder
-
     folder = Path(folder).resolve()
-    # JPEG only, as the dataset contracts accept: a gallery holds the kind of image the model was trained on
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and is_jpeg_name(p.name))
+    names, stamps = folder_images(folder)
     if not names:
         raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
-    paths = [folder / n for n in names]
-    embeddings = embed_image_files(paths, get_image_encoder(image_encoder_id), workspace).matrix
-    detector_id = policy.detector.encoder_id
-    features = (
-        embeddings
-        if detector_id == image_encoder_id
-        else embed_image_files(paths, get_image_encoder(detector_id), workspace).matrix
-    )
-    decisions = policy.decide_files(paths, features)
+    embeddings, decisions = _decide([folder / n for n in names], workspace, image_encoder_id, policy)
     keep = ~decisions["hidden"].to_numpy(dtype=bool)
     projected = (
         project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
     )
-    built = datetime.now(UTC)
     images = [n for n, k in zip(names, keep, strict=True) if k]
-    content = hashlib.sha256(json.dumps([str(folder), images, model_version, image_encoder_id]).encode()).hexdigest()
-    return GalleryIndex(
+    built, version = _new_version(folder, images, model_version, image_encoder_id)
+    index = GalleryIndex(
         folder=str(folder),
         images=images,
         embeddings=embeddings[keep],
-        flagged=decisions.loc[~keep, ["image", "source", "detail"]].reset_index(drop=True),
+        flagged=_flagged_rows(decisions, stamps),
         image_encoder=image_encoder_id,
         projected=projected,
         projected_for=model_version if projected is not None else "",
-        built=built.isoformat(),
-        version=f"{built:%Y%m%dT%H%M%S%f}-{content[:8]}",
+        built=built,
+        version=version,
         model_version=model_version,
         dataset_version=dataset_version,
         safety_version=safety_version,
+        ids=np.arange(len(images), dtype=np.int64),
+        next_id=len(images),
+        stamps=stamps[keep],
     )
+    return with_lookup(index, ann_params)
+
+
+def with_lookup(index: GalleryIndex, ann_params: AnnParams | None = None) -> GalleryIndex:
+    """The index with its lookup (re)built from scratch: exact, or an IVF index trained on its vectors."""
+    from tasks.search.ann import AnnParams, build_ivf
+
+    resolved = (ann_params or AnnParams()).resolve(len(index.images))
+    if index.projected is None or resolved.kind == "exact":
+        # a model without a two-tower projection scores every image through the model: nothing to approximate
+        exact = (ann_params or AnnParams()).resolve(0)
+        return replace(index, ann=exact.as_dict(), ivf=None)
+    resolved = replace(resolved, trained_for=len(index.images))
+    return replace(index, ann=resolved.as_dict(), ivf=build_ivf(index.projected, index.row_ids, resolved))
+
+
+@dataclass(frozen=True)
+class AddedImages:
+    """Images that become searchable in an update, row-aligned."""
+
+    images: list[str]
+    embeddings: np.ndarray | None
+    projected: np.ndarray | None
+    stamps: np.ndarray
+
+
+def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray | None:
+    if old is None or new is None:
+        return None
+    kept = old if bool(keep.all()) else old[keep]  # all kept: read the memory map once, no masked copy
+    return np.concatenate(
+        [np.asarray(kept, dtype=np.float32), np.asarray(new, dtype=np.float32).reshape(-1, old.shape[1])]
+    )
+
+
+def apply_changes(
+    previous: GalleryIndex,
+    keep: np.ndarray,
+    added: AddedImages,
+    flagged: pd.DataFrame,
+    ann_params: AnnParams | None = None,
+) -> GalleryIndex:
+    """The next index: rows of `previous` where `keep`, then `added` under new ids; no rebuild when it can be helped.
+
+    The IVF index of `previous` is updated in place (removed ids out, new ones in), so `previous` must not be
+    searched afterwards; it is retrained instead when the index kind changes, `nlist` is overridden, or the
+    gallery grew or shrank by more than `RETRAIN_GROWTH` since it was trained.
+    """
+    from tasks.search.ann import RETRAIN_GROWTH, AnnParams, ResolvedAnn, add_ivf, remove_ivf
+
+    keep = np.asarray(keep, dtype=bool)
+    new_ids = np.arange(previous.next_id, previous.next_id + len(added.images), dtype=np.int64)
+    kept_rows = np.flatnonzero(keep)
+    old_stamps = previous.stamps if previous.stamps is not None else np.zeros((len(previous.images), 2), np.int64)
+    index = replace(
+        previous,
+        images=[previous.images[i] for i in kept_rows] + list(added.images),
+        embeddings=_concat(previous.embeddings, keep, added.embeddings),
+        projected=_concat(previous.projected, keep, added.projected),
+        ids=np.concatenate([previous.row_ids[keep], new_ids]),
+        next_id=previous.next_id + len(added.images),
+        stamps=np.concatenate([old_stamps[keep], added.stamps.reshape(-1, 2)]),
+        flagged=flagged.reset_index(drop=True),
+        ivf=None,
+    )
+    params = ann_params or AnnParams()
+    old, wanted = ResolvedAnn.from_dict(previous.ann), params.resolve(len(index.images))
+    n = len(index.images)
+    reusable = (
+        previous.ivf is not None
+        and index.projected is not None
+        and wanted.kind == old.kind
+        and (params.nlist is None or params.nlist == old.nlist)
+        and old.trained_for / RETRAIN_GROWTH <= n <= old.trained_for * RETRAIN_GROWTH
+    )
+    if not reusable:
+        return with_lookup(index, params)
+    remove_ivf(previous.ivf, previous.row_ids[~keep])
+    if added.projected is not None and len(added.images):
+        add_ivf(previous.ivf, added.projected, new_ids)
+    ann = replace(old, nprobe=min(params.nprobe or old.nprobe, old.nlist), candidates=params.candidates)
+    return replace(index, ann=ann.as_dict(), ivf=previous.ivf)
+
+
+def update_gallery_index(
+    previous: GalleryIndex,
+    workspace: Workspace,
+    policy: SafetyPolicy,
+    model=None,
+    safety_version: str = "",
+    dataset_version: str | None = None,
+    ann_params: AnnParams | None = None,
+) -> tuple[GalleryIndex, dict[str, int]]:
+    """Bring `previous` up to date with its folder: embed and decide only new or changed files, drop removed ones.
+
+    When the safety decision changed (`safety_version`), every file is decided again (vectors from the cache),
+    so a newly flagged image leaves the index and one no longer flagged comes back. Returns the new index and
+    counts of what changed."""
+    folder = Path(previous.folder)
+    names, stamps = folder_images(folder)
+    if not names:
+        raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
+    now = {name: (int(a), int(b)) for name, (a, b) in zip(names, stamps, strict=True)}
+    old_stamps = previous.stamps if previous.stamps is not None else np.full((len(previous.images), 2), -1)
+    redecide_all = previous.safety_version != safety_version
+    keep = np.array(
+        [now.get(name) == (int(a), int(b)) for name, (a, b) in zip(previous.images, old_stamps, strict=True)],
+        dtype=bool,
+    )
+    flagged = previous.flagged
+    if "mtime_ns" in flagged and not redecide_all:
+        same = [
+            now.get(name) == (int(a), int(b))
+            for name, a, b in zip(flagged["image"], flagged["size"], flagged["mtime_ns"], strict=True)
+        ]
+        still_hidden = flagged.loc[np.asarray(same, dtype=bool)]
+    else:
+        still_hidden = flagged.iloc[0:0]
+    kept = {previous.images[i] for i in np.flatnonzero(keep)}
+    settled = set() if redecide_all else kept | set(still_hidden["image"])
+    todo = [i for i, name in enumerate(names) if name not in settled]
+    added = AddedImages([], None, None, np.zeros((0, 2), np.int64))
+    newly_hidden = 0
+    if todo:
+        paths = [folder / names[i] for i in todo]
+        embeddings, decisions = _decide(paths, workspace, previous.image_encoder, policy)
+        hidden = decisions["hidden"].to_numpy(dtype=bool)
+        hidden_names = {names[i] for i, h in zip(todo, hidden, strict=True) if h}
+        newly_hidden = len(hidden_names & kept)
+        keep &= np.array([name not in hidden_names for name in previous.images], dtype=bool)
+        fresh = np.array([not h and names[i] not in kept for i, h in zip(todo, hidden, strict=True)], dtype=bool)
+        vectors = embeddings[fresh]
+        projected = project_gallery(model, vectors) if model is not None and hasattr(model, "embed_images") else None
+        added = AddedImages([names[i] for i in np.asarray(todo)[fresh]], vectors, projected, stamps[todo][fresh])
+        still_hidden = pd.concat([still_hidden, _flagged_rows(decisions, stamps[todo])], ignore_index=True)
+    removed = int((~keep).sum())
+    index = apply_changes(previous, keep, added, still_hidden, ann_params)
+    built, version = _new_version(folder, index.images, previous.model_version, previous.image_encoder)
+    index = replace(
+        index,
+        built=built,
+        version=version,
+        safety_version=safety_version,
+        dataset_version=previous.dataset_version if dataset_version is None else dataset_version,
+    )
+    return index, {"added": len(added.images), "removed": removed - newly_hidden, "newly_hidden": newly_hidden}

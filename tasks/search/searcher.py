@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from cachetools import LRUCache
 
+from tasks.search.ann import ResolvedAnn, VectorLookup, lookup_for
 from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
 from tasks.workspace import Workspace
 
@@ -129,9 +130,15 @@ class Searcher:
         # sigmoid(a * cosine + b) with a > 0 keeps the cosine order: then top k is taken on raw cosines and
         # only the k winners are calibrated (a million exp() calls saved per query at a million images).
         self._rank_on_cosine = False
+        self._lookup: VectorLookup | None = None
         if self._projected is not None:
             probe = np.asarray(model.calibrate(np.array([-1.0, 0.0, 1.0], dtype=np.float32)))
             self._rank_on_cosine = bool(probe[0] < probe[1] < probe[2])
+            # the index's IVF lists hold its own projected vectors; vectors projected here get exact search
+            own = index.projected is not None and index.projected_for == record.version
+            self._lookup = lookup_for(
+                self._projected, index.row_ids, ResolvedAnn.from_dict(index.ann), index.ivf if own else None
+            )
         # Pair scoring applies the same decision to any file, and also refuses copies of hidden gallery images.
         self._flagged_hashes: set[str] | None = None
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
@@ -196,11 +203,13 @@ class Searcher:
                 self._query_cache[query] = vector
         return vector
 
-    def _cosines(self, query: str) -> np.ndarray:
+    def _projected_query(self, query: str) -> np.ndarray:
         text = self._query_vector(query)
-        query_vec = np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
+        return np.ascontiguousarray(self.model.embed_texts(text)[0], dtype=np.float32)
+
+    def _cosines(self, query: str) -> np.ndarray:
         assert self._projected is not None, "the gallery has no projected vectors for this model"
-        return self._projected @ query_vec
+        return self._projected @ self._projected_query(query)
 
     def query_scores(self, query: str) -> np.ndarray:
         """Champion scores in [0, 1] of every searchable gallery image for an already screened query."""
@@ -212,10 +221,10 @@ class Searcher:
 
     def rank(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(gallery rows, scores in [0, 1]) of the k best images, best first, for an already screened query."""
-        if self._rank_on_cosine:
-            cosines = self._cosines(query)
-            rows = top_k(cosines, k)
-            scores = np.asarray(self.model.calibrate(cosines[rows]), dtype=np.float32)
+        if self._rank_on_cosine and self._lookup is not None:
+            # exact or IVF: only rows of the searchable arrays come back (flagged images have no row)
+            rows, cosines = self._lookup.search(self._projected_query(query), k)
+            scores = np.asarray(self.model.calibrate(cosines), dtype=np.float32)
             return rows, np.clip(scores, 0.0, 1.0)
         scores = self.query_scores(query)
         rows = top_k(scores, k)

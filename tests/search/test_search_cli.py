@@ -164,6 +164,27 @@ def test_index_command(home, tmp_path):
     assert result.exit_code == 1 and "no .jpg/.jpeg images" in result.output
 
 
+def test_index_command_updates_and_takes_lookup_options(home, tmp_path):
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in home.searchable[:3]:
+        shutil.copy2(home.gallery / name, folder / name)
+    args = ["index", str(folder), "--name", "cli-ivf", "--kind", "ivf-sq8", "--nprobe", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "built, ivf-sq8 search" in first.output, first.output
+    shutil.copy2(home.gallery / home.searchable[3], folder / home.searchable[3])
+    (folder / home.searchable[0]).unlink()
+    second = runner.invoke(app, args)
+    assert "updated (1 added, 1 removed, 0 newly hidden), ivf-sq8 search" in second.output, second.output
+    body = json.loads(runner.invoke(app, ["search", "a dog", "-k", "10", "--json", "--index", "cli-ivf"]).output)
+    assert {h["image"] for h in body["results"]} == set(home.searchable[1:4])
+    for bad in (["--kind", "hnsw"], ["--nprobe", "0"], ["--candidates", "0"]):
+        result = runner.invoke(app, ["index", str(folder), "--name", "cli-ivf", *bad])
+        assert result.exit_code == 2 and result.output.startswith("bad parameters:"), result.output
+
+
 def test_clear_errors_without_champion_or_index(home, tmp_path, monkeypatch):
     missing_index = runner.invoke(app, ["search", "a dog", "--index", "never-built"])
     assert (

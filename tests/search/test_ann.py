@@ -1,0 +1,162 @@
+"""The approximate index: parameters from the gallery size, and the child-safety guarantee for every index kind.
+
+Synthetic clustered vectors stand in for a gallery; "flagged" images get no row (as the indexer does), some
+rows are removed by an incremental update, and random queries (plus queries aimed straight at the flagged and
+removed vectors) must never bring any of them back.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+KINDS = ["exact", "ivf-flat", "ivf-sq8"]
+DIM = 32
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((20, DIM)).astype(np.float32)
+    x = centers[rng.integers(0, 20, n)] + 0.7 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def gallery(images: list[str], vectors: np.ndarray, flagged: list[str]):
+    from tasks.search.index import GalleryIndex
+
+    return GalleryIndex(
+        folder="/nowhere",
+        images=images,
+        embeddings=None,
+        flagged=pd.DataFrame({"image": flagged, "source": "detector", "detail": ""}),
+        image_encoder="fake-image",
+        projected=vectors,
+        projected_for="m1",
+        model_version="m1",
+        ids=np.arange(len(images), dtype=np.int64),
+        next_id=len(images),
+        stamps=np.zeros((len(images), 2), dtype=np.int64),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread():
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def test_params_follow_the_gallery_size_and_can_be_overridden():
+    from tasks.search.ann import EXACT_BELOW, AnnParams
+
+    assert AnnParams().resolve(EXACT_BELOW - 1).kind == "exact"
+    big = AnnParams().resolve(1_000_000)
+    assert (big.kind, big.nlist) == ("ivf-sq8", 4000) and 1 <= big.nprobe < big.nlist
+    mine = AnnParams(kind="ivf-flat", nlist=64, nprobe=8).resolve(10_000)
+    assert (mine.kind, mine.nlist, mine.nprobe) == ("ivf-flat", 64, 8)
+    assert AnnParams(kind="ivf-flat").resolve(50).nlist == 1  # never more lists than the data can train
+    with pytest.raises(ValueError):
+        AnnParams(kind="hnsw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        AnnParams(nprobe=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path):
+    """Build, remove some, add some (flagged ones among the new files get no row), save, load: random queries
+    and queries that are the hidden vectors themselves return only searchable images."""
+    from tasks.search.ann import AnnParams, ResolvedAnn, lookup_for
+    from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
+
+    vectors = clustered(3000, seed=1)
+    names = [f"img_{i:05d}.jpg" for i in range(3000)]
+    flagged = set(names[::10])  # 300 images shown children: no vectors, ever
+    first = [i for i in range(2500) if names[i] not in flagged]
+    params = AnnParams(kind=kind, nlist=16, nprobe=4, exact_below=0)
+    index = with_lookup(gallery([names[i] for i in first], vectors[first], sorted(flagged)), params)
+    assert index.ann["kind"] == kind
+
+    rng = np.random.default_rng(2)
+    keep = rng.random(len(first)) > 0.1  # about 10% of the files are deleted
+    removed = {index.images[i] for i in np.flatnonzero(~keep)}
+    new = [i for i in range(2500, 3000) if names[i] not in flagged]
+    added = AddedImages([names[i] for i in new], None, vectors[new], np.zeros((len(new), 2), np.int64))
+    updated = apply_changes(index, keep, added, index.flagged, params)
+    assert (updated.ivf is not None) == (kind != "exact")
+    if updated.ivf is not None:
+        assert updated.ivf.ntotal == len(updated.images)  # removed ids left the faiss index too
+    # the added images got new ids after every id ever given, none of a removed image's
+    assert updated.row_ids[-len(new) :].tolist() == list(range(len(first), len(first) + len(new)))
+    assert len(set(updated.row_ids.tolist())) == len(updated.row_ids)
+
+    updated.save(tmp_path / "gallery")
+    loaded = GalleryIndex.load(tmp_path / "gallery")
+    lookup = lookup_for(loaded.projected, loaded.row_ids, ResolvedAnn.from_dict(loaded.ann), loaded.ivf)
+    assert lookup.kind == kind
+
+    hidden = flagged | removed
+    queries = np.vstack([clustered(200, seed=3), vectors[[names.index(n) for n in sorted(hidden)]]])
+    for query in queries:
+        rows, cosines = lookup.search(query, 10)
+        returned = {loaded.images[r] for r in rows}
+        assert len(rows) == 10 and not returned & hidden
+        assert np.all(np.diff(cosines) <= 1e-6)  # best first, exact cosines
+    # an image added incrementally is found: its own vector ranks it first
+    for i in new[:20]:
+        rows, _ = lookup.search(vectors[i], 1)
+        assert loaded.images[rows[0]] == names[i]
+
+
+def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_them():
+    """Defence in depth: an IVF index that (wrongly) still holds hidden ids never returns their images."""
+    from tasks.search.ann import AnnParams, IvfLookup, build_ivf
+
+    vectors = clustered(2000, seed=4)
+    every = np.arange(2000, dtype=np.int64)
+    ann = AnnParams(kind="ivf-flat", nlist=8, nprobe=8).resolve(2000)
+    ivf = build_ivf(vectors, every, ann)  # all 2000 ids, flagged ones included
+    live = every[every % 7 != 0]
+    lookup = IvfLookup(ivf, vectors[live], live, ann)
+    for query in vectors[::7][:100]:  # aimed at the hidden ones
+        rows, _ = lookup.search(query, 10)
+        assert not set(live[rows]) & set(every[every % 7 == 0])
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8"])
+def test_ivf_recall_against_exact_search(kind):
+    from tasks.search.ann import AnnParams, ExactLookup, lookup_for
+    from tasks.search.index import with_lookup
+
+    vectors = clustered(5000, seed=5)
+    index = with_lookup(
+        gallery([f"{i}.jpg" for i in range(5000)], vectors, []), AnnParams(kind=kind, nlist=32, nprobe=8)
+    )
+    from tasks.search.ann import ResolvedAnn
+
+    ivf = lookup_for(vectors, index.row_ids, ResolvedAnn.from_dict(index.ann), index.ivf)
+    exact = ExactLookup(vectors)
+    queries = clustered(100, seed=6)
+    recall = np.mean([len(set(ivf.search(q, 10)[0]) & set(exact.search(q, 10)[0])) / 10 for q in queries])
+    assert recall >= 0.9, recall
+
+
+def test_a_large_growth_retrains_the_lists():
+    from tasks.search.ann import AnnParams
+    from tasks.search.index import AddedImages, apply_changes, with_lookup
+
+    vectors = clustered(5000, seed=7)
+    params = AnnParams(kind="ivf-flat", nlist=8)
+    small = with_lookup(gallery([f"{i}.jpg" for i in range(500)], vectors[:500], []), params)
+    grown = apply_changes(
+        small,
+        np.ones(500, dtype=bool),
+        AddedImages([f"{i}.jpg" for i in range(500, 5000)], None, vectors[500:], np.zeros((4500, 2), np.int64)),
+        small.flagged,
+        params,
+    )
+    assert grown.ann["trained_for"] == 5000 and grown.ivf.ntotal == 5000

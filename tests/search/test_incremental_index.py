@@ -1,0 +1,155 @@
+"""`imgsearch index DIR` again on a changed folder: only new files are embedded, removed and replaced ones leave at
+once, a new child image is hidden, and a failed update leaves the last good index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def photos(search_setup, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in search_setup.searchable[:6]:
+        shutil.copy2(search_setup.gallery / name, folder / name)
+    return folder
+
+
+def encoded_files(monkeypatch) -> list[str]:
+    """Names of the files the image encoder is asked to embed from here on."""
+    from tasks.embed import cache
+
+    seen: list[str] = []
+    real = cache.encode_image_files
+
+    def spy(encoder, paths, *args, **kwargs):
+        seen.extend(p.name for p in paths)
+        return real(encoder, paths, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "encode_image_files", spy)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf-flat", "ivf-sq8"])
+def test_an_update_adds_new_files_and_drops_removed_and_flagged_ones(kind, search_setup, photos, monkeypatch):
+    from tasks.search.ann import AnnParams
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+    from tasks.search.searcher import Searcher
+
+    ws, name = search_setup.workspace, f"photos-{kind}"
+    params = AnnParams(kind=kind, exact_below=0)
+    first = index_folder(photos, name, ws, ann_params=params)
+    assert (first.searchable, first.incremental, first.lookup) == (6, False, kind)
+    before = GalleryIndex.load(ws.index_dir(name))
+
+    # new files: two searchable images and a child image under a name no caption knows
+    child = search_setup.flagged_by("detector")[0]
+    shutil.copy2(search_setup.gallery / child, photos / "upload_child.jpg")
+    for new in search_setup.searchable[6:8]:
+        shutil.copy2(search_setup.gallery / new, photos / new)
+    gone = search_setup.searchable[0]
+    (photos / gone).unlink()
+    # a searchable file replaced by a child image under the same name must not keep its old vector
+    replaced = search_setup.searchable[1]
+    shutil.copy2(search_setup.gallery / child, photos / replaced)
+    os.utime(photos / replaced, ns=(1, 1))
+
+    seen = encoded_files(monkeypatch)
+    second = index_folder(photos, name, ws, ann_params=params)
+    assert second.incremental and second.lookup == kind
+    assert second.changes["added"] == 2 and second.searchable == 6 - 2 + 2
+    # only the files the cache had not seen were embedded (the sample's images are all cached by now)
+    assert set(seen) <= {"upload_child.jpg", replaced, *search_setup.searchable[6:8]}
+
+    after = GalleryIndex.load(ws.index_dir(name))
+    hidden = {"upload_child.jpg", replaced} | set(search_setup.flagged["image"])
+    assert not set(after.images) & hidden and gone not in after.images
+    assert {"upload_child.jpg", replaced} <= set(after.flagged["image"])
+    kept = [n for n in before.images if n in after.images]
+    # stable ids: kept images keep theirs, new ones get ids never used before
+    assert [int(before.row_ids[before.images.index(n)]) for n in kept] == [
+        int(after.row_ids[after.images.index(n)]) for n in kept
+    ]
+    assert after.row_ids[-2:].min() >= before.next_id
+    if kind != "exact":
+        assert after.ivf.ntotal == len(after.images)
+
+    searcher = Searcher.from_workspace(ws, index_name=name)
+    assert searcher._lookup is not None and searcher._lookup.kind == kind
+    for query in ["a person", "a dog", "playing outside", "red", "a family", "snow", "a ball"]:
+        returned = {h.image for h in searcher.get_pictures(query, 10).results}
+        assert returned == set(after.images), query  # 6 images, k=10: every searchable one, nothing else
+
+
+def test_approximate_search_over_a_small_gallery_equals_exact_search(search_setup, photos):
+    """With every list probed, IVF answers exactly as the matrix product does, scores included."""
+    from tasks.search.ann import AnnParams
+    from tasks.search.gallery import index_folder
+    from tasks.search.searcher import Searcher
+
+    ws = search_setup.workspace
+    index_folder(photos, "photos-exact", ws, ann_params=AnnParams(kind="exact"))
+    index_folder(photos, "photos-ivf", ws, ann_params=AnnParams(kind="ivf-flat", exact_below=0))
+    exact = Searcher.from_workspace(ws, index_name="photos-exact")
+    approx = Searcher.from_workspace(ws, index_name="photos-ivf")
+    for query in ["a dog", "a person in red", "snow"]:
+        a, b = exact.get_pictures(query, 3), approx.get_pictures(query, 3)
+        assert [h.image for h in a.results] == [h.image for h in b.results]
+        np.testing.assert_allclose([h.score for h in a.results], [h.score for h in b.results], atol=1e-6)
+
+
+def test_a_failed_update_leaves_the_last_good_index(search_setup, photos, monkeypatch):
+    from tasks.search import gallery
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+
+    ws = search_setup.workspace
+    index_folder(photos, "photos-fail", ws)
+    good = (ws.index_dir("photos-fail") / "index.json").read_text()
+    shutil.copy2(search_setup.gallery / search_setup.searchable[7], photos / search_setup.searchable[7])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gallery, "update_gallery_index", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        index_folder(photos, "photos-fail", ws)
+    assert (ws.index_dir("photos-fail") / "index.json").read_text() == good
+    assert len(GalleryIndex.load(ws.index_dir("photos-fail")).images) == 6
+    assert not [p for p in ws.index_dir("photos-fail").parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_new_safety_flags_hide_an_indexed_image_without_a_rebuild(search_setup, photos, monkeypatch):
+    """When the safety decision changes, every file is decided again from cached vectors; the newly hidden
+    image leaves the index, the others keep their ids."""
+    from tasks.search import gallery
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+
+    ws = search_setup.workspace
+    index_folder(photos, "photos-flags", ws)
+    before = GalleryIndex.load(ws.index_dir("photos-flags"))
+    target = before.images[2]
+    from tasks.safety.policy import SafetyPolicy
+
+    decide = SafetyPolicy.decide_files
+
+    def decide_with_a_new_flag(self, paths, features):
+        out = decide(self, paths, features)
+        out.loc[out["image"] == target, ["hidden", "source", "detail"]] = [True, "captions", "new human flag"]
+        return out
+
+    monkeypatch.setattr(SafetyPolicy, "decide_files", decide_with_a_new_flag)
+    monkeypatch.setattr(gallery, "safety_version", lambda workspace: "new-flags")
+    summary = index_folder(photos, "photos-flags", ws)
+    assert summary.incremental and summary.changes["newly_hidden"] == 1
+    after = GalleryIndex.load(ws.index_dir("photos-flags"))
+    assert target not in after.images and target in set(after.flagged["image"])
+    assert after.safety_version == "new-flags"
