@@ -266,3 +266,10 @@ def test_series_screen_keeps_index(content_filter):
 
 def test_notice_text_is_exact():
     assert NOTICE == "This image is unavailable in your country in compliance with local laws."
+
+
+def test_idiom_tables_list_each_phrase_once():
+    from tasks.safety.lexicon import IDIOMS
+
+    repeated = {kind: sorted({p for p in phrases if phrases.count(p) > 1}) for kind, phrases in IDIOMS.items()}
+    assert not {kind: p for kind, p in repeated.items() if p}
