@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint style typecheck check validate-dev bench deployments screenshots
+.PHONY: help install demo test test-fast lint style typecheck check validate-dev bench deployments worker-smoke screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench: install ## run the benchmarks on ../shared/data/practicum-dev (writes ben
 
 deployments: install ## serve the train, ingest-ratings, retrain and backfill deployments (DATA_DIR=./data, else the sample)
 	$(BIN)/python deployments/serve.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+worker-smoke: install ## deploy prefect.yaml to a temporary server's process pool, run a backfill through a worker
+	$(BIN)/python deployments/worker_smoke.py
 
 screenshots: install ## search-page screenshots in docs/screenshots/ (headless Chromium; a sample workspace in /tmp)
 	$(BIN)/python docs/make_screenshots.py

@@ -126,6 +126,11 @@ def default_data_dir(workspace: Path | None = None) -> Path:
     """`./data` when it is a folder, else the embedded sample, made once in the workspace like `imgsearch demo`."""
     if DEFAULT_DATA_DIR.is_dir():
         return DEFAULT_DATA_DIR
+    return sample_data_dir(workspace)
+
+
+def sample_data_dir(workspace: Path | None = None) -> Path:
+    """The embedded sample dataset in the workspace (`samples/seed-0`), made on first use."""
     from tasks.ingest.sample import generate_sample
     from tasks.workspace import Workspace, atomic_dir
 
