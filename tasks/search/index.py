@@ -292,10 +292,13 @@ class AddedImages:
     stamps: np.ndarray
 
 
-def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray | None:
-    if old is None or new is None:
+def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None, added: int) -> np.ndarray | None:
+    """Kept rows of `old`, then `new` (`added` rows; None when nothing was added)."""
+    if old is None or (new is None and added):
         return None
     kept = old if bool(keep.all()) else old[keep]  # all kept: read the memory map once, no masked copy
+    if new is None:  # only removals (or nothing changed): the vectors must stay, not vanish with the additions
+        return np.array(kept, dtype=np.float32)  # a copy, as concatenate makes: not a view of the old files
     return np.concatenate(
         [np.asarray(kept, dtype=np.float32), np.asarray(new, dtype=np.float32).reshape(-1, old.shape[1])]
     )
@@ -323,8 +326,8 @@ def apply_changes(
     index = replace(
         previous,
         images=[previous.images[i] for i in kept_rows] + list(added.images),
-        embeddings=_concat(previous.embeddings, keep, added.embeddings),
-        projected=_concat(previous.projected, keep, added.projected),
+        embeddings=_concat(previous.embeddings, keep, added.embeddings, len(added.images)),
+        projected=_concat(previous.projected, keep, added.projected, len(added.images)),
         ids=np.concatenate([previous.row_ids[keep], new_ids]),
         next_id=previous.next_id + len(added.images),
         stamps=np.concatenate([old_stamps[keep], added.stamps.reshape(-1, 2)]),

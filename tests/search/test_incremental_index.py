@@ -88,6 +88,33 @@ def test_an_update_adds_new_files_and_drops_removed_and_flagged_ones(kind, searc
         assert returned == set(after.images), query  # 6 images, k=10: every searchable one, nothing else
 
 
+@pytest.mark.parametrize("kind", ["exact", "ivf-sq8"])
+def test_an_update_that_only_removes_keeps_the_other_vectors(kind, search_setup, photos):
+    """Nothing new to embed: the kept images keep their vectors and the index its kind (they once all vanished)."""
+    from tasks.search.ann import AnnParams
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+    from tasks.search.searcher import Searcher
+
+    ws, name = search_setup.workspace, f"photos-removal-{kind}"
+    params = AnnParams(kind=kind, exact_below=0)
+    index_folder(photos, name, ws, ann_params=params)
+    before = GalleryIndex.load(ws.index_dir(name))
+    (photos / before.images[0]).unlink()
+    unchanged = index_folder(photos, name, ws, ann_params=params)
+    assert unchanged.incremental and unchanged.changes["removed"] == 1 and unchanged.lookup == kind
+    after = GalleryIndex.load(ws.index_dir(name))
+    assert after.images == before.images[1:]
+    np.testing.assert_array_equal(after.projected, before.projected[1:])
+    np.testing.assert_array_equal(after.embeddings, before.embeddings[1:])
+    # and a run with nothing changed at all keeps them too
+    assert index_folder(photos, name, ws, ann_params=params).searchable == len(after.images)
+    again = GalleryIndex.load(ws.index_dir(name))
+    np.testing.assert_array_equal(again.projected, after.projected)
+    returned = {h.image for h in Searcher.from_workspace(ws, index_name=name).get_pictures("a dog", 10).results}
+    assert returned == set(after.images)
+
+
 def test_approximate_search_over_a_small_gallery_equals_exact_search(search_setup, photos):
     """With every list probed, IVF answers exactly as the matrix product does, scores included."""
     from tasks.search.ann import AnnParams
