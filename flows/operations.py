@@ -24,6 +24,7 @@ from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODE
 from tasks.ingest.tasks import ingest_task
 from tasks.ratings.inbox import BatchOutcome, inbox_entries
 from tasks.ratings.tasks import emit_ratings_merged, known_references_task, latest_version_of, process_inbox_task
+from tasks.search.ann import AnnParams
 from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace, file_sha256, text_sha256
 
@@ -237,10 +238,12 @@ def backfill(
     training: TrainParams | None = None,
     workspace: Path | None = None,
     index_gallery: bool = True,
+    ann: AnnParams | None = None,
 ) -> OperationResult:
     """Flat parameters (unlike the other flows) so that `prefect deployment run backfill/backfill
-    --param image_encoder=efficientnet-lite2` works: `--param` sets top-level keys only. They are
-    validated together as `BackfillParams` before any work starts."""
+    --param image_encoder=efficientnet-lite2` works: `--param` sets top-level keys only (a nested one is JSON:
+    `--param ann='{"kind": "ivf-sq8", "nlist": 64}'`). They are validated together as `BackfillParams` before
+    any work starts."""
     params = BackfillParams(
         data_dir=data_dir,
         text_encoder=text_encoder,
@@ -250,6 +253,7 @@ def backfill(
         training=training or TrainParams(),
         workspace=workspace,
         index_gallery=index_gallery,
+        ann=ann,
     )
     # Fail on an unknown or missing encoder before taking the lock and ingesting.
     from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder

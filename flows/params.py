@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
 from tasks.ratings.aggregate import RatingParams
+from tasks.search.ann import AnnParams
 from tasks.training.inputs import TrainParams
 from tasks.workspace import Workspace
 
@@ -55,3 +56,9 @@ class ModelRunParams(DatasetParams):
     )
     training: TrainParams = Field(default_factory=TrainParams, description="Which models to fit and how to choose")
     index_gallery: bool = Field(default=True, description="Index the test images for search with the champion")
+    ann: AnnParams | None = Field(
+        default=None,
+        description="How the gallery is searched: exact or faiss IVF and its lists, probes and candidates. "
+        "None: automatic from the gallery size (exact below 200,000 images); set, the index is rebuilt or "
+        "adjusted when it differs",
+    )

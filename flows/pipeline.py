@@ -80,7 +80,9 @@ def run_pipeline(params: RunParams) -> RunResult:
     training = publish_training_report(comparison, registration, workspace)
     # re-indexed only when the champion changed, for the champion, and never from another dataset than its own
     gallery = (
-        update_gallery_task(dataset.test_image_dir, workspace, dataset.summary.version, training.promoted)
+        update_gallery_task(
+            dataset.test_image_dir, workspace, dataset.summary.version, training.promoted, ann_params=params.ann
+        )
         if params.index_gallery
         else None
     )

@@ -52,6 +52,23 @@ class AnnParams(BaseModel):
         nprobe = min(self.nprobe or max(1, math.ceil(nlist / 8)), nlist)
         return ResolvedAnn(kind, nlist, nprobe, self.candidates)
 
+    def mismatch(self, current: dict | None, n: int) -> str:
+        """Why an index of `n` images searched with `current` (index.json "ann") is not what these parameters ask
+        for ("" when it is). Mirrors what an update keeps: the kind and an explicit `nlist` need a new lookup,
+        an explicit `nprobe` and `candidates` are applied without retraining."""
+        old, wanted = ResolvedAnn.from_dict(current), self.resolve(n)
+        if wanted.kind != old.kind:
+            return f"the index is searched {old.kind}, the run asks for {wanted.kind}"
+        if wanted.kind == "exact":
+            return ""
+        if self.nlist is not None and wanted.nlist != old.nlist:
+            return f"the index has {old.nlist} IVF lists, the run asks for {wanted.nlist}"
+        if self.nprobe is not None and min(self.nprobe, old.nlist) != old.nprobe:
+            return f"the index probes {old.nprobe} lists, the run asks for {min(self.nprobe, old.nlist)}"
+        if self.candidates != old.candidates:
+            return f"the index re-scores {old.candidates} candidates per result, the run asks for {self.candidates}"
+        return ""
+
 
 @dataclass(frozen=True)
 class ResolvedAnn:

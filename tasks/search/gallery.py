@@ -144,12 +144,18 @@ class ReindexDecision:
 
 
 def reindex_decision(
-    champion: ModelRecord | None, index_meta: dict | None, promoted: bool, run_dataset: str, safety: str
+    champion: ModelRecord | None,
+    index_meta: dict | None,
+    promoted: bool,
+    run_dataset: str,
+    safety: str,
+    ann: AnnParams | None = None,
 ) -> ReindexDecision:
     """Should a run rebuild the gallery index, from which folder, and why?
 
-    Only when the champion changed (this run promoted it, or the index was built for another model) or the
-    safety decision did (a new detector or new human flags must hide what they hide, at once). A rebuild for
+    Only when the champion changed (this run promoted it, or the index was built for another model), the
+    safety decision did (a new detector or new human flags must hide what they hide, at once), or the run
+    names lookup settings (`ann`) the index does not have (see `AnnParams.mismatch`). A rebuild for
     a new champion of this run takes the run's test images, unless the index holds a folder of its own
     (`imgsearch index DIR`); any other rebuild keeps the images the index holds. The run's test images never
     go behind a champion trained on another dataset: that is how a retrain once replaced the gallery and
@@ -173,19 +179,25 @@ def reindex_decision(
                 "`imgsearch index`)",
             )
         return ReindexDecision(True, why)
-    stale = _stale(champion, index_meta, safety)
+    stale = _stale(champion, index_meta, safety, ann)
     if stale:
         return ReindexDecision(True, stale, own_folder)
     return ReindexDecision(False, f"the gallery index is up to date for the champion {champion.version}")
 
 
-def _stale(champion: ModelRecord, index_meta: dict, safety: str) -> str:
-    """Why an existing index no longer fits the champion or the safety decision ("" when it does)."""
+def _stale(champion: ModelRecord, index_meta: dict, safety: str, ann: AnnParams | None = None) -> str:
+    """Why an existing index no longer fits the champion, the safety decision or the run's lookup settings
+    ("" when it does)."""
     if index_meta.get("model_version") != champion.version:
         built_for = index_meta.get("model_version") or "an unrecorded model"
         return f"the gallery index was built for {built_for}, not the champion {champion.version}"
     if index_meta.get("safety_version") != safety:
         return "the safety decision changed (detector or human flags)"
+    # a champion without a two-tower projection is searched exactly whatever the settings: nothing to change
+    if ann is not None and index_meta.get("projected_for"):
+        why = ann.mismatch(index_meta.get("ann"), int(index_meta.get("searchable", 0)))
+        if why:
+            return f"the lookup settings changed: {why}"
     return ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -12,6 +13,9 @@ from pydantic import BaseModel, Field
 from tasks.search.gallery import IndexSummary, index_folder, read_index_meta, reindex_decision, safety_version
 from tasks.workspace import Workspace
 
+if TYPE_CHECKING:
+    from tasks.search.ann import AnnParams
+
 
 @task(name="index-gallery", cache_policy=NO_CACHE)
 def index_gallery_task(
@@ -20,13 +24,16 @@ def index_gallery_task(
     image_encoder: str | None = None,
     name: str = "gallery",
     dataset_version: str = "",
+    ann_params: AnnParams | None = None,
 ) -> IndexSummary:
-    summary = index_folder(folder, name, workspace, image_encoder, dataset_version)
+    summary = index_folder(folder, name, workspace, image_encoder, dataset_version, ann_params)
+    how = "updated" if summary.incremental else "built"
     create_markdown_artifact(
         key="gallery-index",
         markdown=(
             f"## Gallery index `{name}`\n\nFolder `{folder}`: {summary.searchable} searchable images, "
-            f"{summary.flagged} hidden as showing children ({summary.flagged_by}).\n"
+            f"{summary.flagged} hidden as showing children ({summary.flagged_by}); {how}, "
+            f"{summary.lookup} search.\n"
         ),
         description="Search index built from the test images",
     )
@@ -43,14 +50,20 @@ class GalleryUpdate(BaseModel):
 
 @task(name="update-gallery", cache_policy=NO_CACHE)
 def update_gallery_task(
-    folder: Path, workspace: Workspace, dataset_version: str, promoted: bool, name: str = "gallery"
+    folder: Path,
+    workspace: Workspace,
+    dataset_version: str,
+    promoted: bool,
+    name: str = "gallery",
+    ann_params: AnnParams | None = None,
 ) -> GalleryUpdate:
-    """Rebuild the gallery index only when the champion or the safety decision changed (see `reindex_decision`)."""
+    """Rebuild the gallery index only when the champion, the safety decision or the asked-for lookup settings
+    changed (see `reindex_decision`); `ann_params` None: automatic settings, and no reason to re-index."""
     from tasks.training.registry import ModelRegistry
 
     meta = read_index_meta(workspace, name)
     champion = ModelRegistry(workspace).champion()
-    decision = reindex_decision(champion, meta, promoted, dataset_version, safety_version(workspace))
+    decision = reindex_decision(champion, meta, promoted, dataset_version, safety_version(workspace), ann_params)
     logger = get_run_logger()
     if not decision.reindex:
         (logger.warning if "not indexed" in decision.reason else logger.info)(
@@ -65,5 +78,5 @@ def update_gallery_task(
         source, version = Path(decision.folder), (meta or {}).get("dataset_version", "")
     else:
         source, version = folder, dataset_version
-    summary = index_gallery_task.fn(source, workspace, name=name, dataset_version=version)
+    summary = index_gallery_task.fn(source, workspace, name=name, dataset_version=version, ann_params=ann_params)
     return GalleryUpdate(reindexed=True, reason=decision.reason, summary=summary)

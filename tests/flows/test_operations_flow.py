@@ -179,6 +179,30 @@ def test_backfill_with_a_new_encoder_reembeds_and_retrains(prefect_harness, samp
     assert backfill(image_encoder="fake-image-b", **base).run.embeddings.cache["image"].hits == 72
 
 
+def test_ann_parameters_of_a_backfill_reach_the_gallery_index(prefect_harness, sample_dir, workspace):
+    """An override in the flow's parameters is what the built index holds; a later run that asks for other
+    settings re-indexes for them alone (same champion)."""
+    from tasks.search.gallery import read_index_meta
+    from tasks.search.index import GalleryIndex
+
+    base = {"data_dir": sample_dir, "workspace": workspace.root, "text_encoder": "fake-text"}
+    base |= {"image_encoder": "fake-image", "training": {"models": ["two_tower"]}}  # projected vectors: IVF applies
+    first = backfill(**base, ann={"kind": "ivf-flat", "exact_below": 0, "candidates": 3, "nprobe": 5})
+    assert first.run.training.promoted and first.run.gallery.lookup == "ivf-flat"
+    index = GalleryIndex.load(workspace.index_dir("gallery"))
+    assert index.ann["kind"] == "ivf-flat" and index.ann["candidates"] == 3
+    # a gallery this small trains a single list, so nprobe is capped there
+    assert index.ann["nlist"] == index.ivf.nlist == 1 and index.ann["nprobe"] == 1
+    assert type(index.ivf).__name__ == "IndexIVFFlat" and index.ivf.ntotal == len(index.images)
+
+    second = backfill(**base, ann={"kind": "ivf-sq8"})
+    assert not second.run.training.promoted  # the same model again: only the lookup settings changed
+    assert "lookup settings changed" in second.run.gallery_reason
+    index = GalleryIndex.load(workspace.index_dir("gallery"))
+    assert index.ann["kind"] == "ivf-sq8" and type(index.ivf).__name__ == "IndexIVFScalarQuantizer"
+    assert read_index_meta(workspace)["ann"]["kind"] == "ivf-sq8"  # (no settings asked: see test_reindex_decision)
+
+
 def test_backfill_rejects_an_unknown_encoder_before_any_work(prefect_harness, sample_dir, workspace):
     with pytest.raises(ValueError, match="unknown image encoder"):
         backfill(data_dir=sample_dir, workspace=workspace.root, text_encoder="fake-text", image_encoder="nope")

@@ -136,6 +136,18 @@ def test_reindex_decision_never_indexes_another_dataset(tmp_path):
         assert decision.reindex and decision.folder == str(tmp_path), stale
     custom = {**index, "dataset_version": ""}  # a folder indexed by hand stays the gallery for a new champion
     assert reindex_decision(champion, custom, True, "dsA", "s1").folder == str(tmp_path)
+    # lookup settings the run asks for and the index lacks: rebuilt from the images it holds; none asked: kept
+    from tasks.search.ann import AnnParams
+
+    two_tower = {**index, "projected_for": "m1", "searchable": 500, "ann": {"kind": "exact"}}
+    assert not reindex_decision(champion, two_tower, False, "dsA", "s1").reindex
+    assert not reindex_decision(champion, two_tower, False, "dsA", "s1", AnnParams()).reindex  # auto: exact at 500
+    wants_ivf = reindex_decision(champion, two_tower, False, "dsB", "s1", AnnParams(kind="ivf-flat"))
+    assert wants_ivf.reindex and "lookup settings changed" in wants_ivf.reason and wants_ivf.folder == str(tmp_path)
+    # a champion without a two-tower projection is searched exactly whatever is asked: nothing to rebuild
+    assert not reindex_decision(
+        champion, {**two_tower, "projected_for": ""}, False, "dsA", "s1", AnnParams(kind="ivf-flat")
+    ).reindex
     warning = dataset_mix_warning(champion, "dsB", Path("/data/other"))
     assert warning and "dsA" in warning and "dsB" in warning and "/data/other" in warning
     assert dataset_mix_warning(champion, "dsA", Path("/data")) is None

@@ -66,6 +66,24 @@ def test_params_follow_the_gallery_size_and_can_be_overridden():
         AnnParams(nprobe=0)
 
 
+def test_mismatch_names_what_an_explicit_request_would_change():
+    from tasks.search.ann import AnnParams
+
+    ivf = {"kind": "ivf-sq8", "nlist": 4000, "nprobe": 500, "candidates": 4, "trained_for": 900_000}
+    # automatic settings for a grown gallery keep the trained lists: no reason to rebuild
+    assert AnnParams().mismatch(ivf, 1_000_000) == ""
+    assert AnnParams(kind="ivf-sq8").mismatch(ivf, 1_000_000) == ""
+    assert "searched ivf-sq8, the run asks for exact" in AnnParams(kind="exact").mismatch(ivf, 1_000_000)
+    assert "asks for ivf-flat" in AnnParams(kind="ivf-flat").mismatch(ivf, 1_000_000)
+    assert "4000 IVF lists, the run asks for 1000" in AnnParams(nlist=1000).mismatch(ivf, 1_000_000)
+    assert "probes 500 lists, the run asks for 64" in AnnParams(nprobe=64).mismatch(ivf, 1_000_000)
+    assert AnnParams(nprobe=10**6).mismatch({**ivf, "nprobe": 4000}, 1_000_000) == ""  # capped at nlist
+    assert "re-scores 4 candidates" in AnnParams(candidates=8).mismatch(ivf, 1_000_000)
+    # an exact index: only the kind matters; an index.json from before ANN had no "ann" and was exact
+    assert AnnParams(nlist=8).mismatch({"kind": "exact"}, 1000) == ""
+    assert "asks for ivf-flat" in AnnParams(kind="ivf-flat").mismatch(None, 1000)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path):
     """Build, remove some, add some (flagged ones among the new files get no row), save, load: random queries
