@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.futures import as_completed
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from flows.params import DatasetParams
 from tasks.embed.encoders.base import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, IMAGE_BATCH_SIZE
@@ -34,13 +34,9 @@ from tasks.embed.tasks import embed_shard_task, publish_embed_summary
 from tasks.ingest.tasks import ingest_task
 
 
-class EmbedParams(DatasetParams):
-    """Parameters of one embedding run; the dashboard renders them as a form."""
+class ShardingParams(BaseModel):
+    """Where and how embedding shards run: here one after another, or on a Dask cluster."""
 
-    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/embed/encoders/)")
-    image_encoder: str = Field(
-        default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/embed/encoders/)"
-    )
     shard_size: int = Field(default=DEFAULT_SHARD_SIZE, ge=1, description="Texts or images per shard (one task each)")
     dask_address: str | None = Field(
         default=None, description="Dask scheduler, e.g. tcp://10.0.0.5:8786; none: this machine"
@@ -52,8 +48,17 @@ class EmbedParams(DatasetParams):
     )
 
 
+class EmbedParams(ShardingParams, DatasetParams):
+    """Parameters of one embedding run; the dashboard renders them as a form."""
+
+    text_encoder: str = Field(default=DEFAULT_TEXT_ENCODER, description="Text encoder id (see tasks/embed/encoders/)")
+    image_encoder: str = Field(
+        default=DEFAULT_IMAGE_ENCODER, description="Image encoder id (see tasks/embed/encoders/)"
+    )
+
+
 @contextlib.contextmanager
-def shard_runner(params: EmbedParams) -> Iterator:
+def shard_runner(params: ShardingParams) -> Iterator:
     """How shards run: as Prefect tasks one after another here, or all at once on the Dask cluster."""
     options: dict[str, Any] = {
         "batch_size": params.batch_size,

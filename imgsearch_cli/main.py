@@ -401,13 +401,19 @@ def index(
         200_000, help="With --kind auto, galleries smaller than this are searched exactly."
     ),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of updating the index."),
+    dask_address: str = typer.Option(
+        None, help="Embed the new images in shards on this Dask scheduler, e.g. tcp://10.0.0.5:8786."
+    ),
+    shard_size: int = typer.Option(512, help="Images per embedding shard (a progress line each)."),
 ) -> None:
-    """Embed a folder of images (only new or changed files), flag children, store or update the search index."""
+    """Embed a folder of images (only new or changed files), flag children, store or update the search index.
+    Runs the imgsearch-index flow."""
     from pydantic import ValidationError
 
+    from flows.index import IndexParams, index_flow
     from flows.params import describe_validation_error
     from tasks.search.ann import AnnParams
-    from tasks.search.gallery import index_folder
+    from tasks.search.gallery import indexing_champion
     from tasks.search.index import SearchUnavailableError
 
     if not folder.is_dir():
@@ -420,10 +426,19 @@ def index(
             candidates=candidates,
             exact_below=exact_below,  # type: ignore[arg-type]
         )
+        flow_params = IndexParams(
+            folder=folder,
+            name=name,
+            ann=params,
+            rebuild=rebuild,
+            dask_address=dask_address,
+            shard_size=shard_size,
+        )
     except ValidationError as err:
         _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
     try:
-        summary = index_folder(folder, name, ann_params=params, rebuild=rebuild)
+        indexing_champion(flow_params.resolve_workspace())  # what is missing, in one line, before Prefect starts
+        summary = index_flow(flow_params)
     except (SearchUnavailableError, ValueError) as err:
         _fail(str(err))
     how = (

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.search.index import GalleryIndex, SearchUnavailableError, build_gallery_index, update_gallery_index
+from tasks.search.index import (
+    GalleryIndex,
+    SearchUnavailableError,
+    build_gallery_index,
+    folder_images,
+    update_gallery_index,
+)
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -32,6 +38,20 @@ class IndexSummary:
     changes: dict[str, int] = field(default_factory=dict)  # added / removed / newly_hidden, when incremental
 
 
+def indexing_champion(workspace: Workspace) -> ModelRecord:
+    """The champion an index is built for; raises when the workspace lacks it or the child-image detector."""
+    from tasks.training.registry import ModelRegistry
+
+    champion = ModelRegistry(workspace).champion()
+    if champion is None:
+        raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+    if not workspace.detector_path.is_file():
+        raise SearchUnavailableError(
+            f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
+        )
+    return champion
+
+
 def index_folder(
     folder: Path,
     name: str = "gallery",
@@ -52,16 +72,10 @@ def index_folder(
 
     workspace = workspace or Workspace.from_env()
     registry = ModelRegistry(workspace)
-    champion = registry.champion()
-    if champion is None:
-        raise SearchUnavailableError(f"no champion model in {workspace.models}; run `imgsearch run DATA_DIR` first")
+    champion = indexing_champion(workspace)
     image_encoder = image_encoder or champion.image_encoder
     same_features = champion.image_encoder == image_encoder
     model = registry.load(champion.version) if same_features else None
-    if not workspace.detector_path.is_file():
-        raise SearchUnavailableError(
-            f"no child-image detector at {workspace.detector_path}; run `imgsearch run DATA_DIR` first"
-        )
     policy, safety = SafetyPolicy.load(workspace), safety_version(workspace)
     with workspace.lock("index"):  # two updates of one index must not both start from the same old one
         previous = None if rebuild else _updatable(workspace, name, Path(folder), champion.version, image_encoder)
@@ -117,6 +131,32 @@ def _updatable(
         and (previous.projected is None or previous.projected_for == model_version)
     )
     return previous if same else None
+
+
+def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder: str) -> list[Path]:
+    """The images of `folder` that an index run may have to embed: those the index `name` does not hold (as
+    searchable or hidden) with the same size and mtime, or all of them when it holds another folder or encoder.
+    An upper bound: the content-addressed cache still skips any file whose bytes it has seen."""
+    folder = Path(folder).resolve()
+    names, stamps = folder_images(folder)
+    try:
+        previous = GalleryIndex.load(workspace.index_dir(name))
+    except SearchUnavailableError:
+        previous = None
+    if (
+        previous is None
+        or previous.folder != str(folder)
+        or previous.image_encoder != image_encoder
+        or previous.stamps is None
+    ):
+        return [folder / n for n in names]
+    known = {(n, int(a), int(b)) for n, (a, b) in zip(previous.images, previous.stamps, strict=True)}
+    hidden = previous.flagged
+    if "mtime_ns" in hidden:
+        known |= {
+            (n, int(a), int(b)) for n, a, b in zip(hidden["image"], hidden["size"], hidden["mtime_ns"], strict=True)
+        }
+    return [folder / n for n, (a, b) in zip(names, stamps, strict=True) if (n, int(a), int(b)) not in known]
 
 
 def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:

@@ -25,8 +25,9 @@ def index_gallery_task(
     name: str = "gallery",
     dataset_version: str = "",
     ann_params: AnnParams | None = None,
+    rebuild: bool = False,
 ) -> IndexSummary:
-    summary = index_folder(folder, name, workspace, image_encoder, dataset_version, ann_params)
+    summary = index_folder(folder, name, workspace, image_encoder, dataset_version, ann_params, rebuild)
     how = "updated" if summary.incremental else "built"
     create_markdown_artifact(
         key="gallery-index",
@@ -35,7 +36,7 @@ def index_gallery_task(
             f"{summary.flagged} hidden as showing children ({summary.flagged_by}); {how}, "
             f"{summary.lookup} search.\n"
         ),
-        description="Search index built from the test images",
+        description="Search index of a folder of images",
     )
     return summary
 
