@@ -16,6 +16,10 @@ line on stderr and exit code 2.
 
 Each deployment allows one run at a time (`concurrency_limit=1`; later runs wait); retrain and backfill
 also take a workspace lock, so runs of different deployments never train at once.
+
+The same deployments for workers on a work pool, instead of this one process: `prefect.yaml` at the repository
+root (kept equal to `build_deployments()` by tests/deployments/test_prefect_yaml.py; tried end to end by
+`make worker-smoke`).
 """
 
 from __future__ import annotations
