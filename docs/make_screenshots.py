@@ -1,4 +1,4 @@
-"""Screenshots of the search page for the README (`make screenshots`): docs/screenshots/*.png.
+"""Screenshots of the search page and the API docs for the README (`make screenshots`): docs/screenshots/*.png.
 
 Builds a sample workspace once (the embedded sample, the pipeline under Prefect's test harness, with the demo's
 encoders MiniLM and Lite0; `--text-encoder fake-text --image-encoder fake-image` is faster, but the fake colour
@@ -166,6 +166,13 @@ def main() -> None:
                 "return document.getElementById('notice').textContent.length > 0",
             ),
             shoot(driver, base + query, "results-400px", NARROW, HITS_LOADED),
+            shoot(
+                driver,
+                base + "/docs",
+                "api-docs",
+                WIDE,
+                "return document.querySelectorAll('.swagger-ui .opblock').length > 0",
+            ),
         ]
     finally:
         driver.quit()
