@@ -56,5 +56,5 @@ bench: install ## run the benchmarks on ../shared/data/practicum-dev (writes ben
 deployments: install ## serve the train, ingest-ratings, retrain and backfill deployments (DATA_DIR=./data, else the sample)
 	$(BIN)/python deployments/serve.py $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-screenshots: install ## search-page and /docs screenshots in docs/screenshots/ (headless Chromium; a sample workspace in /tmp)
+screenshots: install ## search-page, /docs and Data Docs screenshots in docs/screenshots/ (headless Chromium; a sample workspace in /tmp)
 	$(BIN)/python docs/make_screenshots.py
