@@ -224,7 +224,10 @@ def embed_inputs(
         for kind in ("text", "image")
     }
     rows_back = {"text": 0, "image": 0}
-    for result in (run_shards or functools.partial(run_shards_here, progress_logs=progress_logs))(shards):
+    runner = run_shards or run_shards_here
+    if runner is run_shards_here or (isinstance(runner, functools.partial) and runner.func is run_shards_here):
+        runner = functools.partial(runner, progress_logs=progress_logs)  # in this process: batch by batch
+    for result in runner(shards):
         caches[result.kind].add(list(result.keys), result.matrix)
         seconds[result.kind] += result.seconds
         workers.add(result.worker)
