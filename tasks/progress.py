@@ -47,10 +47,14 @@ class ProgressLog:
         self.enabled = total >= max(min_rows, 1)
         self.logger = logger if logger is not None else run_logger(logging.getLogger(__name__))
         self._tenth = 1  # the next tenth to report
-        self._started = time.perf_counter()
+        self._created = time.perf_counter()
+        self._started: float | None = None
 
     def batch_size(self, wanted: int) -> int:
-        """`wanted`, made no larger than a tenth of the total while lines are logged."""
+        """`wanted`, made no larger than a tenth of the total while lines are logged. Work starts here: the
+        clock runs from the first call (a stage may build several logs before it starts on each)."""
+        if self._started is None:
+            self._started = time.perf_counter()
         if not self.enabled:
             return wanted
         return max(1, min(wanted, int(self.total * STEP)))
@@ -69,7 +73,7 @@ class ProgressLog:
             return
         while self._tenth <= 10 and self.done * 10 >= self._tenth * self.total:
             self._tenth += 1
-        seconds = time.perf_counter() - self._started
+        seconds = time.perf_counter() - (self._started if self._started is not None else self._created)
         rate = self.done / seconds if seconds > 0 else float("inf")
         self.logger.info(
             "%s: %d/%d rows (%d%%) in %.1f s, %.1f rows/s",

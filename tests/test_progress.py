@@ -59,3 +59,15 @@ def test_run_logger_is_prefects_inside_a_run_and_the_fallback_outside(prefect_ha
         return run_logger(fallback).name  # type: ignore[union-attr]
 
     assert inside() == "prefect.flow_runs"
+
+
+def test_the_clock_starts_with_the_work_not_with_the_log(caplog):
+    import time
+
+    caplog.set_level(logging.INFO)
+    log = ProgressLog("work", 100, logging.getLogger("test.progress"))
+    time.sleep(0.3)  # e.g. the stage embeds its texts before it starts on its images
+    log.batch_size(10)
+    log.update(100)
+    (line,) = [r.getMessage() for r in caplog.records if LINE.match(r.getMessage())]
+    assert float(line.split(" in ")[1].split(" s,")[0]) < 0.3
