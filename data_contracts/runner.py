@@ -12,6 +12,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,8 @@ def enable_data_docs(directory: Path) -> None:
             site_config={
                 "class_name": "SiteBuilder",
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(directory)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                # no "how to" footer of links to GX's tutorials on every page
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "show_how_to_buttons": False},
             },
         )
         _state["docs_dir"] = directory
@@ -165,10 +167,16 @@ def _build_docs(context: Any, key: Any, gx_result: Any, suite_name: str) -> None
     """Store the escaped copy of the result under its key (replacing the raw one) and render its pages."""
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
+    from data_contracts.docs_offline import localize_site
+
     context.validation_results_store.set(key, docs_safe_result(gx_result))
+    started = time.time()
     context.build_data_docs(
         site_names=[DOCS_SITE], resource_identifiers=[key, ExpectationSuiteIdentifier(name=suite_name)]
     )
+    # Only the pages this build wrote (the index, the suite's and the validation's), not every older one.
+    site = _state["docs_dir"]
+    localize_site(site, [p for p in Path(site).rglob("*.html") if p.stat().st_mtime >= started - 1])
 
 
 def _plain(value: Any) -> Any:

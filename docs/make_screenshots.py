@@ -1,4 +1,5 @@
-"""Screenshots of the search page for the README (`make screenshots`): docs/screenshots/*.png.
+"""Screenshots of the search page, the API docs and the Data Docs index for the README (`make screenshots`):
+docs/screenshots/*.png.
 
 Builds a sample workspace once (the embedded sample, the pipeline under Prefect's test harness, with the demo's
 encoders MiniLM and Lite0; `--text-encoder fake-text --image-encoder fake-image` is faster, but the fake colour
@@ -166,6 +167,20 @@ def main() -> None:
                 "return document.getElementById('notice').textContent.length > 0",
             ),
             shoot(driver, base + query, "results-400px", NARROW, HITS_LOADED),
+            shoot(
+                driver,
+                base + "/docs",
+                "api-docs",
+                WIDE,
+                "return document.querySelectorAll('.swagger-ui .opblock').length > 0",
+            ),
+            shoot(
+                driver,
+                (workspace_root / "reports" / "data_docs" / "index.html").as_uri(),
+                "data-docs",
+                WIDE,
+                "return document.querySelectorAll('.bootstrap-table tbody tr').length > 0",
+            ),
         ]
     finally:
         driver.quit()

@@ -1,5 +1,5 @@
 """FastAPI app: the search page (`/`, its script and style under `/static/`), `/api/search`, `/api/info`,
-`/api/score`, `/healthz`.
+`/api/score`, `/healthz`, and the API's Swagger UI at `/docs`, served from this server (no CDN).
 
 Images are served only from the searchable gallery, by name: no paths, no flagged images.
 The routes live on one `APIRouter`. Every request answers from one frozen serving state (searcher and
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,9 +25,16 @@ from tasks.search.index import SearchUnavailableError
 from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher, is_blank
 from tasks.search.serving import ServingState, ServingStates
 from webapp.explain import EXAMPLE_QUERIES, SCORE_BANDS, band_of
-from webapp.limits import PAGE_CSP, SERVING_STATE_KEY, GuardMiddleware
+from webapp.limits import DOCS_CSP, PAGE_CSP, SERVING_STATE_KEY, GuardMiddleware
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Swagger UI's script and style, from the fastapi-offline package (the swagger-ui-dist files FastAPI's own
+# /docs takes from a CDN), so /docs works on a machine with no internet.
+SWAGGER_UI_URL = "/static/swagger-ui"
+
+
+def swagger_ui_dir() -> Path:
+    return Path(str(files("fastapi_offline") / "static"))
 
 
 class ScoreRequest(BaseModel):
@@ -172,6 +180,20 @@ def page(request: Request) -> str:
     )
 
 
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+def docs(request: Request) -> str:
+    """FastAPI's "self-hosting JavaScript and CSS for docs" with the assets served here; the page is our own
+    template because FastAPI's `get_swagger_ui_html` starts Swagger UI with an inline script, which the CSP
+    refuses (`webapp/static/docs.js` does it instead)."""
+    return render(
+        "webapp",
+        "docs.html.j2",
+        title=request.app.title,
+        assets=SWAGGER_UI_URL,
+        openapi_url=request.app.openapi_url,
+    )
+
+
 def _unavailable(request: Request, err: Exception) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": str(err)})
 
@@ -183,10 +205,16 @@ def create_app(
     `searcher_factory` on first use and kept for the app's life."""
     if (searcher_factory is None) == (states is None):
         raise ValueError("give either searcher_factory or states")
-    app = FastAPI(title="imgsearch", description="Text-to-image search with a child-safety guarantee")
+    app = FastAPI(
+        title="imgsearch",
+        description="Text-to-image search with a child-safety guarantee",
+        docs_url=None,  # the router's /docs, with Swagger UI served from here
+        redoc_url=None,  # ReDoc would load its script and fonts from CDNs
+    )
     app.state.serving = states if states is not None else ServingStates.fixed(searcher_factory)  # type: ignore[arg-type]
     app.add_exception_handler(SearchUnavailableError, _unavailable)
     app.include_router(router)
+    app.mount(SWAGGER_UI_URL, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(GuardMiddleware, csp=PAGE_CSP)
+    app.add_middleware(GuardMiddleware, csp=PAGE_CSP, csp_by_path={"/docs": DOCS_CSP})
     return app

@@ -30,6 +30,8 @@ BASE_CSP = "default-src 'none'; img-src 'self'; connect-src 'self'; base-uri 'no
     "frame-ancestors 'none'"
 )
 PAGE_CSP = (BASE_CSP + "; script-src 'self'; style-src 'self'").encode()
+# Swagger UI's stylesheet draws its icons from data: URLs; nothing else differs.
+DOCS_CSP = PAGE_CSP.replace(b"img-src 'self'", b"img-src 'self' data:")
 
 
 SERVING_STATE_KEY = "imgsearch_serving"  # request.state key of the ServingState a request answers from
@@ -49,9 +51,14 @@ def _plain_response(status: int, text: str) -> tuple[list[tuple[bytes, bytes]], 
 class GuardMiddleware:
     """Limits on the URL and the body, security headers on every response, `X-Imgsearch-Model` / `-Index`."""
 
-    def __init__(self, app: ASGIApp, csp: bytes = BASE_CSP.encode()):
+    def __init__(self, app: ASGIApp, csp: bytes = BASE_CSP.encode(), csp_by_path: dict[str, bytes] | None = None):
         self.app = app
         self.headers = [*SECURITY_HEADERS, (b"content-security-policy", csp)]
+        # a page that needs another policy than `csp`, by exact path
+        self.headers_by_path = {
+            path: [*SECURITY_HEADERS, (b"content-security-policy", policy)]
+            for path, policy in (csp_by_path or {}).items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,7 +104,7 @@ class GuardMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(self.headers)
+                headers.extend(self.headers_by_path.get(scope["path"], self.headers))
                 serving = state.get(SERVING_STATE_KEY)
                 if serving is not None:
                     headers.append((b"x-imgsearch-model", serving.model_version.encode("latin-1", "replace")))

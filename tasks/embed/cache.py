@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from tasks.embed.encoders.base import IMAGE_BATCH_SIZE, ImageEncoder, TextEncoder
 from tasks.embed.encoders.batching import encode_image_files, encode_texts
+from tasks.progress import ProgressLog, run_logger
 from tasks.workspace import Workspace, atomic_path, file_sha256, text_sha256
 
 log = logging.getLogger(__name__)
@@ -283,10 +284,12 @@ def text_keys(texts: Sequence[str]) -> list[str]:
 def cached_embed(
     keys: Sequence[str],
     cache: EmbeddingCache,
-    compute: Callable[[list[int]], np.ndarray],
+    compute: Callable[[list[int], ProgressLog], np.ndarray],
     chunk: int = WRITE_CHUNK,
+    what: str = "embedding",
 ) -> tuple[np.ndarray, CacheReport]:
-    """Rows for `keys` from the cache; `compute(positions)` embeds the inputs at those positions for the misses."""
+    """Rows for `keys` from the cache; `compute(positions, progress_log)` embeds the inputs at those positions
+    for the misses, counting rows done in `progress_log` (a line per tenth of the misses, named `what`)."""
     started = time.perf_counter()
     before = cache.corrupt_parts
     missing = cache.missing(keys)
@@ -294,9 +297,10 @@ def cached_embed(
     for position, key in enumerate(keys):
         first.setdefault(key, position)
     positions = [first[k] for k in missing]
+    progress_log = ProgressLog(f"{what} with {cache.encoder_id}", len(positions), run_logger(log))
     for start in range(0, len(positions), chunk):
         part = positions[start : start + chunk]
-        cache.add([keys[p] for p in part], compute(part))
+        cache.add([keys[p] for p in part], compute(part, progress_log))
     matrix = cache.get(keys) if len(keys) else np.zeros((0, cache.dim or 0), dtype=np.float32)
     report = CacheReport(
         encoder_id=cache.encoder_id,
@@ -324,12 +328,16 @@ def embed_texts(
     batch_size: int = 256,
     progress: bool | None = None,
 ) -> CachedVectors:
-    """One row per text, aligned with the input; only texts the cache has not seen are embedded."""
+    """One row per text, aligned with the input; only texts the cache has not seen are embedded (a bar on a
+    terminal unless `progress` is False, and a log line per tenth of a long job)."""
     texts = list(texts)
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
     return CachedVectors(
         *cached_embed(
-            text_keys(texts), cache, lambda pos: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress)
+            text_keys(texts),
+            cache,
+            lambda pos, lines: encode_texts(encoder, [texts[p] for p in pos], batch_size, progress, lines),
+            what="embedding texts",
         )
     )
 
@@ -342,13 +350,17 @@ def embed_image_files(
     num_workers: int = 2,
     progress: bool | None = None,
 ) -> CachedVectors:
-    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded."""
+    """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded.
+    Progress as in `embed_texts`."""
     paths = [Path(p) for p in paths]
     cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
     return CachedVectors(
         *cached_embed(
             hash_files(paths),
             cache,
-            lambda pos: encode_image_files(encoder, [paths[p] for p in pos], batch_size, num_workers, progress),
+            lambda pos, lines: encode_image_files(
+                encoder, [paths[p] for p in pos], batch_size, num_workers, progress, lines
+            ),
+            what="embedding images",
         )
     )

@@ -9,6 +9,8 @@ Vectors come back to the caller, which writes the cache, so workers need no shar
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import socket
 import time
@@ -23,11 +25,14 @@ from tasks.embed.cache import CacheReport, EmbeddingCache, Embeddings, hash_file
 from tasks.embed.encoders.base import IMAGE_BATCH_SIZE, configure_torch_threads
 from tasks.embed.encoders.batching import encode_image_files, encode_texts
 from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
+from tasks.progress import ProgressLog, run_logger
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
     from tasks.ingest.dataset import IngestedDataset
 
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["text", "image"]
 DEFAULT_SHARD_SIZE = 512
@@ -131,15 +136,20 @@ def embed_shard(
     num_workers: int = 2,
     torch_threads: int | None = None,
     progress: bool | None = None,
+    progress_log: ProgressLog | None = None,
 ) -> ShardResult:
-    """Embed one shard with the encoder its id names (built once per process)."""
+    """Embed one shard with the encoder its id names (built once per process); rows done are counted in
+    `progress_log` batch by batch when the shard runs in the process that holds it."""
     started = time.perf_counter()
     configure_torch_threads(torch_threads)
     if shard.kind == "text":
-        matrix = encode_texts(get_text_encoder(shard.encoder_id), list(shard.items), progress=progress)
+        encoder = get_text_encoder(shard.encoder_id)
+        matrix = encode_texts(encoder, list(shard.items), progress=progress, progress_log=progress_log)
     else:
         paths = [Path(p) for p in shard.items]
-        matrix = encode_image_files(get_image_encoder(shard.encoder_id), paths, batch_size, num_workers, progress)
+        matrix = encode_image_files(
+            get_image_encoder(shard.encoder_id), paths, batch_size, num_workers, progress, progress_log
+        )
     seconds = round(time.perf_counter() - started, 3)
     return ShardResult(
         shard.kind, shard.encoder_id, shard.keys, matrix, seconds, f"{socket.gethostname()}:{os.getpid()}"
@@ -150,12 +160,19 @@ ShardRunner = Callable[[list[Shard]], Iterable[ShardResult]]
 
 
 def run_shards_here(
-    shards: list[Shard], embed: Callable[..., ShardResult] = embed_shard, **options: Any
+    shards: list[Shard],
+    embed: Callable[..., ShardResult] = embed_shard,
+    progress_logs: dict[Kind, ProgressLog] | None = None,
+    **options: Any,
 ) -> Iterator[ShardResult]:
     """Run shards one after another in this process: a shard already uses every core, so running shards side
-    by side here only thrashes. `embed` is `embed_shard`, or its Prefect task so each shard shows in a run."""
+    by side here only thrashes. `embed` is `embed_shard`, or its Prefect task so each shard shows in a run.
+    With `progress_logs` (by shard kind), each shard counts its rows there batch by batch."""
     for shard in shards:
-        yield embed(shard, **options)
+        if progress_logs:
+            yield embed(shard, progress_log=progress_logs[shard.kind], **options)
+        else:
+            yield embed(shard, **options)
 
 
 def _report(
@@ -198,10 +215,24 @@ def embed_inputs(
     ]
     seconds = {"text": 0.0, "image": 0.0}
     workers = set()
-    for result in (run_shards or run_shards_here)(shards):
+    # A line per tenth of each kind's misses: batch by batch in this process, shard by shard from elsewhere.
+    logger = run_logger(log)
+    progress_logs: dict[Kind, ProgressLog] = {
+        kind: ProgressLog(
+            f"embedding {kind}s with {encoder_ids[kind]}", sum(len(s.keys) for s in shards if s.kind == kind), logger
+        )
+        for kind in ("text", "image")
+    }
+    rows_back = {"text": 0, "image": 0}
+    runner = run_shards or run_shards_here
+    if runner is run_shards_here or (isinstance(runner, functools.partial) and runner.func is run_shards_here):
+        runner = functools.partial(runner, progress_logs=progress_logs)  # in this process: batch by batch
+    for result in runner(shards):
         caches[result.kind].add(list(result.keys), result.matrix)
         seconds[result.kind] += result.seconds
         workers.add(result.worker)
+        rows_back[result.kind] += len(result.keys)
+        progress_logs[result.kind].reach(rows_back[result.kind])
 
     dims = {"text": get_text_encoder(text_encoder).dim, "image": get_image_encoder(image_encoder).dim}
     n_train = len(inputs.train_images)

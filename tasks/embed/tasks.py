@@ -19,6 +19,7 @@ from tasks.embed.stage import (
     embed_inputs,
     embed_shard,
 )
+from tasks.progress import ProgressLog
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -27,9 +28,14 @@ if TYPE_CHECKING:
 
 @task(name="embed-shard", cache_policy=NO_CACHE, retries=1)
 def embed_shard_task(
-    shard: Shard, batch_size: int = IMAGE_BATCH_SIZE, num_workers: int = 2, torch_threads: int | None = None
+    shard: Shard,
+    batch_size: int = IMAGE_BATCH_SIZE,
+    num_workers: int = 2,
+    torch_threads: int | None = None,
+    progress_log: ProgressLog | None = None,
 ) -> ShardResult:
-    return embed_shard(shard, batch_size, num_workers, torch_threads, progress=False)
+    """One shard; `progress_log` (the stage's, when the shard runs in its process) counts rows batch by batch."""
+    return embed_shard(shard, batch_size, num_workers, torch_threads, progress=False, progress_log=progress_log)
 
 
 def publish_embed_summary(summary: EmbedSummary, key: str = "embed-summary") -> None:

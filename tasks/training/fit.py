@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,8 @@ import pandas as pd
 from tasks.training.data import EvalData, RetrievalSet
 from tasks.training.metrics import kendall_tau_c, random_scores, regression_metrics, retrieval_metrics
 from tasks.training.models import MODEL_KINDS, PairModel, TrainingData, model_classes
+
+log = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = {"rmse", "mae"}
 
@@ -92,6 +96,33 @@ def fit_and_evaluate(kind: str, train: TrainingData, eval_data: EvalData, seed: 
     return FittedModel(kind, model, seconds, evaluate_model(model, eval_data))
 
 
+def fit_all(
+    kinds: tuple[str, ...],
+    train: TrainingData,
+    eval_data: EvalData,
+    seed: int,
+    options: Callable[[str], dict],
+    primary_metric: str,
+    check: Callable[[FittedModel], None] | None = None,
+) -> list[FittedModel]:
+    """Fit and evaluate each kind in turn (`options(kind)` are its constructor arguments), then `check` it.
+    Logs a line before and after each model, with its seconds and validation metric, to the Prefect run's
+    logs inside a run, so a long training stage shows where it is."""
+    from tasks.progress import run_logger
+
+    logger = run_logger(log)
+    fitted = []
+    for n, kind in enumerate(kinds, 1):
+        logger.info("fitting %s (%d/%d) on %d pairs", kind, n, len(kinds), len(train.target))
+        model = fit_and_evaluate(kind, train, eval_data, seed, options(kind))
+        if check is not None:
+            check(model)
+        value = model.metrics.get(primary_metric, float("nan"))
+        logger.info("fitted %s (%d/%d) in %.1f s: %s = %.4f", kind, n, len(kinds), model.seconds, primary_metric, value)
+        fitted.append(model)
+    return fitted
+
+
 @dataclass
 class TrainingOutcome:
     models: dict[str, PairModel]
@@ -140,7 +171,7 @@ def train_and_evaluate(
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_KINDS)}")
     options = model_options or {}
-    fitted = [fit_and_evaluate(kind, train, eval_data, seed, options.get(kind, {})) for kind in kinds]
+    fitted = fit_all(kinds, train, eval_data, seed, lambda kind: options.get(kind, {}), primary_metric)
     return TrainingOutcome.from_fitted(fitted, baseline_metrics(train, eval_data, seed), primary_metric)
 
 

@@ -20,7 +20,7 @@ from tasks.training.fit import (
     FittedModel,
     TrainingOutcome,
     baseline_metrics,
-    fit_and_evaluate,
+    fit_all,
     measure_champion,
 )
 from tasks.training.inputs import TrainInputs
@@ -87,13 +87,15 @@ def fit_and_compare(inputs: TrainInputs, workspace: Workspace) -> Comparison:
     params, metric = inputs.params, inputs.params.primary_metric
     train, eval_data, split = inputs.datasets()
     logger.info("split: %s", split)
-    fitted = []
-    for kind in params.models:
-        logger.info("fitting %s on %d pairs", kind, split.train_pairs)
-        model = fit_and_evaluate(kind, train, eval_data, inputs.seed, params.model_options(kind))
-        check_validation_predictions(model, eval_data)
-        logger.info("fitted %s in %.1f s: %s = %.4f", kind, model.seconds, metric, model.metrics[metric])
-        fitted.append(model)
+    fitted = fit_all(
+        tuple(params.models),
+        train,
+        eval_data,
+        inputs.seed,
+        params.model_options,
+        metric,
+        check=lambda model: check_validation_predictions(model, eval_data),
+    )
     outcome = TrainingOutcome.from_fitted(fitted, baseline_metrics(train, eval_data, inputs.seed), metric)
     champion = measure_champion(ModelRegistry(workspace), eval_data, inputs.text_encoder, inputs.image_encoder)
     if champion is not None:

@@ -12,11 +12,21 @@ from tasks.embed.encoders.base import ModelNotAvailableError
 FAKES = {"text_encoder": "fake-text", "image_encoder": "fake-image"}
 
 
-def test_embed_flow_embeds_everything_once(prefect_harness, sample_dir, workspace):
+def test_embed_flow_embeds_everything_once(prefect_harness, sample_dir, workspace, caplog):
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO)
     params = EmbedParams(data_dir=sample_dir, workspace=workspace.root, shard_size=40, **FAKES)
     first = embed_flow(params)
     assert first.summary.counts == {"texts": 186, "train_images": 60, "test_images": 12}
     assert first.summary.cache["image"].misses == 72 and first.summary.shards > 2
+    # shard tasks in this process count their batches: a line per tenth of the images, through Prefect's logger
+    line = re.compile(r"^embedding images with fake-image: (\d+)/72 rows \((\d+)%\)")
+    tenths = [
+        int(m[2]) // 10 for r in caplog.records if r.name.startswith("prefect") and (m := line.match(r.getMessage()))
+    ]
+    assert tenths == list(range(1, 11))
     assert first.train_images.lookup([first.train_images.keys[0]]).shape == (1, 48)
 
     second = embed_flow(params)

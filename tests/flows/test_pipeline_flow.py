@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from data_contracts import ContractError
-from flows.pipeline import RunParams, run_pipeline
+from flows.pipeline import RUN_SUMMARY_KEY, RunParams, run_pipeline, run_summary_markdown
 from tasks.training.inputs import TrainParams
 from tasks.training.registry import ModelRegistry
 
@@ -20,11 +20,50 @@ FAKE_ENCODERS = {
 
 
 def test_flow_ingests_and_writes_dataset_version(prefect_harness, sample_dir, workspace):
-    result = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS))
+    state = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS), return_state=True)
+    result = state.result()
     version = result.ingest.version
     version_dir = workspace.root / "datasets" / version
     assert (version_dir / "train.parquet").is_file()
     assert json.loads((version_dir / "summary.json").read_text())["rows"]["queries"] == 12
+
+    # the flow run itself carries the run summary (not one of its tasks), and it is the rendered result
+    artifact = read_artifact(RUN_SUMMARY_KEY, state.state_details.flow_run_id)
+    assert artifact.type == "markdown" and artifact.task_run_id is None
+    assert artifact.data == run_summary_markdown(result)
+
+
+def read_artifact(key: str, flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    return artifact
+
+
+def test_run_summary_names_every_stage_with_its_counts_and_seconds(prefect_harness, sample_dir, workspace):
+    result = run_pipeline(RunParams(data_dir=sample_dir, workspace=workspace.root, **FAKE_ENCODERS))
+    stages = ("ingest", "ratings", "child safety", "eda", "embed", "image safety", "training", "gallery")
+    assert set(result.seconds) == {*stages, "total"}
+    assert result.seconds["total"] >= sum(result.seconds[s] for s in stages) - 0.1
+    text = run_summary_markdown(result)
+    table = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert f"{result.ingest.rows['queries']} queries" in table["ingest"]
+    assert "texts (fake-text): 179 distinct, 0 from the cache, 179 computed" in table["embeddings"]
+    assert "images (fake-image): 72 distinct, 0 from the cache, 72 computed" in table["embeddings"]
+    assert f"{result.hidden_training_images} training images hidden" in table["image safety"]
+    assert result.hidden_training_images > 0
+    assert f"{result.gallery.searchable} searchable, {result.gallery.flagged} hidden" in table["gallery index"]
+    assert f"| {result.seconds['embed']:.1f} |" in table["embeddings"]
+    best = result.training.best
+    value = result.training.metrics[best]["val_mrr"]
+    assert f"| **{best}** | {value:.4f} |" in text  # the best model is highlighted with its headline metric
+    assert set(result.training.fit_seconds) == {"ridge", "two_tower"}
+    assert f"- **Champion**: {result.training.version} — this run's model was promoted" in text
 
 
 def test_flow_stops_on_a_failed_contract(prefect_harness, sample_copy, workspace):

@@ -136,6 +136,23 @@ def test_same_seed_same_metrics():
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_one_line_per_model_fitted_with_its_seconds_and_validation_metric(caplog):
+    import logging
+    import re
+
+    pairs, captions, text, image = synthetic(n_images=30)
+    train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=3)
+    caplog.set_level(logging.INFO, logger="tasks.training.fit")
+    result = train_and_evaluate(
+        train, eval_data, kinds=("ridge", "two_tower"), seed=3, model_options={"two_tower": {"epochs": 3}}
+    )
+    line = re.compile(r"^fitted (\w+) \((\d)/2\) in [\d.]+ s: val_mrr = ([\d.]+)$")
+    fitted = [m.groups() for r in caplog.records if (m := line.match(r.getMessage()))]
+    assert [(kind, n) for kind, n, _ in fitted] == [("ridge", "1"), ("two_tower", "2")]
+    for kind, _, value in fitted:
+        assert float(value) == pytest.approx(result.metrics.loc[kind, "val_mrr"], abs=5e-5)
+
+
 def test_unknown_model_is_refused():
     pairs, captions, text, image = synthetic(n_images=20)
     train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=0)

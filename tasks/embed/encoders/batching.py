@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tasks.embed.encoders.base import IMAGE_BATCH_SIZE, ImageEncoder, TextEncoder, as_float32_rows, load_rgb
+
+if TYPE_CHECKING:
+    from tasks.progress import ProgressLog
 
 
 def _auto_progress(progress: bool | None) -> bool | None:
@@ -17,11 +20,18 @@ def _auto_progress(progress: bool | None) -> bool | None:
 
 
 def encode_texts(
-    encoder: TextEncoder, texts: list[str], batch_size: int = 256, progress: bool | None = None
+    encoder: TextEncoder,
+    texts: list[str],
+    batch_size: int = 256,
+    progress: bool | None = None,
+    progress_log: ProgressLog | None = None,
 ) -> np.ndarray:
-    """Run a text encoder over many texts in batches, with a progress bar on long work."""
+    """Run a text encoder over many texts in batches, with a progress bar on a terminal (`progress`) and,
+    given `progress_log`, its rows counted there (which logs a line per tenth)."""
     from tqdm.auto import tqdm
 
+    if progress_log is not None:
+        batch_size = progress_log.batch_size(batch_size)
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     with tqdm(
         total=len(texts), unit="text", desc=encoder.encoder_id, disable=_auto_progress(progress), leave=False
@@ -32,6 +42,8 @@ def encode_texts(
                 encoder.encode(chunk), len(chunk), encoder.dim, encoder.encoder_id
             )
             bar.update(len(chunk))
+            if progress_log is not None:
+                progress_log.update(len(chunk))
     return out
 
 
@@ -72,10 +84,14 @@ def encode_image_files(
     batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
     progress: bool | None = None,
+    progress_log: ProgressLog | None = None,
 ) -> np.ndarray:
-    """Embed image files in batches; decoding runs in `num_workers` threads while the model runs."""
+    """Embed image files in batches; decoding runs in `num_workers` threads while the model runs.
+    Progress as in `encode_texts`."""
     from tqdm.auto import tqdm
 
+    if progress_log is not None:
+        batch_size = progress_log.batch_size(batch_size)
     out = np.zeros((len(paths), encoder.dim), dtype=np.float32)
     batch: list[Any] = []
     done = 0
@@ -89,8 +105,12 @@ def encode_image_files(
                 out[done : done + len(batch)] = encoder.encode_preprocessed(batch)
                 done += len(batch)
                 bar.update(len(batch))
+                if progress_log is not None:
+                    progress_log.update(len(batch))
                 batch = []
         if batch:
             out[done : done + len(batch)] = encoder.encode_preprocessed(batch)
             bar.update(len(batch))
+            if progress_log is not None:
+                progress_log.update(len(batch))
     return out
