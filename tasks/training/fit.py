@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 
 from tasks.training.data import EvalData, RetrievalSet
-from tasks.training.metrics import kendall_tau_c, random_scores, regression_metrics, retrieval_metrics
+from tasks.training.metrics import (
+    kendall_tau_c,
+    random_scores,
+    recall_curve,
+    regression_metrics,
+    retrieval_metrics,
+)
 from tasks.training.models import MODEL_KINDS, PairModel, TrainingData, model_classes
 
 log = logging.getLogger(__name__)
@@ -41,15 +47,34 @@ def metrics_from_scores(
     return row
 
 
-def evaluate_model(model: PairModel, eval_data: EvalData) -> dict[str, float]:
+@dataclass(frozen=True)
+class Evaluation:
+    """A model on this run's evaluation data: its metrics, and what the report plots from the same scores."""
+
+    metrics: dict[str, float]
+    recall_curve: list[float]  # Recall@1..10 on the test queries (validation ones when there is no test set)
+    val_pred: np.ndarray  # predicted score of each validation pair
+
+
+def curve_set(eval_data: EvalData) -> tuple[str, int]:
+    """Which queries the recall curves use, and how many images they are searched against."""
+    if eval_data.test_retrieval is not None:
+        return "test", len(eval_data.test_retrieval.image)
+    return "validation", len(eval_data.val_retrieval.image)
+
+
+def evaluate(model: PairModel, eval_data: EvalData) -> Evaluation:
     val_pred = model.predict(eval_data.val.text, eval_data.val.image)
     vr = eval_data.val_retrieval
     val_scores = model.score_matrix(vr.text, vr.image)
     test_scores = None
+    curve = recall_curve(val_scores, vr.relevant)
     if eval_data.test_retrieval is not None:
         tr = eval_data.test_retrieval
         test_scores = model.score_matrix(tr.text, tr.image)
-    return metrics_from_scores(val_pred, eval_data, val_scores, test_scores)
+        curve = recall_curve(test_scores, tr.relevant)
+    metrics = metrics_from_scores(val_pred, eval_data, val_scores, test_scores)
+    return Evaluation(metrics, curve, np.asarray(val_pred, dtype=float))
 
 
 def baseline_metrics(train: TrainingData, eval_data: EvalData, seed: int) -> dict[str, dict[str, float]]:
@@ -82,7 +107,11 @@ class FittedModel:
     kind: str
     model: PairModel
     seconds: float
-    metrics: dict[str, float]
+    evaluation: Evaluation
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.metrics
 
 
 def fit_and_evaluate(kind: str, train: TrainingData, eval_data: EvalData, seed: int, options: dict) -> FittedModel:
@@ -93,7 +122,7 @@ def fit_and_evaluate(kind: str, train: TrainingData, eval_data: EvalData, seed: 
     started = time.perf_counter()
     model = classes[kind](**options).fit(train, seed)
     seconds = time.perf_counter() - started
-    return FittedModel(kind, model, seconds, evaluate_model(model, eval_data))
+    return FittedModel(kind, model, seconds, evaluate(model, eval_data))
 
 
 def fit_all(
@@ -130,6 +159,8 @@ class TrainingOutcome:
     fit_seconds: dict[str, float] = field(default_factory=dict)
     best: str = ""
     primary_metric: str = ""
+    recall_curves: dict[str, list[float]] = field(default_factory=dict)  # model -> Recall@1..10
+    val_predictions: dict[str, np.ndarray] = field(default_factory=dict)  # model -> score per validation pair
 
     @classmethod
     def from_fitted(
@@ -140,7 +171,13 @@ class TrainingOutcome:
         metrics = pd.DataFrame.from_dict(rows, orient="index")
         best = select_best(metrics, primary_metric, [f.kind for f in fitted])
         return cls(
-            {f.kind: f.model for f in fitted}, metrics, {f.kind: f.seconds for f in fitted}, best, primary_metric
+            {f.kind: f.model for f in fitted},
+            metrics,
+            {f.kind: f.seconds for f in fitted},
+            best,
+            primary_metric,
+            {f.kind: f.evaluation.recall_curve for f in fitted},
+            {f.kind: f.evaluation.val_pred for f in fitted},
         )
 
 
@@ -181,6 +218,7 @@ class ChampionMeasure:
 
     record: Any  # the registry's ModelRecord
     metrics: dict[str, float] | None  # None: other encoders, or it would not load; only its stored metrics compare
+    recall_curve: list[float] | None = None  # Recall@1..10 on this run's data, when re-measured
 
     def value(self, metric: str) -> float | None:
         return None if self.metrics is None else self.metrics.get(metric)
@@ -199,6 +237,7 @@ def measure_champion(
     if (record.text_encoder, record.image_encoder) != (text_encoder, image_encoder):
         return ChampionMeasure(record, None)
     try:
-        return ChampionMeasure(record, evaluate_model(registry.load(record.version), eval_data))
+        evaluation = evaluate(registry.load(record.version), eval_data)
+        return ChampionMeasure(record, evaluation.metrics, evaluation.recall_curve)
     except Exception:  # an unloadable champion must not block a new model; stored metrics decide
         return ChampionMeasure(record, None)

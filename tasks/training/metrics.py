@@ -25,6 +25,36 @@ SHOWN_METRICS = (
 )
 
 
+# One line per column of the comparison table; a prefix says which queries and images a retrieval column uses.
+COLUMN_EXPLANATIONS = {
+    "rmse": "root mean squared error of the predicted score against the target on validation pairs (lower is better)",
+    "mae": "mean absolute error of the predicted score against the target on validation pairs (lower is better)",
+    "tau_c": "Kendall's tau-c between predicted scores and the mean expert score on expert-rated validation pairs "
+    "(1 = same order, 0 = unrelated)",
+    "r1": "Recall@1: share of queries whose own image is ranked first",
+    "r5": "Recall@5: share of queries whose own image is among the top 5",
+    "r10": "Recall@10: share of queries whose own image is among the top 10",
+    "mrr": "mean reciprocal rank of each query's own image (1 = always first)",
+    "ndcg10": "NDCG@10: rank quality of the own image within the top 10, discounted by log of its rank",
+}
+PREFIX_EXPLANATIONS = {
+    "": "no prefix: test captions searched against the test images",
+    "val_": "val_: validation captions against validation images (the run picks its best model on these)",
+    "safe_": "safe_: only the test captions that pass the child-content screen",
+}
+
+
+def explain_column(column: str) -> str:
+    """A one-line explanation of a metric column, its prefix included."""
+    for prefix in ("val_", "safe_"):
+        if column.startswith(prefix) and column[len(prefix) :] in COLUMN_EXPLANATIONS:
+            where = "validation captions and images" if prefix == "val_" else "test captions that pass the screen"
+            return f"{COLUMN_EXPLANATIONS[column[len(prefix) :]]}; on {where}"
+    if column in RETRIEVAL_KEYS:
+        return f"{COLUMN_EXPLANATIONS[column]}; on test captions and test images"
+    return COLUMN_EXPLANATIONS.get(column, column)
+
+
 def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     err = np.asarray(pred, dtype=float) - np.asarray(target, dtype=float)
     return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
@@ -45,6 +75,19 @@ def relevant_ranks(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray
     higher = (scores > own).sum(axis=1)
     ties = (scores == own).sum(axis=1) - 1
     return higher, ties
+
+
+def recall_at(higher: np.ndarray, ties: np.ndarray, k: int) -> float:
+    """Recall@k from `relevant_ranks`: the mean share of the equally likely ranks h+1 .. h+t+1 that are <= k."""
+    return float(np.mean(np.clip(k - higher, 0, ties + 1) / (ties + 1)))
+
+
+def recall_curve(scores: np.ndarray, relevant: np.ndarray, max_k: int = 10) -> list[float]:
+    """Recall@1 .. Recall@max_k with one relevant image per query, ties at random (as `retrieval_metrics`)."""
+    if len(relevant) == 0:
+        return [float("nan")] * max_k
+    higher, ties = relevant_ranks(np.asarray(scores, dtype=np.float64), np.asarray(relevant))
+    return [recall_at(higher, ties, k) for k in range(1, max_k + 1)]
 
 
 def _harmonic(n: np.ndarray) -> np.ndarray:
@@ -94,8 +137,7 @@ def retrieval_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict[str, flo
     if len(relevant) == 0:
         return {k: float("nan") for k in RETRIEVAL_KEYS}
     higher, ties = relevant_ranks(scores, relevant)
-    # recall@k: the share of the equally likely ranks h+1 .. h+t+1 that are <= k
-    recall = {f"r{k}": float(np.mean(np.clip(k - higher, 0, ties + 1) / (ties + 1))) for k in (1, 5, 10)}
+    recall = {f"r{k}": recall_at(higher, ties, k) for k in (1, 5, 10)}
     return recall | {"mrr": mean_reciprocal_rank(scores, relevant), "ndcg10": ndcg_at_10(scores, relevant)}
 
 

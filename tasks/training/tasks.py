@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -20,12 +22,20 @@ from tasks.training.fit import (
     FittedModel,
     TrainingOutcome,
     baseline_metrics,
+    curve_set,
     fit_all,
     measure_champion,
 )
 from tasks.training.inputs import TrainInputs
 from tasks.training.registry import ModelRecord, ModelRegistry, PromotionDecision
-from tasks.training.report import metrics_html, metrics_markdown, run_notes
+from tasks.training.report import (
+    HeadToHead,
+    calibration_figure,
+    metrics_html,
+    metrics_markdown,
+    recall_curves_figure,
+    run_notes,
+)
 from tasks.workspace import Workspace, write_text_atomic
 
 
@@ -37,6 +47,8 @@ class Comparison:
     split: SplitSummary
     champion: ChampionMeasure | None
     seconds: float  # splitting, fitting and evaluating
+    val_expert: np.ndarray | None = None  # mean expert score of each validation pair (NaN: no expert)
+    curve_set: tuple[str, int] = ("test", 0)  # the recall curves' queries, and how many images they search
 
     @property
     def table(self) -> pd.DataFrame:
@@ -105,7 +117,9 @@ def fit_and_compare(inputs: TrainInputs, workspace: Workspace) -> Comparison:
             champion.record.version,
             f"{metric} = {measured:.4f}" if measured is not None else "other encoders; its stored metrics compare",
         )
-    return Comparison(outcome, split, champion, time.perf_counter() - started)
+    return Comparison(
+        outcome, split, champion, time.perf_counter() - started, eval_data.val_expert, curve_set(eval_data)
+    )
 
 
 @task(name="register-and-promote", cache_policy=NO_CACHE)
@@ -133,13 +147,81 @@ def _plain(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def training_figures(comparison: Comparison, version: str, out_dir: Path) -> list[tuple[str, str]]:
+    """The report's PNGs beside it (named by version): recall curves of every model (and the champion, when
+    re-measured) and the best model's predictions against the experts. Returns (file name, caption) pairs."""
+    outcome = comparison.outcome
+    queries, n_images = comparison.curve_set
+    curves = dict(outcome.recall_curves)
+    if comparison.champion is not None and comparison.champion.recall_curve is not None:
+        curves[f"champion {comparison.champion.record.version}"] = comparison.champion.recall_curve
+    figures = []
+    if curves:
+        recall = recall_curves_figure(curves, n_images, queries, out_dir / f"{version}-recall.png")
+        figures.append(
+            (
+                recall.name,
+                f"Recall@k: the share of {queries} queries whose own image is among the first k of "
+                f"{n_images}; higher is better. The dotted line is chance.",
+            )
+        )
+    pred = outcome.val_predictions.get(outcome.best)
+    if pred is not None and comparison.val_expert is not None and (~np.isnan(comparison.val_expert)).any():
+        calibration = calibration_figure(
+            pred, comparison.val_expert, outcome.best, out_dir / f"{version}-calibration.png"
+        )
+        figures.append(
+            (
+                calibration.name,
+                f"Predicted vs expert for the best model ({outcome.best}) on expert-rated validation pairs: "
+                "dots are pairs (jittered sideways), red is the mean prediction per expert score. "
+                "A good scorer rises from left to right; on the dotted line it would also be calibrated.",
+            )
+        )
+    return figures
+
+
+def head_to_head(comparison: Comparison, registration: Registration) -> HeadToHead | None:
+    """The run's best model beside the champion it had to beat, when the registry had one."""
+    champion = comparison.champion
+    if champion is None:
+        return None
+    outcome, decision = comparison.outcome, registration.decision
+    how = (
+        "re-measured on this run's data"
+        if champion.metrics is not None
+        else "as stored when it was trained (other encoders, so not re-measured)"
+    )
+    verdict = "promoted" if decision.promoted else "not promoted"
+    return HeadToHead(
+        challenger=f"{outcome.best} ({registration.record.version})",
+        champion=f"{champion.record.kind} ({champion.record.version})",
+        how=f"The champion's metrics are {how}.",
+        challenger_metrics={str(k): float(v) for k, v in outcome.metrics.loc[outcome.best].to_dict().items()},
+        champion_metrics={k: float(v) for k, v in champion.table_row().items()},
+        decision=f"Decision on {outcome.primary_metric}: {verdict} — {decision.reason}",
+    )
+
+
+def training_page(comparison: Comparison, registration: Registration, notes: list[str], out_dir: Path) -> str:
+    """The report's HTML; its plots are written into `out_dir`, where the page goes."""
+    return metrics_html(
+        comparison.table,
+        f"Training run {registration.record.version}",
+        notes,
+        best=comparison.outcome.best,
+        figures=training_figures(comparison, registration.record.version, out_dir),
+        head_to_head=head_to_head(comparison, registration),
+    )
+
+
 @task(name="publish-training-report", cache_policy=NO_CACHE)
 def publish_training_report(comparison: Comparison, registration: Registration, workspace: Workspace) -> TrainReport:
     """Write the comparison as HTML (this version's and `latest.html`) and publish it as two artifacts."""
     outcome, record, decision = comparison.outcome, registration.record, registration.decision
     table = comparison.table
     notes = run_notes(outcome, comparison.split, record.version, decision)
-    page = metrics_html(table, f"Training run {record.version}", notes)
+    page = training_page(comparison, registration, notes, workspace.reports / "training")
     report = write_text_atomic(workspace.reports / "training" / f"{record.version}.html", page)
     write_text_atomic(workspace.reports / "training" / "latest.html", page)
     create_markdown_artifact(

@@ -109,7 +109,13 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     assert champion.version == training.version and champion.kind == training.best
     version_dir = workspace.models / champion.version
     assert {"model", "metadata.json", "metrics.json", "model_card.md"} <= {p.name for p in version_dir.iterdir()}
-    assert (workspace.root / "reports" / "training" / "latest.html").is_file()
+    reports = workspace.root / "reports" / "training"
+    assert (reports / "latest.html").is_file()
+    # the report's plots lie beside it; no champion yet, so no champion-vs-challenger table
+    assert {f"{training.version}-recall.png", f"{training.version}-calibration.png"} <= {
+        p.name for p in reports.iterdir()
+    }
+    assert "Champion vs challenger" not in (reports / "latest.html").read_text()
     # the run's result carries the detector's operating point, and the numbers it reports are the ones saved beside it
     saved = json.loads(workspace.detector_path.with_suffix(".json").read_text())
     assert saved["high_recall"] == first.detector.high_recall and first.detector.high_recall["recall"] >= 0.95
@@ -124,6 +130,8 @@ def test_flow_trains_registers_promotes_and_keeps_champion_on_rerun(prefect_harn
     assert len(registry.versions()) == 2
     # the champion was re-measured on this run's data: it appears in the comparison table
     assert any(name.startswith("champion") for name in second.training.metrics)
+    page = (reports / "latest.html").read_text()
+    assert "Champion vs challenger" in page and "not promoted" in page
 
 
 def test_rerun_that_keeps_the_champion_leaves_the_gallery_alone(prefect_harness, sample_dir, workspace):

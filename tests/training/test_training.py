@@ -215,3 +215,65 @@ def test_champion_is_evaluated_once_on_this_runs_data(outcome):
     # other encoders: nothing is loaded, and only the stored metrics compare
     other = measure_champion(registry, eval_data, "t", "other-image-encoder")
     assert registry.loads == 1 and other.value("val_mrr") is None and other.table_row() == {"val_mrr": 0.123}
+
+
+def test_recall_curve_by_hand_with_a_tie():
+    from tasks.training.metrics import recall_curve
+
+    # query 0: own image first; query 1: two images above it; query 2: tied with one other image for first
+    scores = np.array([[0.9, 0.1, 0.2, 0.0], [0.3, 0.2, 0.8, 0.5], [0.7, 0.7, 0.1, 0.0]])
+    curve = recall_curve(scores, np.array([0, 0, 1]), max_k=4)
+    assert curve == pytest.approx([(1 + 0 + 0.5) / 3, (1 + 0 + 1) / 3, (1 + 1 + 1) / 3, 1.0])
+    # the same tie handling as the table's r1 / r5 / r10
+    full = retrieval_metrics(scores, np.array([0, 0, 1]))
+    assert recall_curve(scores, np.array([0, 0, 1]))[0] == pytest.approx(full["r1"])
+
+
+def test_training_report_has_plots_winner_explanations_and_champion(outcome, tmp_path):
+    import re
+
+    from tasks.training.fit import ChampionMeasure, curve_set
+    from tasks.training.registry import ModelRecord, PromotionDecision
+    from tasks.training.tasks import Comparison, Registration, training_page
+
+    result, eval_data = outcome
+    champion_record = ModelRecord("v0001", "ridge", "t", "i", "h", "val_mrr", {"val_mrr": 0.01}, {}, "now")
+    champion = ChampionMeasure(champion_record, dict(result.metrics.loc["ridge"]), [0.1] * 10)
+    comparison = Comparison(result, None, champion, 1.0, eval_data.val_expert, curve_set(eval_data))  # type: ignore[arg-type]
+    record = ModelRecord("v0002", result.best, "t", "i", "h", "val_mrr", {}, {}, "now")
+    decision = PromotionDecision(True, "beats the champion on val_mrr", "v0002", "v0001", 0.5, 0.01)
+    page = training_page(comparison, Registration(record, decision), ["a note"], tmp_path)
+
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == 2 and all((tmp_path / name).stat().st_size > 1000 for name in images)
+    assert f'<tr class="best"><th>{result.best} <span class="mark">★ best</span>' in page
+    assert page.count('class="best"') == 1
+    # every column is explained in a tooltip and in the legend, prefixes too
+    assert "<abbr title=" in page and "Kendall&#39;s tau-c" in page and "NDCG@10" in page
+    assert "val_: validation captions" in page and "safe_: only the test captions" in page
+    assert "Champion vs challenger" in page and "champion: ridge (v0001)" in page and "re-measured on this run" in page
+    assert "promoted — beats the champion on val_mrr" in page
+
+
+def test_calibration_bins_mean_prediction_per_expert_score():
+    from tasks.training.report import calibration_bins
+
+    expert = np.array([0.0, 0.0, 0.5, np.nan, 1.0])
+    bins = calibration_bins(np.array([0.1, 0.3, 0.5, 0.9, 0.8]), expert)
+    assert bins["expert"].tolist() == [0.0, 0.5, 1.0] and bins["pairs"].tolist() == [2, 1, 1]
+    assert bins["mean_predicted"].tolist() == pytest.approx([0.2, 0.5, 0.8])
+    many = calibration_bins(np.linspace(0, 1, 101), np.linspace(0, 1, 101), max_bins=4)
+    assert len(many) == 4 and many["pairs"].sum() == 101
+
+
+def test_training_report_without_champion_has_no_head_to_head(outcome, tmp_path):
+    from tasks.training.fit import curve_set
+    from tasks.training.registry import ModelRecord, PromotionDecision
+    from tasks.training.tasks import Comparison, Registration, training_page
+
+    result, eval_data = outcome
+    comparison = Comparison(result, None, None, 1.0, eval_data.val_expert, curve_set(eval_data))  # type: ignore[arg-type]
+    record = ModelRecord("v0001", result.best, "t", "i", "h", "val_mrr", {}, {}, "now")
+    decision = PromotionDecision(True, "first model", "v0001", None, 0.5, None)
+    page = training_page(comparison, Registration(record, decision), [], tmp_path)
+    assert "Champion vs challenger" not in page and (tmp_path / "v0001-recall.png").exists()
