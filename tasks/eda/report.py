@@ -143,8 +143,27 @@ def _save(fig, target: Path) -> Path:
     return target
 
 
-def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
-    figures: dict[str, Path] = {}
+@dataclass(frozen=True)
+class Figures:
+    """The report's plots (name -> PNG), a caption in words for each, and what was not plotted and why."""
+
+    paths: dict[str, Path]
+    captions: dict[str, str]
+    skipped: list[str]
+
+
+def words_per_caption(texts: pd.DataFrame) -> pd.Series:
+    return texts["query_text"].astype(str).str.count(r"\S+")
+
+
+def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, texts: pd.DataFrame, out_dir: Path) -> Figures:  # noqa: PLR0912, PLR0915 -- one figure after another
+    paths: dict[str, Path] = {}
+    captions: dict[str, str] = {}
+    skipped: list[str] = []
+
+    def keep(name: str, fig, caption: str) -> None:
+        paths[name] = _save(fig, out_dir / f"{name}.png")
+        captions[name] = caption
 
     fig = _figure()
     ax = fig.subplots()
@@ -154,7 +173,12 @@ def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path) -> dict
         )
     ax.set(xlabel="target", ylabel="pairs", title="Target distribution by rating source", yscale="log")
     ax.legend()
-    figures["targets"] = _save(fig, out_dir / "targets.png")
+    keep(
+        "targets",
+        fig,
+        "The training target of each image-caption pair, by who rated it (expert, crowd or both); log scale. "
+        "Most crowd-only pairs are clear mismatches (target 0).",
+    )
 
     fig = _figure()
     ax = fig.subplots()
@@ -165,42 +189,101 @@ def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path) -> dict
     ax.set(xlabel="score (1 = no match, 4 = exact match)", ylabel="pairs", title="Expert scores")
     ax.set_xticks([1, 2, 3, 4])
     ax.legend()
-    figures["expert_scores"] = _save(fig, out_dir / "expert_scores.png")
-
-    fig = _figure(4.8, 4.2)
-    ax = fig.subplots()
-    both = pairs.dropna(subset=["expert_score", "crowd_share"])
-    ax.scatter(both["expert_score"], both["crowd_share"], s=8, alpha=0.3)
-    ax.set(
-        xlabel="expert score",
-        ylabel="crowd share of yes",
-        title=f"Crowd vs expert ({len(both)} pairs)",
-        xlim=(-0.05, 1.05),
-        ylim=(-0.05, 1.05),
+    keep(
+        "expert_scores",
+        fig,
+        "How often each of the three experts gave each score from 1 (no match) to 4 (exact match); "
+        "a rater who leans to one side shows as a taller or shorter bar of its colour.",
     )
-    figures["crowd_vs_expert"] = _save(fig, out_dir / "crowd_vs_expert.png")
 
-    fig = _figure()
-    ax = fig.subplots()
+    both = pairs.dropna(subset=["expert_score", "crowd_share"])
+    if len(both) >= 2 and both["expert_score"].nunique() > 1:
+        fig = _figure(5.2, 4.2)
+        ax = fig.subplots()
+        jitter = np.random.default_rng(0).uniform(-0.015, 0.015, len(both))
+        ax.scatter(both["expert_score"] + jitter, both["crowd_share"], s=6, alpha=0.2, label="pair")
+        means = both.groupby(both["expert_score"].round(3))["crowd_share"].mean()
+        ax.plot(means.index, means.to_numpy(), marker="o", color="tab:red", label="mean crowd share")
+        ax.set(
+            xlabel="mean expert score (0 = no match, 1 = exact match)",
+            ylabel="crowd share of yes",
+            title=f"Crowd vs expert ({len(both)} pairs rated by both)",
+            xlim=(-0.05, 1.05),
+            ylim=(-0.05, 1.05),
+        )
+        ax.legend(loc="upper left", fontsize="small")
+        keep(
+            "crowd_vs_expert",
+            fig,
+            "On pairs rated by both, the share of crowd workers who said the caption matches, against the experts' "
+            "mean score (dots jittered sideways); the red line is the mean crowd share per expert score.",
+        )
+    else:
+        skipped.append(f"Crowd vs expert: only {len(both)} pair(s) rated by both, too few to plot.")
+
+    per_image = pairs.groupby("image").size()
+    if per_image.nunique() > 1:
+        fig = _figure()
+        ax = fig.subplots()
+        ax.hist(per_image, bins=min(30, per_image.nunique()), color="tab:green")
+        ax.set(xlabel="rated captions per image", ylabel="images", title=f"Ratings per image ({len(per_image)} images)")
+        keep(
+            "ratings_per_image",
+            fig,
+            f"How many captions were rated against each image (median {per_image.median():.0f}): "
+            "an image with few ratings teaches the model little.",
+        )
+    elif len(per_image):
+        skipped.append(f"Ratings per image: every image has {per_image.iloc[0]} rated caption(s).")
+
     caps = tables.tables["captions_per_image"]
-    ax.bar(caps["captions"].astype(str), caps["images"])
-    ax.set(xlabel="captions written for the image", ylabel="images", title="Captions per image")
-    figures["captions_per_image"] = _save(fig, out_dir / "captions_per_image.png")
+    if len(caps) > 1:
+        fig = _figure()
+        ax = fig.subplots()
+        ax.bar(caps["captions"].astype(str), caps["images"])
+        ax.set(xlabel="captions written for the image", ylabel="images", title="Captions per image")
+        keep("captions_per_image", fig, "How many captions were written for each image (query ids image#n).")
+    elif len(caps):
+        row = caps.iloc[0]
+        skipped.append(f"Captions per image: all {row['images']} images have {row['captions']} caption(s) each.")
 
-    fig = _figure(6.0, 5.0)
-    ax = fig.subplots()
+    lengths = words_per_caption(texts)
+    if lengths.nunique() > 1:
+        fig = _figure()
+        ax = fig.subplots()
+        ax.hist(lengths, bins=np.arange(lengths.min(), lengths.max() + 2) - 0.5, color="tab:purple")
+        ax.set(xlabel="words", ylabel="captions", title=f"Caption length ({len(lengths)} captions)")
+        keep(
+            "caption_length",
+            fig,
+            f"Words per caption (median {lengths.median():.0f}, longest {lengths.max()}); "
+            "the text encoder sees short, descriptive sentences.",
+        )
+    elif len(lengths):
+        skipped.append(f"Caption length: every caption has {lengths.iloc[0]} word(s).")
+
     lemmas = tables.tables["top_lemmas"].iloc[::-1]
-    ax.barh(lemmas["lemma"], lemmas["count"])
-    ax.set(xlabel="texts", title="Most frequent lemmas (no stop words)")
-    figures["top_lemmas"] = _save(fig, out_dir / "top_lemmas.png")
+    if len(lemmas):
+        fig = _figure(6.0, 5.0)
+        ax = fig.subplots()
+        ax.barh(lemmas["lemma"], lemmas["count"])
+        ax.set(xlabel="texts", title="Most frequent lemmas (no stop words)")
+        keep("top_lemmas", fig, "The words captions use most, as dictionary forms, without stop words.")
 
-    fig = _figure()
-    ax = fig.subplots()
     terms = tables.tables["flagged_terms"].iloc[::-1]
-    ax.barh(terms["term"], terms["texts"], color="tab:red")
-    ax.set(xlabel="flagged texts", title="Child-content terms matched")
-    figures["flagged_terms"] = _save(fig, out_dir / "flagged_terms.png")
-    return figures
+    if len(terms):
+        fig = _figure()
+        ax = fig.subplots()
+        ax.barh(terms["term"], terms["texts"], color="tab:red")
+        ax.set(xlabel="flagged texts", title="Child-content terms matched")
+        keep(
+            "flagged_terms",
+            fig,
+            "Terms of the child-content screen and how many captions each matched; those pairs are left out.",
+        )
+    else:
+        skipped.append("Child-content terms: no caption matched the screen.")
+    return Figures(paths, captions, skipped)
 
 
 def cell(value: object) -> str:
@@ -210,7 +293,13 @@ def cell(value: object) -> str:
     return str(value)
 
 
-def render_html(tables: EdaTables, figures: dict[str, Path], title: str) -> str:
+def render_html(
+    tables: EdaTables,
+    figures: dict[str, Path],
+    title: str,
+    captions: dict[str, str] | None = None,
+    skipped: list[str] | None = None,
+) -> str:
     """The report page (`templates/report.html.j2`); every value is escaped by the template."""
     frames = [
         {
@@ -220,9 +309,16 @@ def render_html(tables: EdaTables, figures: dict[str, Path], title: str) -> str:
         }
         for name, frame in tables.tables.items()
     ]
-    shown_figures = [(name, path.name) for name, path in figures.items()]
+    words = captions or {}
+    shown_figures = [(path.name, words.get(name, name.replace("_", " "))) for name, path in figures.items()]
     return render(
-        "tasks.eda", "report.html.j2", title=title, safety=tables.safety, tables=frames, figures=shown_figures
+        "tasks.eda",
+        "report.html.j2",
+        title=title,
+        safety=tables.safety,
+        tables=frames,
+        figures=shown_figures,
+        skipped=skipped or [],
     )
 
 
@@ -232,17 +328,29 @@ class EdaReport:
     html: Path
     figures: dict[str, Path]
     tables: EdaTables
+    captions: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # plots left out, each with the single value it would show
 
 
-def write_eda_report(tables: EdaTables, pairs: pd.DataFrame, out_dir: Path, title: str = "imgsearch EDA") -> EdaReport:
-    """Write the PNGs and `report.html` into `out_dir` (each file atomically)."""
+def write_eda_report(
+    tables: EdaTables,
+    pairs: pd.DataFrame,
+    out_dir: Path,
+    title: str = "imgsearch EDA",
+    texts: pd.DataFrame | None = None,
+) -> EdaReport:
+    """Write the PNGs and `report.html` into `out_dir` (each file atomically). `texts` (query_id, query_text)
+    gives the caption-length plot; without it the captions of `pairs` are used."""
     from tasks.workspace import write_text_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _plot_figures(tables, pairs, out_dir)
-    page = write_text_atomic(out_dir / "report.html", render_html(tables, figures, title))
-    return EdaReport(directory=out_dir, html=page, figures=figures, tables=tables)
+    if texts is None:
+        texts = pairs.drop_duplicates("query_id")[["query_id", "query_text"]]
+    figures = _plot_figures(tables, pairs, texts, out_dir)
+    page = render_html(tables, figures.paths, title, figures.captions, figures.skipped)
+    html = write_text_atomic(out_dir / "report.html", page)
+    return EdaReport(html.parent, html, figures.paths, tables, figures.captions, figures.skipped)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -261,5 +369,6 @@ def markdown_summary(report: EdaReport, max_rows: int = 12) -> str:
         lines.append(f"\n### {name.replace('_', ' ')}\n")
         lines.append(markdown_table(frame.head(max_rows)))
     lines.append("\n### Figures\n")
-    lines += [f"- {name}: `{path}`" for name, path in report.figures.items()]
+    lines += [f"- {report.captions.get(name, name)} `{path}`" for name, path in report.figures.items()]
+    lines += [f"- not plotted: {reason}" for reason in report.skipped]
     return "\n".join(lines)

@@ -23,7 +23,11 @@ def eda_report_task(
     counts = {k: v for k, v in asdict(safety.summary).items() if k != "terms"}
     tables = eda_tables(dataset.expert, ratings.pairs, dataset.texts(), safety.summary.terms, counts)
     report = write_eda_report(
-        tables, ratings.pairs, workspace.eda_dir(version), title=f"imgsearch EDA — dataset {version}"
+        tables,
+        ratings.pairs,
+        workspace.eda_dir(version),
+        title=f"imgsearch EDA — dataset {version}",
+        texts=dataset.texts(),
     )
     create_markdown_artifact(key="eda-report", markdown=markdown_summary(report), description="EDA tables and figures")
     create_link_artifact(

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 
 from tasks.eda.report import (
     captions_per_image,
@@ -75,3 +76,30 @@ def test_report_files_are_written(tmp_path):
     for png in report.figures.values():
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert "| boy | 1 |" in markdown_summary(report)
+
+
+def test_figures_have_captions_in_words(tmp_path):
+    tables = eda_tables(EXPERT, PAIRS, TEXTS, {"boy": 1}, {})
+    report = write_eda_report(tables, PAIRS, tmp_path / "eda", texts=TEXTS)
+    page = report.html.read_text()
+    assert "caption_length.png" in page and "ratings_per_image.png" in page
+    for name in report.figures:
+        caption = report.captions[name]
+        assert len(caption.split()) >= 8 and f"<figcaption>{escape(caption)}</figcaption>" in page
+    assert "<figcaption>targets</figcaption>" not in page and report.skipped == []
+
+
+def test_a_plot_of_a_single_value_is_said_in_words_instead(tmp_path):
+    # one caption per image (as on practicum-dev), every image rated twice, every caption three words long
+    texts = pd.DataFrame({"query_id": ["x.jpg#0", "y.jpg#0"], "query_text": ["a dog runs", "two boys play"]})
+    pairs = PAIRS[PAIRS["image"] != "z.jpg"].assign(image=["x.jpg", "x.jpg", "y.jpg"]).iloc[:2]
+    pairs = pd.concat([pairs, pairs.assign(image="y.jpg")], ignore_index=True)
+    tables = eda_tables(EXPERT, pairs, texts, {}, {})
+    report = write_eda_report(tables, pairs, tmp_path / "eda", texts=texts)
+    assert not {"captions_per_image", "ratings_per_image", "caption_length", "flagged_terms"} & set(report.figures)
+    assert not (tmp_path / "eda" / "captions_per_image.png").exists()
+    page = report.html.read_text()
+    assert "all 2 images have 1 caption(s) each" in page
+    assert "every image has 2 rated caption(s)" in page and "every caption has 3 word(s)" in page
+    assert "no caption matched the screen" in page
+    assert "not plotted: Captions per image" in markdown_summary(report)
