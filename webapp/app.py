@@ -1,5 +1,5 @@
 """FastAPI app: the search page (`/`, its script and style under `/static/`), `/api/search`, `/api/info`,
-`/api/score`, `/healthz`, and the API's Swagger UI at `/docs`, served from this server (no CDN).
+`/api/score` and its page `/score`, `/healthz`, and the API's Swagger UI at `/docs`, served from this server (no CDN).
 
 Images are served only from the searchable gallery, by name: no paths, no flagged images.
 The routes live on one `APIRouter`. Every request answers from one frozen serving state (searcher and
@@ -145,6 +145,9 @@ def api_score(body: ScoreRequest, state: ServingState = Depends(serving)) -> dic
         raise HTTPException(status_code=404, detail=f"no image {name!r} in the gallery")
     result = s.score_gallery_image(body.text, name).as_dict()
     result["image"] = name
+    if result["score"] is not None:
+        band = band_of(result["score"])
+        result.update(band=band.name, band_label=band.label, band_meaning=band.meaning)
     return result
 
 
@@ -176,6 +179,28 @@ def page(request: Request) -> str:
         examples=EXAMPLE_QUERIES,
         bands=SCORE_BANDS,
         max_k=MAX_K,
+        max_query_chars=MAX_QUERY_CHARS,
+    )
+
+
+MAX_LISTED_IMAGES = 1000  # gallery names the /score page offers to pick from (any other name can be typed)
+
+
+@router.get("/score", response_class=HTMLResponse)
+def score_page(request: Request) -> str:
+    """A page for `POST /api/score`: a text and a gallery image (`?text=&image=` fill it in), the score in words
+    or the refusal with its reason (`webapp/static/score.js`)."""
+    try:
+        state, unavailable = serving(request), ""
+        names = state.searcher.index.images[:MAX_LISTED_IMAGES]
+    except SearchUnavailableError as err:
+        names, unavailable = [], str(err)
+    return render(
+        "webapp",
+        "score.html.j2",
+        images=names,
+        unavailable=unavailable,
+        bands=SCORE_BANDS,
         max_query_chars=MAX_QUERY_CHARS,
     )
 

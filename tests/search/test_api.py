@@ -293,3 +293,43 @@ def test_api_score_agrees_with_scoring_the_file(api, searcher, search_setup):
         served = api.post("/api/score", json={"text": "a dog on the grass", "image": name}).json()["score"]
         direct = searcher.score("a dog on the grass", search_setup.gallery / name).score
         assert served == pytest.approx(direct, abs=1e-5)
+
+
+def test_score_page_renders_the_form_its_script_and_the_gallery_names(api, search_setup):
+    import re
+
+    page = api.get("/score")
+    assert page.status_code == 200 and 'id="score-form"' in page.text
+    assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/score.js" defer>']
+    assert "<style" not in page.text and " style=" not in page.text
+    assert (
+        "content-security-policy" in page.headers and "'unsafe-inline'" not in page.headers["content-security-policy"]
+    )
+    # the gallery's searchable names are offered; hidden images are not
+    offered = set(re.findall(r'<option value="([^"]+)">', page.text))
+    assert offered == set(search_setup.searchable) and not offered & set(search_setup.flagged)
+    assert "strong match" in page.text and "not scored" in page.text
+    script = api.get("/static/score.js")
+    assert script.status_code == 200 and "/api/score" in script.text and "innerHTML" not in script.text
+
+
+def test_score_answer_says_what_the_score_means(api, search_setup):
+    from webapp.explain import band_of
+
+    body = api.post("/api/score", json={"text": "a dog on the grass", "image": search_setup.searchable[0]}).json()
+    band = band_of(body["score"])
+    assert (body["band"], body["band_label"], body["band_meaning"]) == (band.name, band.label, band.meaning)
+    refused = api.post("/api/score", json={"text": "two boys playing", "image": search_setup.searchable[0]}).json()
+    assert refused["refused"] and "band" not in refused and "children" in refused["reason"]
+
+
+def test_score_page_without_a_champion_says_why(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tasks.search.searcher import Searcher
+    from tasks.workspace import Workspace
+    from webapp.app import create_app
+
+    client = TestClient(create_app(lambda: Searcher.from_workspace(Workspace(tmp_path / "empty"))))
+    page = client.get("/score")
+    assert page.status_code == 200 and "Scoring is not available yet" in page.text and "no champion" in page.text
