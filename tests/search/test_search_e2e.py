@@ -314,3 +314,39 @@ def test_a_400px_wide_window_shows_a_two_column_grid_without_sideways_scrolling(
             assert rect["x"] >= 0 and rect["x"] + rect["width"] <= width, element_id
     finally:
         browser.set_window_size(1200, 900)
+
+
+def test_score_page_posts_the_form_and_shows_the_score_then_a_refusal_and_an_error(browser, server, search_setup):
+    from selenium.webdriver.common.by import By
+
+    image = search_setup.searchable[0]
+    browser.get(server + "/score")
+    browser.find_element(By.ID, "text").send_keys("a dog runs on the grass")
+    browser.find_element(By.ID, "image").send_keys(image)
+    browser.find_element(By.ID, "go").click()
+    _wait(browser, lambda d: _visible(d, "answer"))
+    _wait(browser, lambda d: d.execute_script("const i = document.getElementById('answer-img'); return i.complete"))
+    value = browser.find_element(By.ID, "answer-value").text
+    assert value.startswith("score ") and 0 <= float(value.split()[1]) <= 1
+    assert browser.find_element(By.ID, "answer-band").text.endswith("match")
+    assert "expects" in browser.find_element(By.ID, "answer-meaning").text
+    assert browser.execute_script("return document.getElementById('answer-img').naturalWidth") > 0
+    assert "text=a+dog+runs+on+the+grass" in browser.current_url  # the answer can be shared
+    # an enlarged search result links here with its query and image filled in
+    _search(browser, server, "a dog runs on the grass")
+    _wait(browser, lambda d: d.execute_script(HITS_LOADED))
+    browser.find_element(By.CSS_SELECTOR, "#results .thumb").click()
+    link = browser.find_element(By.ID, "viewer-score-link")
+    _wait(browser, lambda d: link.is_displayed())
+    link.click()
+    _wait(browser, lambda d: _visible(d, "answer"))
+    assert browser.find_element(By.ID, "text").get_attribute("value") == "a dog runs on the grass"
+    # a text about children: no score, the notice and its reason
+    browser.get(server + "/score?" + "text=two+boys+playing&image=" + image)
+    _wait(browser, lambda d: _visible(d, "refused"))
+    assert browser.find_element(By.ID, "refused-notice").text == NOTICE
+    assert "children" in browser.find_element(By.ID, "refused-reason").text and not _visible(browser, "answer")
+    # an image the gallery does not hold: the API's reason, in words
+    browser.get(server + "/score?text=a+dog&image=nope.jpg")
+    _wait(browser, lambda d: _visible(d, "error"))
+    assert "no image 'nope.jpg' in the gallery" in browser.find_element(By.ID, "error-text").text

@@ -99,6 +99,7 @@
     $('viewer-why').textContent = hit.captions.length
       ? 'The model compares your words with the picture. People described this picture as:'
       : 'Nobody wrote captions for this picture, so the score comes from the picture alone.';
+    $('viewer-score-link').href = '/score?' + new URLSearchParams({ text: fromUrl().q, image: hit.image });
     viewer.showModal();
     $('viewer-close').focus();
   }
