@@ -225,7 +225,10 @@ def _plot_figures(tables: EdaTables, pairs: pd.DataFrame, texts: pd.DataFrame, o
     if per_image.nunique() > 1:
         fig = _figure()
         ax = fig.subplots()
-        ax.hist(per_image, bins=min(30, per_image.nunique()), color="tab:green")
+        low, high = int(per_image.min()), int(per_image.max())
+        # one bar per count when the counts span few values, else 30 bins
+        bins = np.arange(low, high + 2) - 0.5 if high - low <= 40 else 30
+        ax.hist(per_image, bins=bins, color="tab:green")
         ax.set(xlabel="rated captions per image", ylabel="images", title=f"Ratings per image ({len(per_image)} images)")
         keep(
             "ratings_per_image",
