@@ -59,5 +59,5 @@ deployments: install ## serve the train, ingest-ratings, retrain and backfill de
 worker-smoke: install ## deploy prefect.yaml to a temporary server's process pool, run a backfill through a worker
 	$(BIN)/python deployments/worker_smoke.py
 
-screenshots: install ## search-page, /docs and Data Docs screenshots in docs/screenshots/ (headless Chromium; a sample workspace in /tmp)
+screenshots: install ## search-page, /score, /docs, Data Docs, training- and EDA-report screenshots in docs/screenshots/ (headless Chromium; a sample workspace in /tmp)
 	$(BIN)/python docs/make_screenshots.py

@@ -1,4 +1,5 @@
-"""Screenshots of the search page, the API docs and the Data Docs index for the README (`make screenshots`):
+"""Screenshots of the search page, the /score page, the API docs, the Data Docs index, the training report and the
+EDA report for the README (`make screenshots`):
 docs/screenshots/*.png.
 
 Builds a sample workspace once (the embedded sample, the pipeline under Prefect's test harness, with the demo's
@@ -18,11 +19,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 OUT = Path(__file__).parent / "screenshots"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WIDE, NARROW = (1200, 900), (400, 860)
-MAX_PNG_BYTES = 200_000
+MAX_PNG_BYTES = 100_000
+REPORT = (1100, 1400)
 
 
 def build_workspace(root: Path, text_encoder: str, image_encoder: str) -> Path:
@@ -121,11 +124,24 @@ def shrink(path: Path) -> Path:
     from PIL import Image
 
     image = Image.open(path).convert("RGB")
-    for colours in (256, 128, 64):
+    for colours in (256, 128, 64, 32):
         image.quantize(colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
         if path.stat().st_size < MAX_PNG_BYTES:
             break
     return path
+
+
+def first_image(base: str) -> str:
+    """The best image for the screenshots' query, from the running server."""
+    import json
+    from urllib.request import urlopen
+
+    with urlopen(base + "/api/search?" + urlencode({"q": "a dog runs on the grass", "k": 1})) as answer:  # noqa: S310 - our own server
+        return json.load(answer)["results"][0]["image"]
+
+
+def latest_eda_report(workspace_root: Path) -> Path:
+    return max((workspace_root / "reports" / "eda").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
 
 
 HITS_LOADED = (
@@ -169,6 +185,13 @@ def main() -> None:
             shoot(driver, base + query, "results-400px", NARROW, HITS_LOADED),
             shoot(
                 driver,
+                base + "/score?" + urlencode({"text": "a dog runs on the grass", "image": first_image(base)}),
+                "score",
+                WIDE,
+                "return !document.getElementById('answer').hidden",
+            ),
+            shoot(
+                driver,
                 base + "/docs",
                 "api-docs",
                 WIDE,
@@ -180,6 +203,20 @@ def main() -> None:
                 "data-docs",
                 WIDE,
                 "return document.querySelectorAll('.bootstrap-table tbody tr').length > 0",
+            ),
+            shoot(
+                driver,
+                (workspace_root / "reports" / "training" / "latest.html").as_uri(),
+                "training-report",
+                REPORT,
+                "return document.readyState === 'complete'",
+            ),
+            shoot(
+                driver,
+                latest_eda_report(workspace_root).as_uri(),
+                "eda-report",
+                REPORT,
+                "return document.readyState === 'complete'",
             ),
         ]
     finally:
