@@ -99,6 +99,12 @@ def test_training_report_escapes_names_and_notes():
     metrics = pd.DataFrame({"rmse": [0.2]}, index=[f"{PROBE}model"])
     page = metrics_html(metrics, title=f"run {PROBE}", notes=[f"data_dir /data/{PROBE}"])
     assert not any(m in page for m in RAW_MARKERS) and "&lt;img" in page
+    # the champion's and the figures' words too
+    from tasks.training.report import HeadToHead
+
+    duel = HeadToHead(f"{PROBE}new", f"{PROBE}old", {"rmse": 0.1}, {"rmse": 0.2}, f"kept {PROBE}", f"how {PROBE}")
+    page = metrics_html(metrics, "run", [], best=f"{PROBE}model", figures=[("a.png", PROBE)], head_to_head=duel)
+    assert not any(m in page for m in RAW_MARKERS) and "&lt;img" in page
 
 
 def test_search_report_escapes_query_and_image_names(tmp_path):
