@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ENCODERS = ["efficientnet-lite0", "efficientnet-lite0-tiles"]
+ENCODERS = ["efficientnet-lite0", "efficientnet-lite0-tiles", "efficientnet-lite0-tileviews"]
 SEEDS = (0, 1)  # fold assignments averaged for the comparison table
 
 
@@ -66,7 +66,7 @@ def at_recalls(scores: np.ndarray, labels: np.ndarray) -> dict:
     return row
 
 
-def compare(features: np.ndarray, labels: np.ndarray, by_captions: np.ndarray) -> dict:
+def compare(features: np.ndarray, labels: np.ndarray, by_captions: np.ndarray, views: int = 1) -> dict:
     """The detector alone, out of fold, averaged over fold seeds, judged twice: against every label it was
     trained on, and against the caption labels only (images that only a rating calls a child left out: looked
     at one by one on practicum-dev, most of them are adults doing what a child caption describes)."""
@@ -75,7 +75,7 @@ def compare(features: np.ndarray, labels: np.ndarray, by_captions: np.ndarray) -
     judged = {"all_labels": np.ones(len(labels), dtype=bool), "caption_labels": by_captions | (labels == 0)}
     rows: dict[str, list[dict]] = {name: [] for name in judged}
     for seed in SEEDS:
-        scores = out_of_fold_scores(features, labels, 5, seed)
+        scores = out_of_fold_scores(features, labels, 5, seed, views)
         for name, keep in judged.items():
             rows[name].append(at_recalls(scores[keep], labels[keep]))
     return {
@@ -123,6 +123,7 @@ def test_gallery(dataset, labels, encoder_id: str, workspace, min_captions: int)
 
 def main(data_dir: Path, encoders: list[str], workspace_dir: Path) -> dict:
     from tasks.ingest.dataset import ingest_dataset
+    from tasks.safety.image_detector import views_of
     from tasks.workspace import Workspace
 
     workspace = Workspace(workspace_dir)
@@ -134,7 +135,10 @@ def main(data_dir: Path, encoders: list[str], workspace_dir: Path) -> dict:
     by_captions = labelled["by_captions"].to_numpy(dtype=bool)
     for encoder_id in encoders:
         features, seconds = features_for(dataset, labelled["image"].tolist(), encoder_id, workspace)
-        report["detector_alone"][encoder_id] = compare(features, y, by_captions) | {"embed_seconds": round(seconds, 1)}
+        views = views_of(encoder_id)
+        report["detector_alone"][encoder_id] = compare(features, y, by_captions, views) | {
+            "embed_seconds": round(seconds, 1)
+        }
         print(encoder_id, report["detector_alone"][encoder_id], flush=True)
     report["test_gallery"] = [test_gallery(dataset, labels, encoders[-1], workspace, n) for n in (1, 2)]
     return report

@@ -21,6 +21,7 @@ from tasks.safety.image_detector import (
     new_classifier,
     operating_point,
     out_of_fold_scores,
+    views_of,
 )
 from tasks.safety.image_labels import ImageLabels, label_images
 from tasks.safety.policy import (
@@ -183,7 +184,7 @@ def detector_features_task(
 @task(name="score-out-of-fold", cache_policy=NO_CACHE)
 def out_of_fold_task(features: DetectorFeatures, params: ImageSafetyParams, seed: int) -> np.ndarray:
     """Each labelled image scored by a detector fitted on the other folds: the validation scores."""
-    return out_of_fold_scores(features.features, features.labels, params.folds, seed)
+    return out_of_fold_scores(features.features, features.labels, params.folds, seed, views_of(features.encoder_id))
 
 
 @task(name="choose-thresholds", cache_policy=NO_CACHE)
@@ -201,7 +202,8 @@ def fit_detector_task(
     features: DetectorFeatures, thresholds: Thresholds, seed: int, workspace: Workspace
 ) -> ChildImageDetector:
     """The final detector on every labelled image, saved with its thresholds where search reads it."""
-    model = new_classifier(seed).fit(np.asarray(features.features, dtype=np.float64), features.labels)
+    views = views_of(features.encoder_id)
+    model = new_classifier(seed, views).fit(np.asarray(features.features, dtype=np.float64), features.labels)
     detector = ChildImageDetector(model, features.encoder_id, thresholds)
     detector.save(workspace.detector_path)
     return detector

@@ -75,6 +75,10 @@ def test_tiled_lite0_is_the_max_over_the_whole_frame_and_its_quadrants():
     with torch.inference_mode():
         each = torch.cat([tiled.model(view[None]) for view in views]).numpy()
     np.testing.assert_allclose(vectors[0], each.max(axis=0), rtol=1e-4, atol=1e-4)
+    # The detector's encoder keeps the same five views side by side, unpooled, in TILE_BOXES order.
+    per_view = get_image_encoder("efficientnet-lite0-tileviews").encode_images(images)
+    assert per_view.shape == (2, 1280 * len(TILE_BOXES))
+    np.testing.assert_allclose(per_view[0].reshape(len(TILE_BOXES), -1), each, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.realdata

@@ -8,6 +8,7 @@ from tasks.safety.image_detector import (
     ChildImageDetector,
     DetectorParams,
     Thresholds,
+    ViewMaxClassifier,
     choose_thresholds,
     fit_child_detector,
     operating_point,
@@ -177,3 +178,51 @@ def test_training_images_are_judged_by_their_out_of_fold_score_on_every_file_pat
     # flags written before out-of-fold scores were recorded: the detector's own scores, as before
     old = SafetyPolicy(ChildImageDetector(_FixedScores(), "fake-image", thresholds), flags, min_captions=1)
     assert not old.decide_files(paths, np.repeat(low, len(paths), axis=0))["hidden"].any()
+
+
+def _views(n_children: int, n_adults: int, views: int = 5, width: int = 6, seed: int = 0):
+    """Rows of `views` vectors side by side; a child shows (feature 0 high) in one random view only."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(0, 1, (n_children + n_adults, views, width))
+    rows[np.arange(n_children), rng.integers(0, views, n_children), 0] += 4.0
+    return rows.reshape(len(rows), -1), np.r_[np.ones(n_children), np.zeros(n_adults)].astype(int)
+
+
+def test_view_max_scores_the_pooled_vector_and_each_view_and_keeps_the_highest():
+    features, labels = _views(60, 60)
+    model = ViewMaxClassifier(_LogReg(), 5).fit(features, labels)
+    by_view = features.reshape(len(features), 5, -1)
+    per_view = model.inner.predict_proba(by_view.reshape(-1, by_view.shape[2]))[:, 1].reshape(len(features), 5)
+    pooled = model.inner.predict_proba(by_view.max(axis=1))[:, 1]
+    proba = model.predict_proba(features)
+    np.testing.assert_allclose(proba[:, 1], np.maximum(pooled, per_view.max(axis=1)))
+    assert (proba[:, 1] > pooled).any()  # some view scores above the pooled vector
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert proba[labels == 1, 1].mean() > proba[labels == 0, 1].mean() + 0.3
+    with pytest.raises(ValueError, match="5 views side by side"):
+        model.predict_proba(features[:, :-1])
+
+
+def test_a_tileviews_detector_is_a_view_max_classifier_end_to_end(tmp_path):
+    features, labels = _views(40, 60, seed=1)
+    fit = fit_child_detector(features, labels, "efficientnet-lite0-tileviews", DetectorParams(high_recall=0.95))
+    assert isinstance(fit.detector.model, ViewMaxClassifier) and fit.detector.model.views == 5
+    assert fit.at(fit.detector.thresholds.high_recall).recall >= 0.95
+    loaded = ChildImageDetector.load(fit.detector.save(tmp_path / "detector.joblib"))
+    np.testing.assert_allclose(loaded.scores(features), fit.detector.scores(features))
+
+
+class _LogReg:
+    """Plain logistic regression (sklearn), so the view-max test does not depend on the CV grid."""
+
+    def __init__(self):
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(max_iter=1000)
+
+    def fit(self, x, y):
+        self.model.fit(x, y)
+        return self
+
+    def predict_proba(self, x):
+        return self.model.predict_proba(x)

@@ -6,8 +6,8 @@ the images the generator drew with a child; the generator's truth is read only h
 - Children only the pixels show (no known caption mentions them) depend on the detector at the threshold their
   captions allow (training images: their out-of-fold score, as the training set judged them). Strict on every
   seed except those in PIXELS_STILL_SHOWN, each with its measured reason (README, "Sample ground truth").
-The pipeline runs once per seed and embeds each image once per encoder (Lite0 for the models, Lite0 tiles for
-the detector); the checks then read the embedding cache.
+The pipeline runs once per seed and embeds each image once per encoder (Lite0 for the models, Lite0 tile views
+for the detector); the checks then read the embedding cache.
 The text encoder is the fake one: the safety decision never reads text vectors.
 """
 
@@ -23,12 +23,9 @@ pytestmark = pytest.mark.integration
 
 SEEDS = range(5)
 # Seeds on which the detector still shows a child only its pixels give away, with what was measured. Only these
-# may fail (not strictly: a better detector makes them pass); any other seed showing a child fails the run.
-PIXELS_STILL_SHOWN = {
-    3: "seed 3: test image 2415268952_d06d096d32.jpg, a child with a balloon beside three women, whose one "
-    "caption ('Three ladies in black in the snow .') vouches for it, scores 0.296 against the confident "
-    "threshold 0.466 (Lite0 tiles + logistic regression; README, 'Sample ground truth')",
-}
+# may fail (not strictly: a better detector makes them pass); any other seed showing a child fails the run. Empty
+# since the detector scores each tile view as well as the pooled vector (seed 3 was the last; README).
+PIXELS_STILL_SHOWN: dict[int, str] = {}
 QUERIES = ["a person on the grass", "a dog in the snow", "a red car on the street", "people by the sea"]
 
 

@@ -286,6 +286,9 @@ TILE_BOXES = (
     (0.5, 0.5, 1.0, 1.0),
 )
 TILED_SUFFIX = "-tiles"
+# The same five views, not pooled: one 5 x 1280 row per image (views in TILE_BOXES order), for a detector that
+# scores each view on its own and keeps the highest score (`tasks/safety/image_detector.py`, `ViewMaxClassifier`).
+TILE_VIEWS_SUFFIX = "-tileviews"
 
 
 class TiledLiteImageEncoder(_LiteMultiViewEncoder):
@@ -297,9 +300,16 @@ class TiledLiteImageEncoder(_LiteMultiViewEncoder):
     recall 0.95 from 53% to 59% (README, "Child safety").
     """
 
-    def __init__(self, base_id: str, views_per_call: int = 40):
-        super().__init__(base_id, TILED_SUFFIX)
+    def __init__(self, base_id: str, views_per_call: int = 40, pooled: bool = True):
+        super().__init__(base_id, TILED_SUFFIX if pooled else TILE_VIEWS_SUFFIX)
         self.views_per_call = views_per_call
+        self.pooled = pooled
+
+    @property
+    def dim(self) -> int:
+        from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
+
+        return HEAD_FILTERS if self.pooled else HEAD_FILTERS * len(TILE_BOXES)
 
     @property
     def preprocess(self) -> Callable[[Image.Image], Any]:
@@ -314,14 +324,16 @@ class TiledLiteImageEncoder(_LiteMultiViewEncoder):
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for k, view in enumerate(views):
             by_shape.setdefault(tuple(view.shape), []).append(k)
-        features = torch.zeros(len(views), self.dim)
+        width = self.dim if self.pooled else self.dim // len(TILE_BOXES)
+        features = torch.zeros(len(views), width)
         with torch.inference_mode():
             for rows in by_shape.values():  # views keep their aspect ratio, so only same-shaped ones share a call
                 for i in range(0, len(rows), self.views_per_call):
                     chunk = rows[i : i + self.views_per_call]
                     features[chunk] = self.model(torch.stack([views[k] for k in chunk]))
-        pooled = features.reshape(len(items), len(TILE_BOXES), -1).amax(dim=1)
-        return as_float32_rows(pooled.numpy(), len(items), self.dim, self.encoder_id)
+        by_view = features.reshape(len(items), len(TILE_BOXES), -1)
+        out = by_view.amax(dim=1) if self.pooled else by_view.reshape(len(items), -1)
+        return as_float32_rows(out.numpy(), len(items), self.dim, self.encoder_id)
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.encode_preprocessed([_tile_views(img.convert("RGB"), self.image_size) for img in images])

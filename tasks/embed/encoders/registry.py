@@ -22,6 +22,7 @@ from tasks.embed.encoders.locate import (
     minilm_path,
 )
 from tasks.embed.encoders.models import (
+    TILE_VIEWS_SUFFIX,
     TILED_SUFFIX,
     VIEWS_SUFFIX,
     LiteViewsImageEncoder,
@@ -46,7 +47,7 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
         return FakeTextEncoder()
     if encoder_id == DEFAULT_TEXT_ENCODER:
         return SentenceTransformerTextEncoder(encoder_id, minilm_path, dim=MINILM_DIM)
-    lite_base = encoder_id.removesuffix(VIEWS_SUFFIX).removesuffix(TILED_SUFFIX)
+    lite_base = encoder_id.removesuffix(VIEWS_SUFFIX).removesuffix(TILED_SUFFIX).removesuffix(TILE_VIEWS_SUFFIX)
     if lite_base in LITE_PACKAGES or encoder_id in ("resnet18", *FAKE_IMAGE_BINS):
         raise ValueError(f"{encoder_id!r} is an image encoder, not a text encoder")
     # Fail now, before any work starts, if the model is missing; load the weights only when first used.
@@ -55,7 +56,7 @@ def get_text_encoder(encoder_id: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
 
 
 @functools.cache
-def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
+def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:  # noqa: PLR0911 -- one branch per family
     """The image encoder for an id; one instance per process, its model loaded on first use."""
     if encoder_id in FAKE_IMAGE_BINS:
         return FakeImageEncoder(encoder_id, FAKE_IMAGE_BINS[encoder_id])
@@ -68,6 +69,9 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
     if encoder_id.endswith(TILED_SUFFIX) and encoder_id.removesuffix(TILED_SUFFIX) in LITE_PACKAGES:
         locate_lite_weights(encoder_id.removesuffix(TILED_SUFFIX))
         return TiledLiteImageEncoder(encoder_id.removesuffix(TILED_SUFFIX))
+    if encoder_id.endswith(TILE_VIEWS_SUFFIX) and encoder_id.removesuffix(TILE_VIEWS_SUFFIX) in LITE_PACKAGES:
+        locate_lite_weights(encoder_id.removesuffix(TILE_VIEWS_SUFFIX))
+        return TiledLiteImageEncoder(encoder_id.removesuffix(TILE_VIEWS_SUFFIX), pooled=False)
     if encoder_id == "resnet18":
         weights = locate_resnet18_weights()
         return TorchCNNImageEncoder("resnet18", 512, 224, functools.partial(_build_resnet18, weights), resize=256)
@@ -79,6 +83,7 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
         *LITE_PACKAGES,
         *(f"{lite}{VIEWS_SUFFIX}" for lite in LITE_PACKAGES),
         *(f"{lite}{TILED_SUFFIX}" for lite in LITE_PACKAGES),
+        *(f"{lite}{TILE_VIEWS_SUFFIX}" for lite in LITE_PACKAGES),
         "resnet18",
         "clip-ViT-B-32 (or another clip-* sentence-transformers model)",
     ]
