@@ -25,7 +25,7 @@ from tasks.search.index import SearchUnavailableError
 from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher, is_blank
 from tasks.search.serving import ServingState, ServingStates
 from webapp.explain import EXAMPLE_QUERIES, SCORE_BANDS, band_of
-from webapp.limits import DOCS_CSP, PAGE_CSP, SERVING_STATE_KEY, GuardMiddleware
+from webapp.limits import DOCS_CSP, MAX_UPLOAD_BYTES, PAGE_CSP, SCORE_CSP, SERVING_STATE_KEY, GuardMiddleware
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Swagger UI's script and style, from the fastapi-offline package (the swagger-ui-dist files FastAPI's own
@@ -151,6 +151,48 @@ def api_score(body: ScoreRequest, state: ServingState = Depends(serving)) -> dic
     return result
 
 
+@router.post("/api/score/upload")
+async def api_score_upload(
+    request: Request,
+    text: str = Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The text to score"),
+    state: ServingState = Depends(serving),
+) -> dict:
+    """Score `text` against an image file sent as the request body (any format Pillow reads, at most 8 MiB).
+
+    The file is a new image to the safety decision: no caption vouches for it, so it is refused at the
+    detector's high-recall threshold (and when its bytes are a hidden dataset image), as `imgsearch score`
+    does for a path. It is written to a private temporary folder, deleted after scoring, and its vectors stay
+    out of the workspace's embedding cache (`Searcher.score_uploaded_file`).
+    """
+    import io
+    import tempfile
+
+    from PIL import Image, UnidentifiedImageError
+    from starlette.concurrency import run_in_threadpool
+
+    if is_blank(text):
+        raise HTTPException(status_code=400, detail="text is empty")
+    data = await request.body()
+    if not data:
+        raise HTTPException(status_code=400, detail="no image: send the image file as the request body")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()
+            kind = (probe.format or "img").lower()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise HTTPException(status_code=400, detail=f"the body is not an image Pillow can read: {err}") from err
+    with tempfile.TemporaryDirectory(prefix="imgsearch-upload-") as folder:
+        path = Path(folder) / f"upload.{kind}"
+        path.write_bytes(data)
+        scored = await run_in_threadpool(state.searcher.score_uploaded_file, text, path)
+    result = scored.as_dict()
+    result["image"] = "uploaded image"
+    if result["score"] is not None:
+        band = band_of(result["score"])
+        result.update(band=band.name, band_label=band.label, band_meaning=band.meaning)
+    return result
+
+
 @router.get("/images/{name}")
 def image(name: str, state: ServingState = Depends(serving)) -> FileResponse:
     s = state.searcher
@@ -241,5 +283,10 @@ def create_app(
     app.include_router(router)
     app.mount(SWAGGER_UI_URL, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(GuardMiddleware, csp=PAGE_CSP, csp_by_path={"/docs": DOCS_CSP})
+    app.add_middleware(
+        GuardMiddleware,
+        csp=PAGE_CSP,
+        csp_by_path={"/docs": DOCS_CSP, "/score": SCORE_CSP},
+        body_limit_by_path={"/api/score/upload": MAX_UPLOAD_BYTES},
+    )
     return app

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_BODY_BYTES = 16 * 1024  # /api/score takes a text of at most 500 characters and an image name
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # /api/score/upload: one image file as the body
 MAX_URL_BYTES = 8 * 1024  # path and query string; a query is at most 500 characters, percent-encoded at most 4.5 KiB
 MAX_HEAD_BYTES = 15 * 1024  # request line and headers; under h11's own 16 KiB limit, so h11 never sees more
 MAX_DRAIN_BYTES = 64 * 1024 * 1024  # a head longer than this is cut off by closing the connection
@@ -32,6 +33,8 @@ BASE_CSP = "default-src 'none'; img-src 'self'; connect-src 'self'; base-uri 'no
 PAGE_CSP = (BASE_CSP + "; script-src 'self'; style-src 'self'").encode()
 # Swagger UI's stylesheet draws its icons from data: URLs; nothing else differs.
 DOCS_CSP = PAGE_CSP.replace(b"img-src 'self'", b"img-src 'self' data:")
+# The /score page shows a picture the user picked from their own disk (an object URL) before it is scored.
+SCORE_CSP = PAGE_CSP.replace(b"img-src 'self'", b"img-src 'self' blob:")
 
 
 SERVING_STATE_KEY = "imgsearch_serving"  # request.state key of the ServingState a request answers from
@@ -51,8 +54,15 @@ def _plain_response(status: int, text: str) -> tuple[list[tuple[bytes, bytes]], 
 class GuardMiddleware:
     """Limits on the URL and the body, security headers on every response, `X-Imgsearch-Model` / `-Index`."""
 
-    def __init__(self, app: ASGIApp, csp: bytes = BASE_CSP.encode(), csp_by_path: dict[str, bytes] | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        csp: bytes = BASE_CSP.encode(),
+        csp_by_path: dict[str, bytes] | None = None,
+        body_limit_by_path: dict[str, int] | None = None,
+    ):
         self.app = app
+        self.body_limit_by_path = body_limit_by_path or {}
         self.headers = [*SECURITY_HEADERS, (b"content-security-policy", csp)]
         # a page that needs another policy than `csp`, by exact path
         self.headers_by_path = {
@@ -71,10 +81,11 @@ class GuardMiddleware:
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        limit = self.body_limit_by_path.get(scope["path"], MAX_BODY_BYTES)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             if declared.isdigit() and int(declared) <= MAX_DRAIN_BYTES:
                 await self._discard(receive, more=True)
-            await self._reply(send, 413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+            await self._reply(send, 413, f"request body too large: at most {limit} bytes")
             return
         # A body is read here, up to the bound, before the app sees it (a chunked one declares no length).
         has_body = (
@@ -88,9 +99,9 @@ class GuardMiddleware:
                 return  # the client went away
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > MAX_BODY_BYTES:
+            if len(body) > limit:
                 await self._discard(receive, more)
-                await self._reply(send, 413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+                await self._reply(send, 413, f"request body too large: at most {limit} bytes")
                 return
         replayed = not has_body
 

@@ -324,6 +324,30 @@ class Searcher:
         score = float(np.clip(self.model.predict(self._query_vector(text), image_vec)[0], 0.0, 1.0))
         return PairScore(text, str(path), score, False)
 
+    def score_uploaded_file(self, text: str, path: Path) -> PairScore:
+        """Score `text` against an image file that is not in the gallery (an upload to the web app): the same
+        screen and the same safety decision as `score_pairs` (no caption vouches for a new file, so the
+        detector's high-recall threshold applies, and a copy of a hidden image stays hidden), but, as for
+        `score_gallery_image`, nothing is written to the workspace's embedding cache."""
+        from tasks.embed.encoders.registry import get_image_encoder
+        from tasks.safety.text_screen import NOTICE
+
+        path = Path(path)
+        screen = self.content_filter.screen(text)
+        if screen.flagged:
+            return PairScore(text, str(path), None, True, NOTICE, "text about children: " + ", ".join(screen.matches))
+        image_vec = self._vectors_read_only([path], self.image_encoder)
+        detector = self.policy.detector.encoder_id
+        features = (
+            image_vec
+            if detector == self.image_encoder.encoder_id
+            else self._vectors_read_only([path], get_image_encoder(detector))
+        )
+        if self._hidden_files([path], image_vec, features):
+            return PairScore(text, str(path), None, True, NOTICE, "image shows a child")
+        score = float(np.clip(self.model.predict(self._query_vector(text), image_vec)[0], 0.0, 1.0))
+        return PairScore(text, str(path), score, False)
+
     def _vectors_read_only(self, paths: list[Path], encoder) -> np.ndarray:
         """Rows for image files from the embedding cache without adding to it; misses are computed and kept in
         a bounded in-memory cache of this searcher."""

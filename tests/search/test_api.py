@@ -333,3 +333,59 @@ def test_score_page_without_a_champion_says_why(tmp_path):
     client = TestClient(create_app(lambda: Searcher.from_workspace(Workspace(tmp_path / "empty"))))
     page = client.get("/score")
     assert page.status_code == 200 and "Scoring is not available yet" in page.text and "no champion" in page.text
+
+
+def _upload(api, text: str, data: bytes):
+    return api.post("/api/score/upload", params={"text": text}, content=data)
+
+
+def test_score_an_uploaded_image(api, search_setup):
+    """An upload is scored like the same gallery file (same vectors); a new file leaves nothing in the cache."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from tasks.embed.cache import EmbeddingCache
+
+    name = search_setup.searchable[0]
+    uploaded = _upload(api, "a dog on the grass", (search_setup.gallery / name).read_bytes())
+    assert uploaded.status_code == 200, uploaded.text
+    body = uploaded.json()
+    by_name = api.post("/api/score", json={"text": "a dog on the grass", "image": name}).json()
+    assert body["refused"] is False and body["image"] == "uploaded image" and "imgsearch-upload" not in uploaded.text
+    assert body["score"] == pytest.approx(by_name["score"], abs=1e-6) and body["band"] == by_name["band"]
+
+    buffer = io.BytesIO()
+    Image.open(search_setup.gallery / name).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(buffer, "PNG")
+    new = buffer.getvalue()
+    answer = _upload(api, "a dog on the grass", new)
+    assert answer.status_code == 200 and (answer.json()["refused"] or 0.0 <= answer.json()["score"] <= 1.0)
+    digest = hashlib.sha256(new).hexdigest()
+    for encoder_id in ("fake-image", "fake-text"):
+        assert EmbeddingCache.for_workspace(search_setup.workspace, encoder_id).missing([digest]) == [digest]
+
+
+@pytest.mark.parametrize("source", ["captions", "detector"])
+def test_an_uploaded_copy_of_a_hidden_image_is_refused(api, search_setup, source):
+    for name in search_setup.flagged_by(source)[:3]:
+        body = _upload(api, "a dog on the grass", (search_setup.gallery / name).read_bytes()).json()
+        assert body["refused"] is True and body["score"] is None and body["notice"] == NOTICE, name
+
+
+def test_upload_with_a_child_text_is_refused(api, search_setup):
+    body = _upload(api, "a little girl", (search_setup.gallery / search_setup.searchable[0]).read_bytes()).json()
+    assert body["refused"] is True and body["reason"].startswith("text about children")
+
+
+def test_upload_bad_requests(api, search_setup):
+    image = (search_setup.gallery / search_setup.searchable[0]).read_bytes()
+    assert _upload(api, "a dog", b"").status_code == 400
+    not_image = _upload(api, "a dog", b"this is not a picture")
+    assert not_image.status_code == 400 and "not an image" in not_image.json()["detail"]
+    assert _upload(api, "   ", image).status_code == 400
+    assert api.post("/api/score/upload", content=image).status_code == 422  # no text
+    too_big = _upload(api, "a dog", image + b"\0" * (8 * 1024 * 1024))
+    assert too_big.status_code == 413 and "8388608" in too_big.text
+    # the JSON route keeps its small limit
+    assert api.post("/api/score", content=b"x" * (17 * 1024)).status_code == 413

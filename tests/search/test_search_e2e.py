@@ -350,3 +350,26 @@ def test_score_page_posts_the_form_and_shows_the_score_then_a_refusal_and_an_err
     browser.get(server + "/score?text=a+dog&image=nope.jpg")
     _wait(browser, lambda d: _visible(d, "error"))
     assert "no image 'nope.jpg' in the gallery" in browser.find_element(By.ID, "error-text").text
+
+
+def test_score_page_scores_an_uploaded_picture_and_refuses_a_hidden_one(browser, server, search_setup):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/score")
+    browser.find_element(By.ID, "text").send_keys("a dog runs on the grass")
+    browser.find_element(By.ID, "file").send_keys(str(search_setup.gallery / search_setup.searchable[0]))
+    browser.find_element(By.ID, "go").click()
+    _wait(browser, lambda d: _visible(d, "answer"))
+    _wait(browser, lambda d: d.execute_script("const i = document.getElementById('answer-img'); return i.complete"))
+    value = browser.find_element(By.ID, "answer-value").text
+    assert value.startswith("score ") and 0 <= float(value.split()[1]) <= 1
+    assert browser.execute_script("return document.getElementById('answer-img').naturalWidth") > 0  # blob: allowed
+    assert search_setup.searchable[0] in browser.find_element(By.ID, "answer-title").text
+    # a copy of an image the safety decision hid: refused like the gallery image itself
+    browser.get(server + "/score")
+    browser.find_element(By.ID, "text").send_keys("a dog runs on the grass")
+    browser.find_element(By.ID, "file").send_keys(str(search_setup.gallery / search_setup.flagged_by("captions")[0]))
+    browser.find_element(By.ID, "go").click()
+    _wait(browser, lambda d: _visible(d, "refused"))
+    assert browser.find_element(By.ID, "refused-reason").text == "image shows a child"
+    assert not _visible(browser, "answer")

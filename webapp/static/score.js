@@ -5,7 +5,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const form = $('score-form'), text = $('text'), image = $('image'), status = $('status');
+  const form = $('score-form'), text = $('text'), image = $('image'), file = $('file'), status = $('status');
   const answer = $('answer'), refused = $('refused'), error = $('error');
   let latest = 0;
 
@@ -15,10 +15,14 @@
     status.classList.remove('loading');
   }
 
-  function showScore(body) {
+  let shownUpload = null;  // the object URL of the uploaded picture on show, revoked when replaced
+
+  function showScore(body, upload) {
     const img = $('answer-img');
-    img.src = '/images/' + encodeURIComponent(body.image);
-    img.alt = body.image;
+    if (shownUpload) { URL.revokeObjectURL(shownUpload); shownUpload = null; }
+    if (upload) shownUpload = URL.createObjectURL(upload);
+    img.src = upload ? shownUpload : '/images/' + encodeURIComponent(body.image);
+    img.alt = upload ? upload.name : body.image;
     $('answer-title').textContent = '“' + body.text + '” against ' + body.image;
     $('answer-value').textContent = 'score ' + body.score.toFixed(3);
     const band = $('answer-band');
@@ -40,19 +44,27 @@
     error.hidden = false;
   }
 
-  async function score(t, name) {
+  // `upload` (a File) is scored through /api/score/upload; otherwise the gallery image `name`.
+  async function score(t, name, upload) {
     const mine = ++latest;
     clear();
     status.textContent = 'Scoring…';
     status.classList.add('loading');
     let response, body;
     try {
-      response = await fetch('/api/score', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ text: t, image: name }),
-      });
-      body = await response.json();
+      response = upload
+        ? await fetch('/api/score/upload?' + new URLSearchParams({ text: t }).toString(), {
+          method: 'POST',
+          headers: { 'Content-Type': upload.type || 'application/octet-stream' },
+          body: upload,
+        })
+        : await fetch('/api/score', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ text: t, image: name }),
+        });
+      const raw = await response.text();  // a 413 from the size guard is plain text, not JSON
+      try { body = JSON.parse(raw); } catch { body = { detail: raw.trim() || 'the server answered ' + response.status }; }
     } catch (err) {
       if (mine === latest) { clear(); showError('The server did not answer: ' + err.message); }
       return;
@@ -65,7 +77,8 @@
     } else if (body.refused) {
       showRefusal(body);
     } else {
-      showScore(body);
+      if (upload) body.image = upload.name;
+      showScore(body, upload);
     }
   }
 
@@ -79,8 +92,10 @@
 
   form.addEventListener('submit', (event) => {
     event.preventDefault();
-    const t = text.value.trim(), name = image.value.trim();
-    if (!t || !name) return;
+    const t = text.value.trim(), name = image.value.trim(), upload = file.files[0];
+    if (!t) { text.focus(); return; }
+    if (upload) { score(t, '', upload); return; }  // an upload is not kept, so it has no URL to share
+    if (!name) { image.focus(); return; }
     const url = '/score?' + new URLSearchParams({ text: t, image: name }).toString();
     if (url !== window.location.pathname + window.location.search) history.pushState(null, '', url);
     score(t, name);
