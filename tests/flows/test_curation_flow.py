@@ -37,7 +37,11 @@ def test_flow_writes_eda_report(run):
     result, root = run
     html = root / "reports" / "eda" / result.ingest.version / "report.html"
     assert result.eda_report == str(html) and html.is_file()
-    assert len(list(html.parent.glob("*.png"))) == 6
+    # every figure the sample has data for (8: captions per image, ratings per image, caption length, ...),
+    # each one shown on the page
+    pngs = sorted(p.name for p in html.parent.glob("*.png"))
+    page = html.read_text()
+    assert len(pngs) == 8 and all(name in page for name in pngs), pngs
 
 
 def test_flow_publishes_artifacts(run):
