@@ -496,12 +496,13 @@ def serve(
     from webapp.app import create_app
     from webapp.limits import uvicorn_config
 
-    states = ServingStates.for_workspace(Workspace.from_env(), index_name, check_every)
+    workspace = Workspace.from_env()
+    states = ServingStates.for_workspace(workspace, index_name, check_every)
     try:
         states.current()  # fail here, with a clear message, rather than on the first request
     except SearchUnavailableError as err:
         _fail(str(err))
-    uvicorn.Server(uvicorn_config(create_app(states=states), host, port)).run()
+    uvicorn.Server(uvicorn_config(create_app(states=states, reports_dir=workspace.reports), host, port)).run()
 
 
 def main() -> None:  # pragma: no cover - console entry point

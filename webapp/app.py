@@ -25,7 +25,15 @@ from tasks.search.index import SearchUnavailableError
 from tasks.search.searcher import MAX_K, MAX_QUERY_CHARS, Searcher, is_blank
 from tasks.search.serving import ServingState, ServingStates
 from webapp.explain import EXAMPLE_QUERIES, SCORE_BANDS, band_of
-from webapp.limits import DOCS_CSP, MAX_UPLOAD_BYTES, PAGE_CSP, SCORE_CSP, SERVING_STATE_KEY, GuardMiddleware
+from webapp.limits import (
+    DOCS_CSP,
+    MAX_UPLOAD_BYTES,
+    PAGE_CSP,
+    REPORT_CSP,
+    SCORE_CSP,
+    SERVING_STATE_KEY,
+    GuardMiddleware,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Swagger UI's script and style, from the fastapi-offline package (the swagger-ui-dist files FastAPI's own
@@ -193,6 +201,29 @@ async def api_score_upload(
     return result
 
 
+# What /reports/ serves: the EDA reports (`eda/<dataset version>/`) and the training reports (`training/`), their
+# HTML pages and PNG plots only. Neither holds a photo, so nothing there can show a child.
+REPORT_KINDS = {"eda": 2, "training": 1}  # kind -> path segments after it
+REPORT_SUFFIXES = {".html", ".png"}
+
+
+@router.get("/reports/{kind}/{rest:path}", include_in_schema=False)
+def report_file(kind: str, rest: str, request: Request) -> FileResponse:
+    """The workspace's EDA and training reports over HTTP, so the dashboard's link artifacts open them."""
+    parts = rest.split("/")
+    if (
+        REPORT_KINDS.get(kind) != len(parts)
+        or not all(is_plain_name(part) for part in parts)
+        or Path(parts[-1]).suffix not in REPORT_SUFFIXES
+    ):
+        raise HTTPException(status_code=404, detail="not found")
+    reports = request.app.state.reports_dir or serving(request).searcher.workspace.reports
+    path = Path(reports, kind, *parts)
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="not found")
+    return FileResponse(path)
+
+
 @router.get("/images/{name}")
 def image(name: str, state: ServingState = Depends(serving)) -> FileResponse:
     s = state.searcher
@@ -266,10 +297,14 @@ def _unavailable(request: Request, err: Exception) -> JSONResponse:
 
 
 def create_app(
-    searcher_factory: Callable[[], Searcher] | None = None, *, states: ServingStates | None = None
+    searcher_factory: Callable[[], Searcher] | None = None,
+    *,
+    states: ServingStates | None = None,
+    reports_dir: Path | None = None,
 ) -> FastAPI:
     """Serve `states` (which follow retrains, see `ServingStates.for_workspace`), or one searcher made by
-    `searcher_factory` on first use and kept for the app's life."""
+    `searcher_factory` on first use and kept for the app's life. `reports_dir` is the workspace's reports
+    folder for /reports/ (default: the serving searcher's)."""
     if (searcher_factory is None) == (states is None):
         raise ValueError("give either searcher_factory or states")
     app = FastAPI(
@@ -279,6 +314,7 @@ def create_app(
         redoc_url=None,  # ReDoc would load its script and fonts from CDNs
     )
     app.state.serving = states if states is not None else ServingStates.fixed(searcher_factory)  # type: ignore[arg-type]
+    app.state.reports_dir = reports_dir
     app.add_exception_handler(SearchUnavailableError, _unavailable)
     app.include_router(router)
     app.mount(SWAGGER_UI_URL, StaticFiles(directory=swagger_ui_dir()), name="swagger-ui")
@@ -288,5 +324,6 @@ def create_app(
         csp=PAGE_CSP,
         csp_by_path={"/docs": DOCS_CSP, "/score": SCORE_CSP},
         body_limit_by_path={"/api/score/upload": MAX_UPLOAD_BYTES},
+        csp_by_prefix={"/reports/": REPORT_CSP},
     )
     return app

@@ -33,6 +33,10 @@ BASE_CSP = "default-src 'none'; img-src 'self'; connect-src 'self'; base-uri 'no
 PAGE_CSP = (BASE_CSP + "; script-src 'self'; style-src 'self'").encode()
 # Swagger UI's stylesheet draws its icons from data: URLs; nothing else differs.
 DOCS_CSP = PAGE_CSP.replace(b"img-src 'self'", b"img-src 'self' data:")
+# The HTML reports under /reports/ (EDA, training) carry their style inline and have no script at all.
+REPORT_CSP = b"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; " + (
+    b"frame-ancestors 'none'"
+)
 # The /score page shows a picture the user picked from their own disk (an object URL) before it is scored.
 SCORE_CSP = PAGE_CSP.replace(b"img-src 'self'", b"img-src 'self' blob:")
 
@@ -60,8 +64,14 @@ class GuardMiddleware:
         csp: bytes = BASE_CSP.encode(),
         csp_by_path: dict[str, bytes] | None = None,
         body_limit_by_path: dict[str, int] | None = None,
+        csp_by_prefix: dict[str, bytes] | None = None,
     ):
         self.app = app
+        # pages under a path prefix (say "/reports/") that need another policy than `csp`
+        self.headers_by_prefix = {
+            prefix: [*SECURITY_HEADERS, (b"content-security-policy", policy)]
+            for prefix, policy in (csp_by_prefix or {}).items()
+        }
         self.body_limit_by_path = body_limit_by_path or {}
         self.headers = [*SECURITY_HEADERS, (b"content-security-policy", csp)]
         # a page that needs another policy than `csp`, by exact path
@@ -115,7 +125,7 @@ class GuardMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(self.headers_by_path.get(scope["path"], self.headers))
+                headers.extend(self._headers_for(scope["path"]))
                 serving = state.get(SERVING_STATE_KEY)
                 if serving is not None:
                     headers.append((b"x-imgsearch-model", serving.model_version.encode("latin-1", "replace")))
@@ -124,6 +134,14 @@ class GuardMiddleware:
             await send(message)
 
         await self.app(scope, replay, send_with_headers)
+
+    def _headers_for(self, path: str) -> list[tuple[bytes, bytes]]:
+        if path in self.headers_by_path:
+            return self.headers_by_path[path]
+        for prefix, headers in self.headers_by_prefix.items():
+            if path.startswith(prefix):
+                return headers
+        return self.headers
 
     @staticmethod
     async def _discard(receive: Receive, more: bool) -> None:

@@ -32,8 +32,17 @@ def eda_report_task(
     create_markdown_artifact(key="eda-report", markdown=markdown_summary(report), description="EDA tables and figures")
     create_link_artifact(
         key="eda-report-html",
-        link=report.html.as_uri(),
-        link_text="EDA report (HTML)",
-        description=f"EDA report of dataset {version}",
+        link=report_url(f"eda/{version}/{report.html.name}"),
+        link_text="EDA report (HTML, served by `imgsearch serve`)",
+        description=f"EDA report of dataset {version}; file: {report.html}",
     )
     return report
+
+
+def report_url(relative: str) -> str:
+    """Where `imgsearch serve` shows a report (its /reports/ route), so the dashboard's link opens it: the
+    server's address from IMGSEARCH_PUBLIC_URL (default the serve command's own, http://127.0.0.1:8000)."""
+    import os
+
+    base = os.environ.get("IMGSEARCH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    return f"{base}/reports/{relative}"

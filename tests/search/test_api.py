@@ -389,3 +389,39 @@ def test_upload_bad_requests(api, search_setup):
     assert too_big.status_code == 413 and "8388608" in too_big.text
     # the JSON route keeps its small limit
     assert api.post("/api/score", content=b"x" * (17 * 1024)).status_code == 413
+
+
+def test_reports_are_served_with_their_own_policy(api, search_setup):
+    """/reports/ serves the workspace's EDA and training pages and plots, and nothing else."""
+    reports = search_setup.workspace.reports
+    eda = sorted((reports / "eda").glob("*/report.html"))[0]
+    version = eda.parent.name
+    page = api.get(f"/reports/eda/{version}/report.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "style-src 'unsafe-inline'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+    plot = sorted(eda.parent.glob("*.png"))[0].name
+    png = api.get(f"/reports/eda/{version}/{plot}")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert api.get("/reports/training/latest.html").status_code == 200
+    (eda.parent / "notes.txt").write_text("not a report")
+    for bad in [
+        f"/reports/eda/{version}/notes.txt",  # only .html and .png
+        "/reports/eda/report.html",  # eda pages sit in a dataset version's folder
+        f"/reports/eda/{version}/missing.html",
+        "/reports/data_docs/index.html",  # other folders of reports/ are not served
+        f"/reports/eda/{version}/..%2F..%2Fsafety%2Fx.html",
+        "/reports/eda/..%2F../%2E%2E/x.html",
+        "/reports/training/../../index/gallery/images.parquet",
+    ]:
+        assert api.get(bad).status_code == 404, bad
+    assert "content-security-policy" in api.get("/").headers  # the pages keep theirs
+    assert "'unsafe-inline'" not in api.get("/").headers["content-security-policy"]
+
+
+def test_the_eda_link_artifact_points_at_the_served_report(monkeypatch):
+    from tasks.eda.tasks import report_url
+
+    assert report_url("eda/v1/report.html") == "http://127.0.0.1:8000/reports/eda/v1/report.html"
+    monkeypatch.setenv("IMGSEARCH_PUBLIC_URL", "https://search.example.org/")
+    assert report_url("eda/v1/report.html") == "https://search.example.org/reports/eda/v1/report.html"
