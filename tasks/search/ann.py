@@ -9,6 +9,8 @@ before re-scoring, so only searchable images can come back, whatever the faiss i
 from __future__ import annotations
 
 import math
+import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -127,8 +129,60 @@ def _faiss():
     return faiss
 
 
+def _mapped_file(vectors: np.ndarray) -> tuple[str, int] | None:
+    """(file, byte offset of row 0) when `vectors` is a whole C-ordered .npy file mapped by `np.load(mmap_mode=...)`."""
+    if (
+        isinstance(vectors, np.memmap)
+        and isinstance(vectors.base, mmap.mmap)  # a slice's base is its parent array: its offset would be wrong
+        and vectors.flags.c_contiguous
+        and vectors.filename
+    ):
+        return str(vectors.filename), int(vectors.offset)
+    return None
+
+
+def iter_rows(vectors: np.ndarray, chunk: int = 100_000) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 block of up to `chunk` rows) over `vectors`, in order.
+
+    A memory-mapped file is read with plain reads, not through the mapping: pages read through a mapping count in
+    the process's resident memory until the kernel needs them back, so one pass over a 10M-image gallery (5 GiB)
+    would show as 5 GiB resident; read this way, they sit only in the page cache."""
+    n = len(vectors)
+    mapped = _mapped_file(vectors)
+    if mapped is None:
+        for start in range(0, n, chunk):
+            yield start, np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32)
+        return
+    filename, offset = mapped
+    dim = int(np.prod(vectors.shape[1:], dtype=np.int64))
+    row_bytes = dim * vectors.dtype.itemsize
+    with open(filename, "rb") as f:
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            f.seek(offset + start * row_bytes)
+            block = np.fromfile(f, dtype=vectors.dtype, count=m * dim).reshape((m, *vectors.shape[1:]))
+            if len(block) != m:
+                raise OSError(f"{filename}: short read at row {start}")
+            yield start, np.ascontiguousarray(block, dtype=np.float32)
+
+
+def sample_rows(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` distinct rows of `vectors` drawn at random (in row order), gathered in one pass of `iter_rows`."""
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size, replace=False))
+    if _mapped_file(vectors) is None:
+        return np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    out = np.empty((size, *vectors.shape[1:]), dtype=np.float32)
+    for start, block in iter_rows(vectors):
+        lo, hi = np.searchsorted(rows, [start, start + len(block)])
+        out[lo:hi] = block[rows[lo:hi] - start]
+    return out
+
+
 def build_ivf(vectors: np.ndarray, ids: np.ndarray, ann: ResolvedAnn, seed: int = 0):
-    """Train an IVF index (flat or 8-bit scalar-quantized codes, inner product) on `vectors` and add them as `ids`."""
+    """Train an IVF index (flat or 8-bit scalar-quantized codes, inner product) on `vectors` and add them as `ids`.
+
+    Memory is the codes plus a training sample (`TRAIN_POINTS_PER_LIST` per list) and one block of vectors:
+    a memory-mapped `vectors` is never read whole."""
     faiss = _faiss()
     dim = vectors.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
@@ -141,17 +195,17 @@ def build_ivf(vectors: np.ndarray, ids: np.ndarray, ann: ResolvedAnn, seed: int 
     else:
         raise ValueError(f"not an IVF kind: {ann.kind!r}")
     index.cp.seed = seed
-    sample = min(len(vectors), ann.nlist * TRAIN_POINTS_PER_LIST)
-    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), sample, replace=False))
-    index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    train = sample_rows(vectors, min(len(vectors), ann.nlist * TRAIN_POINTS_PER_LIST), seed)
+    index.train(train)
+    del train
     add_ivf(index, vectors, ids)
     return index
 
 
 def add_ivf(index, vectors: np.ndarray, ids: np.ndarray, chunk: int = 100_000) -> None:
-    for start in range(0, len(vectors), chunk):
-        block = np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32)
-        index.add_with_ids(block, np.ascontiguousarray(ids[start : start + chunk], dtype=np.int64))
+    ids = np.asarray(ids, dtype=np.int64)
+    for start, block in iter_rows(vectors, chunk):
+        index.add_with_ids(block, np.ascontiguousarray(ids[start : start + len(block)]))
 
 
 def remove_ivf(index, ids: np.ndarray) -> int:
