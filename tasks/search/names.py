@@ -98,3 +98,35 @@ def as_names(names: Sequence[str]) -> ImageNames:
 def names_array(names: Sequence[str]) -> pa.Array:
     """Arrow array of `names` for writing (no copy when they already are one)."""
     return as_names(names).arrow
+
+
+class NameRows:
+    """Row of each name in an image-name sequence, for `name in rows` and `rows.get(name)`.
+
+    A dict of 10M names costs about 1 GiB; this keeps a sorted array of the names' hashes and the rows they
+    belong to (16 bytes a name) and checks the name itself on a hit, so a hash collision never answers for
+    another image."""
+
+    __slots__ = ("_names", "_hashes", "_rows")
+
+    def __init__(self, names: Sequence[str]):
+        self._names = names
+        hashes = np.fromiter((hash(name) for name in names), dtype=np.int64, count=len(names))
+        self._rows = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[self._rows]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, name: str) -> int | None:
+        h = hash(name)
+        lo = int(np.searchsorted(self._hashes, h, side="left"))
+        while lo < len(self._hashes) and self._hashes[lo] == h:
+            row = int(self._rows[lo])
+            if self._names[row] == name:
+                return row
+            lo += 1
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None

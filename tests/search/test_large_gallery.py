@@ -164,3 +164,26 @@ def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_imag
         assert len(rows) == 10 and not {again.images[int(r)] for r in rows} & hidden
     for i in new[:10]:
         assert again.images[int(lookup.search(vectors[i], 1)[0][0])] == names[i]
+
+
+def test_name_rows_find_every_name_and_nothing_else():
+    """The searcher's name -> row map (compact for 10M names) answers exactly like a dict, also on collisions."""
+    from tasks.search.names import ImageNames, NameRows
+
+    plain = [f"img_{i:05d}.jpg" for i in range(5000)]
+    for names in (plain, ImageNames(plain)):
+        rows = NameRows(names)
+        assert len(rows) == 5000
+        assert all(rows.get(name) == i for i, name in enumerate(plain))
+        assert rows.get("img_05000.jpg") is None and "img_05000.jpg" not in rows and "img_00042.jpg" in rows
+        assert 42 not in rows  # type: ignore[operator]
+    assert NameRows([]).get("a.jpg") is None
+
+    class Collide(str):  # every name hashes alike: the name itself must decide
+        def __hash__(self) -> int:
+            return 7
+
+    same = [Collide(f"c{i}.jpg") for i in range(50)]
+    rows = NameRows(same)
+    assert [rows.get(Collide(f"c{i}.jpg")) for i in range(50)] == list(range(50))
+    assert rows.get(Collide("c50.jpg")) is None
