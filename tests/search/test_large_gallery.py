@@ -187,3 +187,23 @@ def test_name_rows_find_every_name_and_nothing_else():
     rows = NameRows(same)
     assert [rows.get(Collide(f"c{i}.jpg")) for i in range(50)] == list(range(50))
     assert rows.get(Collide("c50.jpg")) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_ivf_rescoring_reads_candidate_rows_without_mapping_the_file(tmp_path):
+    """Re-scoring reads the candidates with pread: results equal those over the in-memory vectors, and the
+    mapped file does not become resident (through the mapping, a few scattered rows map large folios)."""
+    from tasks.search.ann import AnnParams, IvfLookup, build_ivf
+
+    n = 32 * 2**20 // (DIM * 4)  # 32 MiB of vectors
+    vectors = clustered(n, seed=8)
+    ann = AnnParams(kind="ivf-flat", nlist=64, nprobe=8).resolve(n)
+    ids = np.arange(n, dtype=np.int64)
+    ivf = build_ivf(vectors, ids, ann)
+    mm = mapped(tmp_path, vectors)
+    in_memory, from_file = IvfLookup(ivf, vectors, ids, ann), IvfLookup(ivf, mm, ids, ann)
+    before = _rss_file_kib()
+    for query in clustered(200, seed=9):
+        a, b = in_memory.search(query, 10), from_file.search(query, 10)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert _rss_file_kib() - before < 4 * 1024
