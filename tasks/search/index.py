@@ -167,6 +167,8 @@ class GalleryIndex:
                 ivf=ivf,
             )
             again = (directory / "index.json").read_text()
+            del table  # size and mtime were copied into `stamps`: let their buffers go
+            pa.default_memory_pool().release_unused()  # the Arrow allocator keeps freed pages otherwise
         except (FileNotFoundError, OSError) as err:
             raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({err})") from err
         # `atomic_dir` swaps the whole folder: files read before and after a swap would belong to two builds.
@@ -379,16 +381,17 @@ def apply_changes(
 
     keep = np.asarray(keep, dtype=bool)
     new_ids = np.arange(previous.next_id, previous.next_id + len(added.images), dtype=np.int64)
-    kept_rows = np.flatnonzero(keep)
+    everything = bool(keep.all())  # only additions: no masked copies of 10M-row arrays (names, ids, stamps)
+    kept_names = as_names(previous.images) if everything else as_names(previous.images).take(np.flatnonzero(keep))
     old_stamps = previous.stamps if previous.stamps is not None else np.zeros((len(previous.images), 2), np.int64)
     index = replace(
         previous,
-        images=as_names(previous.images).take(kept_rows).extend(added.images),
+        images=kept_names.extend(added.images),
         embeddings=_concat(previous.embeddings, keep, added.embeddings, len(added.images)),
         projected=_concat(previous.projected, keep, added.projected, len(added.images)),
-        ids=np.concatenate([previous.row_ids[keep], new_ids]),
+        ids=np.concatenate([previous.row_ids if everything else previous.row_ids[keep], new_ids]),
         next_id=previous.next_id + len(added.images),
-        stamps=np.concatenate([old_stamps[keep], added.stamps.reshape(-1, 2)]),
+        stamps=np.concatenate([old_stamps if everything else old_stamps[keep], added.stamps.reshape(-1, 2)]),
         flagged=flagged.reset_index(drop=True),
         ivf=None,
     )

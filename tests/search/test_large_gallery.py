@@ -207,3 +207,31 @@ def test_ivf_rescoring_reads_candidate_rows_without_mapping_the_file(tmp_path):
         a, b = in_memory.search(query, 10), from_file.search(query, 10)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert _rss_file_kib() - before < 4 * 1024
+
+
+def test_an_update_that_only_adds_keeps_every_row_and_appends(tmp_path):
+    """All rows kept (the common update): names, ids, stamps and vectors are the old ones, then the new ones."""
+    from tasks.search.ann import AnnParams
+    from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
+
+    vectors = clustered(1200, seed=10)
+    params = AnnParams(kind="ivf-flat", nlist=8, nprobe=8, exact_below=0)
+    index = GalleryIndex(
+        folder="/nowhere",
+        images=[f"a{i}.jpg" for i in range(1000)],
+        embeddings=None,
+        flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
+        image_encoder="fake-image",
+        projected=vectors[:1000],
+        ids=np.arange(0, 2000, 2, dtype=np.int64),
+        next_id=2000,
+        stamps=np.arange(2000, dtype=np.int64).reshape(-1, 2),
+    )
+    with_lookup(index, params).save(tmp_path / "a")
+    loaded = GalleryIndex.load(tmp_path / "a")
+    added = AddedImages([f"b{i}.jpg" for i in range(200)], None, vectors[1000:], np.full((200, 2), 7, np.int64))
+    grown = apply_changes(loaded, np.ones(1000, dtype=bool), added, loaded.flagged, params)
+    assert grown.images == [f"a{i}.jpg" for i in range(1000)] + [f"b{i}.jpg" for i in range(200)]
+    assert grown.row_ids.tolist() == list(range(0, 2000, 2)) + list(range(2000, 2200))
+    assert np.array_equal(grown.stamps, np.vstack([index.stamps, np.full((200, 2), 7)]))
+    assert np.array_equal(np.asarray(grown.projected), vectors) and grown.ivf.ntotal == 1200
