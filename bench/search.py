@@ -217,9 +217,10 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     }
 
 
-def clustered_vectors(n: int, dim: int = 128, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
+def clustered_chunks(n: int, dim: int = 128, seed: int = 0, chunk: int = 100_000):
     """Unit vectors in two levels of clusters (64 themes, n/1000 topics), noise as large as a topic's centre, so
-    near neighbours are many and overlapping: not uniform noise, where every neighbour is equally far."""
+    near neighbours are many and overlapping: not uniform noise, where every neighbour is equally far.
+    Yields float32 blocks of up to `chunk` rows, so 10M vectors never sit in memory at once."""
     rng = np.random.default_rng(seed)
     themes = rng.standard_normal((64, dim)).astype(np.float32)
     themes /= np.linalg.norm(themes, axis=1, keepdims=True)
@@ -228,99 +229,184 @@ def clustered_vectors(n: int, dim: int = 128, seed: int = 0, chunk: int = 100_00
         np.float32
     ) / np.sqrt(dim)
     topics /= np.linalg.norm(topics, axis=1, keepdims=True)
-    out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         block = topics[rng.integers(0, n_topics, m)] + rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
-        out[start : start + m] = block
+        yield block
+
+
+def clustered_vectors(n: int, dim: int = 128, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
+    """`clustered_chunks` in one array (the same vectors for the same seed)."""
+    out = np.empty((n, dim), dtype=np.float32)
+    start = 0
+    for block in clustered_chunks(n, dim, seed, chunk):
+        out[start : start + len(block)] = block
+        start += len(block)
     return out
 
 
-def exact_top10(vectors: np.ndarray, queries_: np.ndarray, chunk: int = 50) -> np.ndarray:
-    out = []
-    for start in range(0, len(queries_), chunk):
-        scores = queries_[start : start + chunk] @ vectors.T
-        part = np.argpartition(-scores, 10, axis=1)[:, :10]
-        out.extend(part.copy())  # a view would keep the whole (chunk, n) index array alive
-    return np.array(out)
+def write_clustered(path: Path, n: int, dim: int = 128, seed: int = 0) -> None:
+    """`clustered_vectors` written block by block to an .npy file (plain writes: nothing stays mapped)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
+        for block in clustered_chunks(n, dim, seed):
+            f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+    os.replace(tmp, path)
 
 
-def run_scale(size: int, kind: str, n_queries: int, add: int) -> dict:
-    """Lookup only (no text encoder): build, persist, load (memory-mapped), query, add `add` images."""
+def exact_top10(vectors: np.ndarray, queries_: np.ndarray, rows: int = 100_000) -> np.ndarray:
+    """Exact top-10 rows of every query, over `rows` gallery rows at a time, kept as a running best, so the
+    scores matrix stays (queries x rows); a memory-mapped gallery is read with plain reads."""
+    from tasks.search.ann import iter_rows
+
+    k = 10
+    best_s = np.full((len(queries_), k), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(queries_), k), dtype=np.int64)
+    for start, block in iter_rows(vectors, rows):
+        scores = queries_ @ block.T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        cand_s = np.concatenate([best_s, np.take_along_axis(scores, part, axis=1)], axis=1)
+        cand_i = np.concatenate([best_i, part + start], axis=1)
+        keep = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, keep, axis=1), np.take_along_axis(cand_i, keep, axis=1)
+    return best_i
+
+
+def synthetic_names(n: int, prefix: str = "synthetic_"):
+    """`prefix` + 8-digit row + ".jpg" as one Arrow string array, built without a Python string per name."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tasks.search.names import ImageNames
+
+    digits = pc.utf8_lpad(pa.array(np.arange(n, dtype=np.int64)).cast(pa.string()), width=8, padding="0")
+    return ImageNames(pc.binary_join_element_wise(prefix, digits, ".jpg", ""))
+
+
+def scale_files(data: Path, size: int, n_queries: int) -> dict[str, Path]:
+    return {
+        "vectors": data / f"clustered-{size}.npy",
+        "queries": data / f"queries-{n_queries}.npy",
+        "truth": data / f"truth-{size}-{n_queries}.npy",
+        "truth_s": data / f"truth-{size}-{n_queries}.json",
+        "gallery": data / f"gallery-{size}",
+    }
+
+
+def prepare_scale(data: Path, size: int, n_queries: int) -> dict:
+    """The gallery vectors (written block by block to disk), the queries and their exact top 10 (read block by
+    block): the measured processes only open the files. Reuses files already in `data` (same seed, same data)."""
+    files = scale_files(data, size, n_queries)
+    if not files["vectors"].is_file():
+        write_clustered(files["vectors"], size)
+    if not files["queries"].is_file():
+        np.save(files["queries"], clustered_vectors(n_queries, seed=1))
+    if not files["truth"].is_file():
+        t0 = time.perf_counter()
+        truth = exact_top10(np.load(files["vectors"], mmap_mode="r"), np.load(files["queries"]))
+        files["truth_s"].write_text(json.dumps({"exact_truth_s": time.perf_counter() - t0}))
+        np.save(files["truth"], truth)
+    return json.loads(files["truth_s"].read_text()) if files["truth_s"].is_file() else {}
+
+
+def build_scale(size: int, kind: str, data: Path, n_queries: int) -> dict:
+    """Build the index from the memory-mapped vectors file (as a loaded gallery holds them) and save it."""
     import pandas as pd
 
-    from tasks.search.ann import AnnParams, ExactLookup, ResolvedAnn, lookup_for
-    from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
+    from tasks.search.ann import AnnParams
+    from tasks.search.index import GalleryIndex, with_lookup
 
-    scratch = Path(tempfile.mkdtemp(prefix="imgsearch-bench-scale-"))
-    try:
-        vectors = clustered_vectors(size)
-        query_vecs = clustered_vectors(n_queries, seed=1)
+    files = scale_files(data, size, n_queries)
+    index = GalleryIndex(
+        folder=str(data),
+        images=synthetic_names(size),
+        embeddings=None,
+        flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
+        image_encoder="synthetic",
+        projected=np.load(files["vectors"], mmap_mode="r"),
+        projected_for="synthetic",
+        model_version="synthetic",
+        ids=np.arange(size, dtype=np.int64),
+        next_id=size,
+        stamps=np.zeros((size, 2), dtype=np.int64),
+    )
+    t0 = time.perf_counter()
+    index = with_lookup(index, AnnParams(kind=kind, exact_below=0))  # type: ignore[arg-type]
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.save(files["gallery"])
+    return {"build_s": build_s, "save_s": time.perf_counter() - t0, "build_peak_rss_mib": rss_mib()}
+
+
+def measure_lookup(lookup, query_vecs: np.ndarray, truth: np.ndarray, row_ids: np.ndarray, timed: int) -> dict:
+    for q in query_vecs[:5]:
+        lookup.search(q, 10)
+    lat, recall = [], []
+    for q, truth_rows in zip(query_vecs, truth, strict=True):
         t0 = time.perf_counter()
-        truth = exact_top10(vectors, query_vecs)
-        truth_s = time.perf_counter() - t0
+        rows, _ = lookup.search(q, 10)
+        if len(lat) < timed:
+            lat.append(time.perf_counter() - t0)
+        recall.append(len(set(row_ids[rows].tolist()) & set(truth_rows.tolist())) / 10)
+    return {
+        "p50_ms": float(np.percentile(np.array(lat) * 1000, 50)),
+        "p99_ms": float(np.percentile(np.array(lat) * 1000, 99)),
+        "timed_queries": len(lat),
+        "recall_at_10": float(np.mean(recall)),
+        "recall_queries": len(recall),
+    }
+
+
+def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, nprobes: list[int]) -> dict:
+    """Load the saved index (vectors memory-mapped), query it, optionally at other nprobe values, add `add` images."""
+    from dataclasses import replace
+
+    from tasks.search.ann import AnnParams, ResolvedAnn, lookup_for
+    from tasks.search.index import AddedImages, GalleryIndex, apply_changes
+
+    files = scale_files(data, size, n_queries)
+    query_vecs, truth = np.load(files["queries"]), np.load(files["truth"])
+    t0 = time.perf_counter()
+    loaded = GalleryIndex.load(files["gallery"])
+    load_s = time.perf_counter() - t0
+    ann = ResolvedAnn.from_dict(loaded.ann)
+    lookup = lookup_for(loaded.projected, loaded.row_ids, ann, loaded.ivf)
+    timed = n_queries if lookup.kind != "exact" else min(n_queries, 200)  # exact at 1M: ~50 ms a query
+    row: dict = {"load_s": load_s, **measure_lookup(lookup, query_vecs, truth, loaded.row_ids, timed)}
+    row["serve_peak_rss_mib"] = rss_mib()
+    if lookup.kind != "exact" and nprobes:
+        sweep = []
+        for nprobe in nprobes:
+            other = lookup_for(loaded.projected, loaded.row_ids, replace(ann, nprobe=nprobe), loaded.ivf)
+            sweep.append({"nprobe": nprobe, **measure_lookup(other, query_vecs, truth, loaded.row_ids, n_queries)})
+        row["nprobe_sweep"] = sweep
+    if add:
+        new = clustered_vectors(add, seed=2)
+        added = AddedImages(synthetic_names(add, "new_"), None, new, np.zeros((add, 2), dtype=np.int64))
         params = AnnParams(kind=kind, exact_below=0)  # type: ignore[arg-type]
-        index = GalleryIndex(
-            folder=str(scratch),
-            images=[f"synthetic_{i:08d}.jpg" for i in range(size)],
-            embeddings=None,
-            flagged=pd.DataFrame({"image": [], "source": [], "detail": []}),
-            image_encoder="synthetic",
-            projected=vectors,
-            projected_for="synthetic",
-            model_version="synthetic",
-            ids=np.arange(size, dtype=np.int64),
-            next_id=size,
-            stamps=np.zeros((size, 2), dtype=np.int64),
-        )
         t0 = time.perf_counter()
-        index = with_lookup(index, params)
-        build_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        index.save(scratch / "gallery")
-        save_s = time.perf_counter() - t0
-        del index, vectors
-        loaded = GalleryIndex.load(scratch / "gallery")
-        lookup = lookup_for(loaded.projected, loaded.row_ids, ResolvedAnn.from_dict(loaded.ann), loaded.ivf)
-        timed = n_queries if lookup.kind != "exact" else min(n_queries, 200)  # exact at 1M: ~50 ms a query
-        for q in query_vecs[:5]:
-            lookup.search(q, 10)
-        lat, recall = [], []
-        for q, truth_rows in zip(query_vecs, truth, strict=True):
-            t0 = time.perf_counter()
-            rows, _ = lookup.search(q, 10)
-            if len(lat) < timed:
-                lat.append(time.perf_counter() - t0)
-            recall.append(len(set(loaded.row_ids[rows].tolist()) & set(truth_rows.tolist())) / 10)
-        row = {
-            "gallery": size,
-            "kind": lookup.kind,
-            "ann": loaded.ann,
-            "build_s": build_s,
-            "save_s": save_s,
-            "p50_ms": float(np.percentile(np.array(lat) * 1000, 50)),
-            "p99_ms": float(np.percentile(np.array(lat) * 1000, 99)),
-            "timed_queries": len(lat),
-            "recall_at_10": float(np.mean(recall)),
-            "recall_queries": len(recall),
-            "exact_truth_s": truth_s,
-        }
-        if add:
-            new = clustered_vectors(add, seed=2)
-            added = AddedImages([f"new_{i:08d}.jpg" for i in range(add)], None, new, np.zeros((add, 2), dtype=np.int64))
-            t0 = time.perf_counter()
-            grown = apply_changes(loaded, np.ones(size, dtype=bool), added, loaded.flagged, params)
-            row["add_s"] = time.perf_counter() - t0
-            grown.save(scratch / "gallery")
-            row["add_and_save_s"] = time.perf_counter() - t0
-            row["added"] = add
-            check = ExactLookup(np.asarray(grown.projected))
-            assert grown.images[check.search(new[0], 1)[0][0]] == "new_00000000.jpg"
-        row["peak_rss_mib"] = rss_mib()
-        return row
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        grown = apply_changes(loaded, np.ones(size, dtype=bool), added, loaded.flagged, params)
+        row["add_s"] = time.perf_counter() - t0
+        grown.save(files["gallery"])
+        row["add_and_save_s"] = time.perf_counter() - t0
+        row["added"] = add
+        assert np.array_equal(np.asarray(grown.projected[size:]), new)
+        check = lookup_for(grown.projected, grown.row_ids, ResolvedAnn.from_dict(grown.ann), grown.ivf)
+        assert grown.images[int(check.search(new[0], 1)[0][0])] == "new_00000000.jpg"
+    row["peak_rss_mib"] = rss_mib()
+    return row
+
+
+def run_child(args: list[str]) -> dict:
+    cmd = [sys.executable, __file__, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"{' '.join(args)} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def parse_sizes(values: list[str]) -> list[int]:
@@ -329,34 +415,66 @@ def parse_sizes(values: list[str]) -> list[int]:
 
 
 def main_scale(args) -> None:
-    rows = []
-    for size in parse_sizes(args.sizes):
-        for kind in args.kinds.split(","):
-            add = args.add if size >= 1_000_000 else 0
-            cmd = [sys.executable, __file__, "--scale-one", f"{size}:{kind}:{args.queries}:{add}"]
-            env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-            if done.returncode != 0:
-                sys.stderr.write(done.stderr)
-                raise SystemExit(f"size {size} {kind} failed")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(
-                f"{r['gallery']:>9} {r['kind']:>8} build {r['build_s']:7.1f} s  p50 {r['p50_ms']:7.2f} ms  "
-                f"p99 {r['p99_ms']:7.2f} ms  recall@10 {r['recall_at_10']:.4f}  RSS {r['peak_rss_mib']:6.0f} MiB"
-                + (f"  add {r['added']}: {r['add_and_save_s']:.1f} s" if "added" in r else ""),
-                flush=True,
-            )
+    """Per size: one process writes the vectors and the exact truth to disk; per kind, one process builds and saves
+    the index from the memory-mapped vectors, another loads it, queries it and adds images (so peak RSS is per
+    phase, and never includes the benchmark's own ground truth)."""
+    data = args.data or Path(tempfile.mkdtemp(prefix="imgsearch-bench-scale-"))
+    data.mkdir(parents=True, exist_ok=True)
+    out = args.out if args.out != RESULTS else RESULTS.with_name("search_scale.json")
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    rows: list[dict] = []
+    try:
+        for size in parse_sizes(args.sizes):
+            prep = run_child(["--scale-prep", f"{size}:{args.queries}:{data}"])
+            for kind in args.kinds.split(","):
+                add = args.add if size >= 1_000_000 else 0
+                built = run_child(["--scale-build", f"{size}:{kind}:{args.queries}:{data}"])
+                served = run_child(["--scale-serve", f"{size}:{kind}:{args.queries}:{data}:{add}:{args.nprobes}"])
+                meta = json.loads((scale_files(data, size, args.queries)["gallery"] / "index.json").read_text())
+                r = {"gallery": size, "kind": kind, "ann": meta["ann"], **prep, **built, **served}
+                r["peak_rss_mib"] = max(r["build_peak_rss_mib"], r["peak_rss_mib"])
+                r["load_avg_1_5_15"] = os.getloadavg()
+                shutil.rmtree(scale_files(data, size, args.queries)["gallery"], ignore_errors=True)
+                rows.append(r)
+                print(
+                    f"{r['gallery']:>9} {r['kind']:>8} build {r['build_s']:7.1f} s  p50 {r['p50_ms']:7.2f} ms  "
+                    f"p99 {r['p99_ms']:7.2f} ms  recall@10 {r['recall_at_10']:.4f}  RSS {r['peak_rss_mib']:6.0f} MiB"
+                    + (f"  add {r['added']}: {r['add_and_save_s']:.1f} s" if "added" in r else ""),
+                    flush=True,
+                )
+                for s in r.get("nprobe_sweep", []):
+                    print(
+                        f"{'':>19} nprobe {s['nprobe']:>5}: p50 {s['p50_ms']:7.2f} ms  recall {s['recall_at_10']:.4f}"
+                    )
+    finally:
+        if args.data is None:
+            shutil.rmtree(data, ignore_errors=True)
+    # rows of sizes and kinds not run this time are kept, with the command that measured them
+    command = "python bench/search.py " + " ".join(sys.argv[1:])
+    for r in rows:
+        r["command"] = command
+    fresh = {(r["gallery"], r["kind"]) for r in rows}
+    kept = [
+        {
+            **r,
+            "command": r.get("command", old.get("command", "")),
+            "load_avg_1_5_15": r.get("load_avg_1_5_15", old.get("load_avg_1_5_15")),
+        }
+        for r in old.get("results", [])
+        if (r["gallery"], r["kind"]) not in fresh
+    ]
     payload = {
-        "command": "python bench/search.py " + " ".join(sys.argv[1:]),
+        "command": command,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
         "threads": 1,
         "load_avg_1_5_15": os.getloadavg(),
-        "vectors": "clustered synthetic unit vectors, 128-d (the two-tower dimension); see clustered_vectors",
-        "results": rows,
+        "vectors": "clustered synthetic unit vectors, 128-d (the two-tower dimension); see clustered_chunks",
+        "rss_note": "build_peak_rss_mib: the process that builds the index from the memory-mapped vectors and "
+        "saves it; peak_rss_mib: the larger of that and the process that loads it, queries it and adds images. "
+        "Rows without build_peak_rss_mib were measured in one process that also held the vectors and the truth.",
+        "results": sorted(kept + rows, key=lambda r: (r["gallery"], r["kind"])),
     }
-    out = args.out if args.out != RESULTS else RESULTS.with_name("search_scale.json")
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, out)
@@ -374,7 +492,15 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="exact,ivf-sq8", help="with --scale: index kinds to compare")
     parser.add_argument("--add", type=int, default=10_000, help="with --scale: images added to the 1M+ indexes")
-    parser.add_argument("--scale-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-prep", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-build", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--scale-serve", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data", type=Path, default=None, help="with --scale: keep vectors and truth here (reused when present)"
+    )
+    parser.add_argument(
+        "--nprobes", default="", help="with --scale: also measure the IVF indexes at these nprobe values (1,2,...)"
+    )
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size (distinct texts)")
     parser.add_argument("--workspace", type=Path, default=None, help="use this workspace's two-tower champion if any")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one size, JSON to stdout
@@ -389,9 +515,18 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch and BLAS threads per process (0: library default)"
     )
     args = parser.parse_args()
-    if args.scale_one is not None:
-        size, kind, n_queries, add = args.scale_one.split(":")
-        print(json.dumps(run_scale(int(size), kind, int(n_queries), int(add))))
+    if args.scale_prep is not None:
+        size, n_queries, data = args.scale_prep.split(":", 2)
+        print(json.dumps(prepare_scale(Path(data), int(size), int(n_queries))))
+        return
+    if args.scale_build is not None:
+        size, kind, n_queries, data = args.scale_build.split(":", 3)
+        print(json.dumps(build_scale(int(size), kind, Path(data), int(n_queries))))
+        return
+    if args.scale_serve is not None:
+        size, kind, n_queries, data, add, nprobes = args.scale_serve.split(":")
+        probes = [int(p) for p in nprobes.split(",") if p]
+        print(json.dumps(serve_scale(int(size), kind, Path(data), int(n_queries), int(add), probes)))
         return
     if args.scale:
         main_scale(args)

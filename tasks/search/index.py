@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.ingest.tables import is_jpeg_name
+from tasks.search.names import ImageNames, as_names, names_array
 from tasks.workspace import Workspace, atomic_dir
 
 if TYPE_CHECKING:
@@ -55,7 +62,7 @@ class GalleryIndex:
     """
 
     folder: str
-    images: list[str]  # searchable (unflagged) images, row-aligned with the vectors
+    images: Sequence[str]  # searchable (unflagged) images, row-aligned with the vectors (ImageNames once loaded)
     embeddings: np.ndarray | None
     flagged: pd.DataFrame  # image, source ("captions" | "ratings" | "detector"), detail — kept for reports only
     image_encoder: str
@@ -86,13 +93,15 @@ class GalleryIndex:
     def save(self, directory: Path) -> None:
         with atomic_dir(directory) as tmp:
             if self.embeddings is not None:
-                np.save(tmp / "embeddings.npy", np.asarray(self.embeddings, dtype=np.float32))
+                write_rows(tmp / "embeddings.npy", self.embeddings)
             if self.projected is not None:
-                np.save(tmp / "projected.npy", np.asarray(self.projected, dtype=np.float32))
-            images = pd.DataFrame({"image": self.images, "id": self.row_ids})
+                write_rows(tmp / "projected.npy", self.projected)
+            columns = {"image": names_array(self.images), "id": pa.array(np.asarray(self.row_ids, dtype=np.int64))}
             if self.stamps is not None:
-                images["size"], images["mtime_ns"] = self.stamps[:, 0], self.stamps[:, 1]
-            images.to_parquet(tmp / "images.parquet", index=False)
+                columns["size"] = pa.array(np.ascontiguousarray(self.stamps[:, 0], dtype=np.int64))
+                columns["mtime_ns"] = pa.array(np.ascontiguousarray(self.stamps[:, 1], dtype=np.int64))
+            # no dictionary for names and ids (all distinct): at 10M it only cost memory (about 200 MB more)
+            pq.write_table(pa.table(columns), tmp / "images.parquet", use_dictionary=["size", "mtime_ns"])
             if self.ivf is not None:
                 from tasks.search.ann import write_ivf
 
@@ -130,7 +139,9 @@ class GalleryIndex:
                 path = directory / name
                 return np.load(path, mmap_mode="r") if path.is_file() else None
 
-            table = pd.read_parquet(directory / "images.parquet")
+            # read as Arrow, not pandas: 10M names stay one string array instead of 10M Python objects
+            table = pq.read_table(directory / "images.parquet")
+            columns = set(table.column_names)
             ann = meta.get("ann") or {"kind": "exact"}
             ivf = None
             if ann.get("kind", "exact") != "exact" and (directory / ANN_FILE).is_file():
@@ -139,7 +150,7 @@ class GalleryIndex:
                 ivf = read_ivf(directory / ANN_FILE)
             index = cls(
                 folder=meta["folder"],
-                images=table["image"].tolist(),
+                images=ImageNames(table.column("image")),
                 embeddings=vectors("embeddings.npy"),
                 flagged=pd.read_parquet(directory / "flagged.parquet"),
                 image_encoder=meta["image_encoder"],
@@ -150,13 +161,15 @@ class GalleryIndex:
                 model_version=meta.get("model_version", ""),
                 dataset_version=meta.get("dataset_version", ""),
                 safety_version=meta.get("safety_version", ""),
-                ids=table["id"].to_numpy(dtype=np.int64) if "id" in table else None,
+                ids=table.column("id").to_numpy().astype(np.int64, copy=False) if "id" in columns else None,
                 next_id=int(meta.get("next_id", len(table))),
-                stamps=table[["size", "mtime_ns"]].to_numpy(dtype=np.int64) if "mtime_ns" in table else None,
+                stamps=_stamps(table) if "mtime_ns" in columns else None,
                 ann=ann,
                 ivf=ivf,
             )
             again = (directory / "index.json").read_text()
+            del table  # size and mtime were copied into `stamps`: let their buffers go
+            pa.default_memory_pool().release_unused()  # the Arrow allocator keeps freed pages otherwise
         except (FileNotFoundError, OSError) as err:
             raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({err})") from err
         # `atomic_dir` swaps the whole folder: files read before and after a swap would belong to two builds.
@@ -175,6 +188,25 @@ class GalleryIndex:
         ):
             raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({counts})")
         return index
+
+
+def _stamps(table: pa.Table) -> np.ndarray:
+    stamps = np.empty((table.num_rows, 2), dtype=np.int64)
+    stamps[:, 0] = table.column("size").to_numpy()
+    stamps[:, 1] = table.column("mtime_ns").to_numpy()
+    return stamps
+
+
+def write_rows(path: Path, vectors: np.ndarray) -> None:
+    """`vectors` as a float32 .npy file, block by block: a memory-mapped source is streamed (never made resident)
+    and no float32 copy of the whole array is made."""
+    from tasks.search.ann import iter_rows
+
+    shape = (len(vectors), *vectors.shape[1:])
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        for _, block in iter_rows(vectors):
+            f.write(np.ascontiguousarray(block, dtype="<f4").data)
 
 
 def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.ndarray:
@@ -220,9 +252,11 @@ def _flagged_rows(decisions: pd.DataFrame, stamps: np.ndarray) -> pd.DataFrame:
     return rows
 
 
-def _new_version(folder: Path, images: list[str], model_version: str, image_encoder_id: str) -> tuple[str, str]:
+def _new_version(folder: Path, images: Sequence[str], model_version: str, image_encoder_id: str) -> tuple[str, str]:
     built = datetime.now(UTC)
-    content = hashlib.sha256(json.dumps([str(folder), images, model_version, image_encoder_id]).encode()).hexdigest()
+    content = hashlib.sha256(
+        json.dumps([str(folder), list(images), model_version, image_encoder_id]).encode()
+    ).hexdigest()
     return built.isoformat(), f"{built:%Y%m%dT%H%M%S%f}-{content[:8]}"
 
 
@@ -286,7 +320,7 @@ def with_lookup(index: GalleryIndex, ann_params: AnnParams | None = None) -> Gal
 class AddedImages:
     """Images that become searchable in an update, row-aligned."""
 
-    images: list[str]
+    images: Sequence[str]
     embeddings: np.ndarray | None
     projected: np.ndarray | None
     stamps: np.ndarray
@@ -294,14 +328,41 @@ class AddedImages:
 
 def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None, added: int) -> np.ndarray | None:
     """Kept rows of `old`, then `new` (`added` rows; None when nothing was added)."""
+    from tasks.search.ann import _mapped_file
+
     if old is None or (new is None and added):
         return None
+    if _mapped_file(old) is not None:  # read from disk (a large gallery): the next array goes to disk too
+        return _concat_on_disk(old, keep, new)
     kept = old if bool(keep.all()) else old[keep]  # all kept: read the memory map once, no masked copy
     if new is None:  # only removals (or nothing changed): the vectors must stay, not vanish with the additions
         return np.array(kept, dtype=np.float32)  # a copy, as concatenate makes: not a view of the old files
     return np.concatenate(
         [np.asarray(kept, dtype=np.float32), np.asarray(new, dtype=np.float32).reshape(-1, old.shape[1])]
     )
+
+
+def _concat_on_disk(old: np.ndarray, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray:
+    """`_concat` into a temporary .npy file, memory-mapped: a 10M-image gallery (5 GiB at 128-d) is never held in
+    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index copies it."""
+    from tasks.search.ann import iter_rows
+
+    dim = old.shape[1:]
+    extra = np.zeros((0, *dim), np.float32) if new is None else np.asarray(new, dtype=np.float32).reshape(-1, *dim)
+    n = int(np.count_nonzero(keep)) + len(extra)
+    fd, name = tempfile.mkstemp(prefix="imgsearch-vectors-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, *dim)})
+            for start, block in iter_rows(old):
+                f.write(np.ascontiguousarray(block[keep[start : start + len(block)]], dtype="<f4").data)
+            f.write(np.ascontiguousarray(extra, dtype="<f4").data)
+        out = np.load(name, mmap_mode="r")
+    except BaseException:
+        os.unlink(name)
+        raise
+    weakref.finalize(out, os.unlink, name)
+    return out
 
 
 def apply_changes(
@@ -321,16 +382,17 @@ def apply_changes(
 
     keep = np.asarray(keep, dtype=bool)
     new_ids = np.arange(previous.next_id, previous.next_id + len(added.images), dtype=np.int64)
-    kept_rows = np.flatnonzero(keep)
+    everything = bool(keep.all())  # only additions: no masked copies of 10M-row arrays (names, ids, stamps)
+    kept_names = as_names(previous.images) if everything else as_names(previous.images).take(np.flatnonzero(keep))
     old_stamps = previous.stamps if previous.stamps is not None else np.zeros((len(previous.images), 2), np.int64)
     index = replace(
         previous,
-        images=[previous.images[i] for i in kept_rows] + list(added.images),
+        images=kept_names.extend(added.images),
         embeddings=_concat(previous.embeddings, keep, added.embeddings, len(added.images)),
         projected=_concat(previous.projected, keep, added.projected, len(added.images)),
-        ids=np.concatenate([previous.row_ids[keep], new_ids]),
+        ids=np.concatenate([previous.row_ids if everything else previous.row_ids[keep], new_ids]),
         next_id=previous.next_id + len(added.images),
-        stamps=np.concatenate([old_stamps[keep], added.stamps.reshape(-1, 2)]),
+        stamps=np.concatenate([old_stamps if everything else old_stamps[keep], added.stamps.reshape(-1, 2)]),
         flagged=flagged.reset_index(drop=True),
         ivf=None,
     )
@@ -387,7 +449,7 @@ def update_gallery_index(
         still_hidden = flagged.loc[np.asarray(same, dtype=bool)]
     else:
         still_hidden = flagged.iloc[0:0]
-    kept = {previous.images[i] for i in np.flatnonzero(keep)}
+    kept = {previous.images[int(i)] for i in np.flatnonzero(keep)}
     settled = set() if redecide_all else kept | set(still_hidden["image"])
     todo = [i for i, name in enumerate(names) if name not in settled]
     added = AddedImages([], None, None, np.zeros((0, 2), np.int64))

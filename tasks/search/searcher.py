@@ -18,6 +18,7 @@ from cachetools import LRUCache
 
 from tasks.search.ann import ResolvedAnn, VectorLookup, lookup_for
 from tasks.search.index import GalleryIndex, SearchUnavailableError, project_gallery, top_k
+from tasks.search.names import NameRows
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -119,10 +120,10 @@ class Searcher:
             raise SearchUnavailableError(
                 "the gallery index has no raw embeddings for this champion; re-run `imgsearch index`"
             )
-        self._known = {name: k for k, name in enumerate(index.images)}
+        self._known = NameRows(index.images)  # name -> row; a dict of 10M names would cost about 1 GiB
         self._flagged = set(index.flagged["image"]) if len(index.flagged) else set()
         # Belt and braces: an index must never hold a vector for a flagged image.
-        leaked = self._flagged & set(self._known)
+        leaked = {name for name in self._flagged if name in self._known}
         if leaked:
             raise SearchUnavailableError(
                 f"gallery index lists flagged images as searchable: {sorted(leaked)[:5]}; re-run `imgsearch index`"
