@@ -98,3 +98,18 @@ def api(searcher):
 
     with TestClient(create_app(lambda: searcher)) as client:
         yield client
+
+
+def clustered_vectors(n: int, *, seed: int, dim: int, centres: int) -> np.ndarray:
+    """`n` unit vectors drawn around `centres` random centres: neighbours that are not trivial to find, unlike
+    uniform noise (bench/search.py draws its large galleries the same way)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((centres, dim)).astype(np.float32)
+    x = centers[rng.integers(0, centres, n)] + 0.7 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def clustered():
+    """The synthetic-gallery generator, for the index tests: `clustered(n, seed=, dim=, centres=)`."""
+    return clustered_vectors

@@ -17,13 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 KINDS = ["exact", "ivf-flat", "ivf-sq8"]
 DIM = 32
-
-
-def clustered(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((20, DIM)).astype(np.float32)
-    x = centers[rng.integers(0, 20, n)] + 0.7 * rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+CENTRES = 20
 
 
 def gallery(images: list[str], vectors: np.ndarray, flagged: list[str]):
@@ -85,13 +79,13 @@ def test_mismatch_names_what_an_explicit_request_would_change():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path):
+def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path, clustered):
     """Build, remove some, add some (flagged ones among the new files get no row), save, load: random queries
     and queries that are the hidden vectors themselves return only searchable images."""
     from tasks.search.ann import AnnParams, ResolvedAnn, lookup_for
     from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
 
-    vectors = clustered(3000, seed=1)
+    vectors = clustered(3000, seed=1, dim=DIM, centres=CENTRES)
     names = [f"img_{i:05d}.jpg" for i in range(3000)]
     flagged = set(names[::10])  # 300 images shown children: no vectors, ever
     first = [i for i in range(2500) if names[i] not in flagged]
@@ -118,7 +112,9 @@ def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path):
     assert lookup.kind == kind
 
     hidden = flagged | removed
-    queries = np.vstack([clustered(200, seed=3), vectors[[names.index(n) for n in sorted(hidden)]]])
+    queries = np.vstack(
+        [clustered(200, seed=3, dim=DIM, centres=CENTRES), vectors[[names.index(n) for n in sorted(hidden)]]]
+    )
     for query in queries:
         rows, cosines = lookup.search(query, 10)
         returned = {loaded.images[r] for r in rows}
@@ -130,11 +126,11 @@ def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path):
         assert loaded.images[rows[0]] == names[i]
 
 
-def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_them():
+def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_them(clustered):
     """Defence in depth: an IVF index that (wrongly) still holds hidden ids never returns their images."""
     from tasks.search.ann import AnnParams, IvfLookup, build_ivf
 
-    vectors = clustered(2000, seed=4)
+    vectors = clustered(2000, seed=4, dim=DIM, centres=CENTRES)
     every = np.arange(2000, dtype=np.int64)
     ann = AnnParams(kind="ivf-flat", nlist=8, nprobe=8).resolve(2000)
     ivf = build_ivf(vectors, every, ann)  # all 2000 ids, flagged ones included
@@ -146,11 +142,11 @@ def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_th
 
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8"])
-def test_ivf_recall_against_exact_search(kind):
+def test_ivf_recall_against_exact_search(kind, clustered):
     from tasks.search.ann import AnnParams, ExactLookup, lookup_for
     from tasks.search.index import with_lookup
 
-    vectors = clustered(5000, seed=5)
+    vectors = clustered(5000, seed=5, dim=DIM, centres=CENTRES)
     index = with_lookup(
         gallery([f"{i}.jpg" for i in range(5000)], vectors, []), AnnParams(kind=kind, nlist=32, nprobe=8)
     )
@@ -158,16 +154,16 @@ def test_ivf_recall_against_exact_search(kind):
 
     ivf = lookup_for(vectors, index.row_ids, ResolvedAnn.from_dict(index.ann), index.ivf)
     exact = ExactLookup(vectors)
-    queries = clustered(100, seed=6)
+    queries = clustered(100, seed=6, dim=DIM, centres=CENTRES)
     recall = np.mean([len(set(ivf.search(q, 10)[0]) & set(exact.search(q, 10)[0])) / 10 for q in queries])
     assert recall >= 0.9, recall
 
 
-def test_a_large_growth_retrains_the_lists():
+def test_a_large_growth_retrains_the_lists(clustered):
     from tasks.search.ann import AnnParams
     from tasks.search.index import AddedImages, apply_changes, with_lookup
 
-    vectors = clustered(5000, seed=7)
+    vectors = clustered(5000, seed=7, dim=DIM, centres=CENTRES)
     params = AnnParams(kind="ivf-flat", nlist=8)
     small = with_lookup(gallery([f"{i}.jpg" for i in range(500)], vectors[:500], []), params)
     grown = apply_changes(

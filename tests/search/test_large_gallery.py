@@ -14,13 +14,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 DIM = 16
-
-
-def clustered(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((12, DIM)).astype(np.float32)
-    x = centers[rng.integers(0, 12, n)] + 0.7 * rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+CENTRES = 12
 
 
 @pytest.fixture(autouse=True)
@@ -54,10 +48,10 @@ def test_image_names_behave_like_a_list():
     assert {name: i for i, name in enumerate(names)}["img_150.jpg"] == 150
 
 
-def test_mapped_vectors_are_read_in_blocks_with_the_same_values(tmp_path):
+def test_mapped_vectors_are_read_in_blocks_with_the_same_values(tmp_path, clustered):
     from tasks.search.ann import _mapped_file, iter_rows, sample_rows
 
-    vectors = clustered(2500, seed=1)
+    vectors = clustered(2500, seed=1, dim=DIM, centres=CENTRES)
     mm = mapped(tmp_path, vectors)
     assert _mapped_file(mm) is not None and _mapped_file(mm[10:]) is None and _mapped_file(vectors) is None
     for source in (mm, mm[7:], vectors):
@@ -94,20 +88,20 @@ def test_a_pass_over_a_mapped_file_does_not_make_it_resident(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8"])
-def test_an_ivf_built_from_a_mapped_file_equals_one_built_in_memory(tmp_path, kind):
+def test_an_ivf_built_from_a_mapped_file_equals_one_built_in_memory(tmp_path, kind, clustered):
     from tasks.search.ann import AnnParams, build_ivf
 
-    vectors = clustered(3000, seed=2)
+    vectors = clustered(3000, seed=2, dim=DIM, centres=CENTRES)
     ann = AnnParams(kind=kind, nlist=16, nprobe=4).resolve(3000)
     ids = np.arange(3000, dtype=np.int64) * 3
     a, b = build_ivf(vectors, ids, ann), build_ivf(mapped(tmp_path, vectors), ids, ann)
-    queries = clustered(50, seed=3)
+    queries = clustered(50, seed=3, dim=DIM, centres=CENTRES)
     da, ia = a.search(queries, 10)
     db, ib = b.search(queries, 10)
     assert np.array_equal(ia, ib) and np.allclose(da, db)
 
 
-def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_images(tmp_path):
+def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_images(tmp_path, clustered):
     """Load (vectors mapped), remove some and add some (flagged new files get no row): the next vectors are
     written to a temporary mapped file, not concatenated in memory, and saved, loaded and searched again, no
     removed or flagged image comes back. The temporary file goes when the index does."""
@@ -115,7 +109,7 @@ def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_imag
     from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
     from tasks.search.names import ImageNames
 
-    vectors = clustered(3000, seed=5)
+    vectors = clustered(3000, seed=5, dim=DIM, centres=CENTRES)
     names = [f"img_{i:05d}.jpg" for i in range(3000)]
     flagged = set(names[::9])
     first = [i for i in range(2400) if names[i] not in flagged]
@@ -158,7 +152,9 @@ def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_imag
     lookup = lookup_for(again.projected, again.row_ids, ResolvedAnn.from_dict(again.ann), again.ivf)
     assert lookup.kind == "ivf-sq8" and again.ivf.ntotal == len(again.images) == len(expected)
     hidden = flagged | removed
-    queries = np.vstack([clustered(100, seed=7), vectors[[names.index(n) for n in sorted(hidden)]]])
+    queries = np.vstack(
+        [clustered(100, seed=7, dim=DIM, centres=CENTRES), vectors[[names.index(n) for n in sorted(hidden)]]]
+    )
     for query in queries:
         rows, _ = lookup.search(query, 10)
         assert len(rows) == 10 and not {again.images[int(r)] for r in rows} & hidden
@@ -190,31 +186,31 @@ def test_name_rows_find_every_name_and_nothing_else():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
-def test_ivf_rescoring_reads_candidate_rows_without_mapping_the_file(tmp_path):
+def test_ivf_rescoring_reads_candidate_rows_without_mapping_the_file(tmp_path, clustered):
     """Re-scoring reads the candidates with pread: results equal those over the in-memory vectors, and the
     mapped file does not become resident (through the mapping, a few scattered rows map large folios)."""
     from tasks.search.ann import AnnParams, IvfLookup, build_ivf
 
     n = 32 * 2**20 // (DIM * 4)  # 32 MiB of vectors
-    vectors = clustered(n, seed=8)
+    vectors = clustered(n, seed=8, dim=DIM, centres=CENTRES)
     ann = AnnParams(kind="ivf-flat", nlist=64, nprobe=8).resolve(n)
     ids = np.arange(n, dtype=np.int64)
     ivf = build_ivf(vectors, ids, ann)
     mm = mapped(tmp_path, vectors)
     in_memory, from_file = IvfLookup(ivf, vectors, ids, ann), IvfLookup(ivf, mm, ids, ann)
     before = _rss_file_kib()
-    for query in clustered(200, seed=9):
+    for query in clustered(200, seed=9, dim=DIM, centres=CENTRES):
         a, b = in_memory.search(query, 10), from_file.search(query, 10)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert _rss_file_kib() - before < 4 * 1024
 
 
-def test_an_update_that_only_adds_keeps_every_row_and_appends(tmp_path):
+def test_an_update_that_only_adds_keeps_every_row_and_appends(tmp_path, clustered):
     """All rows kept (the common update): names, ids, stamps and vectors are the old ones, then the new ones."""
     from tasks.search.ann import AnnParams
     from tasks.search.index import AddedImages, GalleryIndex, apply_changes, with_lookup
 
-    vectors = clustered(1200, seed=10)
+    vectors = clustered(1200, seed=10, dim=DIM, centres=CENTRES)
     params = AnnParams(kind="ivf-flat", nlist=8, nprobe=8, exact_below=0)
     index = GalleryIndex(
         folder="/nowhere",
