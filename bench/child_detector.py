@@ -10,6 +10,11 @@ Run by hand: `python bench/child_detector.py [DATA_DIR] [--encoders ID ...]`; wr
    labelled train images, the detector fitted on them, then the 100 test images (one caption each) decided.
 Features come through the workspace's embedding cache (`--workspace`, default a folder under bench/), so a
 rerun embeds nothing.
+
+`--run-workspace WS` instead reads what a finished pipeline run on DATA_DIR (`IMGSEARCH_HOME=WS imgsearch run
+DATA_DIR`) decided, with its own detector (the linear one or the fine-tuned one, whichever the run trained): the
+detector alone on its out-of-fold scores, judged on caption labels as above (one fold seed: the run's), and the
+test gallery under the saved policy; writes bench/results/child_detector_pipeline.json.
 """
 
 from __future__ import annotations
@@ -144,13 +149,81 @@ def main(data_dir: Path, encoders: list[str], workspace_dir: Path) -> dict:
     return report
 
 
+def pipeline_run(data_dir: Path, run_workspace: Path) -> dict:
+    """What a finished pipeline run decided: its detector's out-of-fold scores and its test gallery."""
+    import joblib
+
+    from tasks.embed.cache import embed_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.ingest.dataset import ingest_dataset
+    from tasks.safety.policy import SafetyPolicy
+    from tasks.safety.tuned_detector import is_tuned
+    from tasks.workspace import Workspace
+
+    workspace = Workspace(run_workspace)
+    dataset = ingest_dataset(data_dir)
+    labels = labels_for(dataset)
+    policy = SafetyPolicy.load(workspace)
+    encoder_id = policy.detector.encoder_id
+    report: dict = {
+        "run_workspace": str(run_workspace),
+        "detector": encoder_id,
+        "run_report": json.loads(workspace.detector_path.with_suffix(".json").read_text()),
+    }
+    if is_tuned(encoder_id):  # the fit cache holds the out-of-fold scores the thresholds were chosen on
+        fits = [joblib.load(p) for p in workspace.tuned_detector_dir.glob("fit-*.joblib")]
+        fit = next(f for f in fits if f.encoder_id == encoder_id)
+        table = labels.table.set_index("image").loc[fit.images]
+        judged = table["by_captions"].to_numpy(bool) | (fit.labels == 0)
+        report["detector_alone_caption_labels"] = {
+            k: round(float(v), 3) for k, v in at_recalls(fit.oof[judged], fit.labels[judged]).items()
+        }
+        # the linear detector on the same images, labels and folds (the run's seed), for comparison
+        from tasks.safety.image_detector import out_of_fold_scores, views_of
+        from tasks.safety.policy import DETECTOR_ENCODER
+
+        cache = Workspace(REPO / ".bench-workspace" / "child-detector")
+        linear = out_of_fold_scores(
+            features_for(dataset, fit.images, DETECTOR_ENCODER, cache)[0],
+            fit.labels,
+            report["run_report"].get("folds", 5),
+            0,
+            views_of(DETECTOR_ENCODER),
+        )
+        report["linear_same_folds_caption_labels"] = {
+            k: round(float(v), 3) for k, v in at_recalls(linear[judged], fit.labels[judged]).items()
+        }
+    test_names = sorted(dataset.test_images["image"])
+    paths = [dataset.data_dir / "test_images" / n for n in test_names]
+    features = embed_image_files(paths, get_image_encoder(encoder_id), workspace).matrix
+    decisions = policy.decide_files(paths, features)
+    by_captions = decisions["source"].isin(["captions", "ratings"]).to_numpy()
+    hidden = decisions["hidden"].to_numpy(dtype=bool)
+    others = ~by_captions
+    report["test_gallery"] = {
+        "test_images": len(decisions),
+        "caption_flagged": int(by_captions.sum()),
+        "caption_flagged_searchable": int((by_captions & ~hidden).sum()),
+        "others": int(others.sum()),
+        "others_searchable": int((others & ~hidden).sum()),
+        "others_searchable_share": round(float((others & ~hidden).sum() / others.sum()), 3),
+        "hidden_by_detector": sorted(decisions.loc[decisions["source"] == "detector", "image"]),
+    }
+    return report
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "practicum-dev")
     parser.add_argument("--encoders", nargs="+", default=ENCODERS, help="image encoder ids; the last one decides")
     parser.add_argument("--workspace", type=Path, default=REPO / ".bench-workspace" / "child-detector")
+    parser.add_argument("--run-workspace", type=Path, help="measure this finished pipeline run's decisions instead")
     args = parser.parse_args()
-    result = main(args.data_dir, args.encoders, args.workspace)
-    out = REPO / "bench" / "results" / "child_detector.json"
+    if args.run_workspace:
+        result = pipeline_run(args.data_dir, args.run_workspace)
+        out = REPO / "bench" / "results" / "child_detector_pipeline.json"
+    else:
+        result = main(args.data_dir, args.encoders, args.workspace)
+        out = REPO / "bench" / "results" / "child_detector.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -115,6 +115,11 @@ class Workspace:
         """The child-image detector with its thresholds (it names the image encoder whose features it reads)."""
         return self._dir("safety") / "child-detector.joblib"
 
+    @property
+    def tuned_detector_dir(self) -> Path:
+        """Fine-tuned child detectors: weights files by encoder id, and fits by the hash of what they learned from."""
+        return self._dir("safety", "tuned")
+
     def embedding_cache_dir(self, encoder_id: str) -> Path:
         """Parquet parts of one encoder's embedding cache. The folder name is readable and collision-free:
         a slug of the id plus a short hash of the exact id (ids may contain '/' or differ only in case)."""

@@ -196,7 +196,11 @@ class ChildImageDetector:
     def load(cls, path: Path) -> ChildImageDetector:
         import joblib
 
+        from tasks.safety.tuned_detector import TUNED_DIR_NAME, add_search_dir, is_tuned
+
         state = joblib.load(Path(path))
+        if is_tuned(state["encoder_id"]):  # its encoder reads weights saved beside the detector
+            add_search_dir(Path(path).parent / TUNED_DIR_NAME)
         return cls(state["model"], state["encoder_id"], Thresholds(**state["thresholds"]))
 
 

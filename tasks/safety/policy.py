@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -214,6 +215,30 @@ class ImageSafetyParams(BaseModel):
         default=DEFAULT_MIN_CAPTIONS, ge=1, description="Own captions an image needs to count as described"
     )
     folds: int = Field(default=5, ge=2, description="Folds of the out-of-fold scores the thresholds are chosen on")
+    detector: Literal["auto", "linear", "finetuned"] = Field(
+        default="auto",
+        description="linear: logistic regression on the detector encoder's features; finetuned: Lite0's last block "
+        "and head trained on the labelled images (needs efficientnet-lite0-tileviews); auto: finetuned when at "
+        "least finetune_min_images training images are labelled, else linear",
+    )
+    finetune_min_images: int = Field(
+        default=400, ge=10, description="Labelled training images from which 'auto' fine-tunes the detector"
+    )
+
+    def finetunes(self, encoder_id: str, labelled: int, children: int) -> bool:
+        """Is the detector fine-tuned (else linear)? A fine-tune needs Lite0 tile views and enough labels: on a
+        small set (the embedded sample's 100 or so images) the linear detector is the measured one."""
+        if self.detector == "linear":
+            return False
+        if encoder_id != DETECTOR_ENCODER:
+            if self.detector == "finetuned":
+                raise ValueError(
+                    f"image_safety.detector='finetuned' fine-tunes {DETECTOR_ENCODER}, not {encoder_id!r}; "
+                    "set image_safety.detector_encoder to it (or leave it empty) or use detector='linear'"
+                )
+            return False
+        enough = labelled >= self.finetune_min_images and min(children, labelled - children) >= 2 * self.folds
+        return self.detector == "finetuned" or enough
 
     def encoder_for(self, image_encoder: str) -> str:
         from tasks.embed.encoders.base import LITE_PACKAGES

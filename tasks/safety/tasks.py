@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +36,7 @@ from tasks.safety.policy import (
     record_training_decisions,
 )
 from tasks.safety.text_screen import SafetyOutcome, apply_child_safety
-from tasks.workspace import Workspace, dataset_version, write_json_atomic, write_parquet_atomic
+from tasks.workspace import Workspace, dataset_version, text_sha256, write_json_atomic, write_parquet_atomic
 
 TRAINING_PAIRS_FILE = "training_pairs.parquet"
 REMOVED_PAIRS_FILE = "child_flagged_pairs.parquet"
@@ -107,7 +109,7 @@ class DetectorFeatures:
 
     encoder_id: str
     images: list[str]
-    features: np.ndarray
+    features: np.ndarray | None  # None for a fine-tuned detector: it learns from trunk maps, not from these
     labels: np.ndarray
     unlabelled_images: list[str]
     unlabelled_features: np.ndarray
@@ -156,6 +158,12 @@ def label_images_task(
     return labels
 
 
+def training_labels(dataset: IngestedDataset, labels: ImageLabels) -> pd.DataFrame:
+    """The label table's rows of the training images (the only images a detector learns from)."""
+    train = set(dataset.image_files.loc[dataset.image_files["folder"] == "train_images", "image"])
+    return labels.table[labels.table["image"].isin(train)]
+
+
 @task(name="embed-detector-features", cache_policy=NO_CACHE)
 def detector_features_task(
     dataset: IngestedDataset, labels: ImageLabels, encoder_id: str, workspace: Workspace
@@ -164,8 +172,7 @@ def detector_features_task(
     from tasks.embed.cache import embed_image_files
     from tasks.embed.encoders.registry import get_image_encoder
 
-    train = set(dataset.image_files.loc[dataset.image_files["folder"] == "train_images", "image"])
-    table = labels.table[labels.table["image"].isin(train)]
+    table = training_labels(dataset, labels)
     images = table["image"].tolist()
     features = embed_image_files(
         [dataset.train_image_dir / n for n in images], get_image_encoder(encoder_id), workspace
@@ -184,6 +191,7 @@ def detector_features_task(
 @task(name="score-out-of-fold", cache_policy=NO_CACHE)
 def out_of_fold_task(features: DetectorFeatures, params: ImageSafetyParams, seed: int) -> np.ndarray:
     """Each labelled image scored by a detector fitted on the other folds: the validation scores."""
+    assert features.features is not None, "the linear detector reads the labelled images' features"
     return out_of_fold_scores(features.features, features.labels, params.folds, seed, views_of(features.encoder_id))
 
 
@@ -202,11 +210,152 @@ def fit_detector_task(
     features: DetectorFeatures, thresholds: Thresholds, seed: int, workspace: Workspace
 ) -> ChildImageDetector:
     """The final detector on every labelled image, saved with its thresholds where search reads it."""
+    assert features.features is not None, "the linear detector reads the labelled images' features"
     views = views_of(features.encoder_id)
     model = new_classifier(seed, views).fit(np.asarray(features.features, dtype=np.float64), features.labels)
     detector = ChildImageDetector(model, features.encoder_id, thresholds)
     detector.save(workspace.detector_path)
     return detector
+
+
+# The fine-tuned detector (`tasks/safety/tuned_detector.py`): trunk maps once, a fit per fold for the out-of-fold
+# scores, then the final fit. A fit is reused while the labelled images (their bytes and labels) and the settings
+# stay the same, so a retrain on new ratings that change no label trains no network.
+
+
+@dataclass(frozen=True)
+class TunedFit:
+    """What a fine-tune learned: the final tail's encoder id and classifier, and the out-of-fold scores."""
+
+    encoder_id: str
+    model: Any  # TunedLinear
+    images: list[str]
+    labels: np.ndarray
+    oof: np.ndarray
+
+
+def tuned_fit_key(digests: list[str], labels: np.ndarray, params: ImageSafetyParams, seed: int) -> str:
+    """The hash of everything a fine-tune depends on: each labelled image's bytes and label, folds, seed, settings."""
+    from tasks.safety.tuned_detector import BASE_ENCODER, FIT_VERSION, FinetuneParams
+
+    record = {
+        "version": FIT_VERSION,
+        "base": BASE_ENCODER,
+        "finetune": asdict(FinetuneParams()),
+        "folds": params.folds,
+        "seed": seed,
+        "images": sorted(zip(digests, np.asarray(labels).astype(int).tolist(), strict=True)),
+    }
+    return text_sha256(json.dumps(record, sort_keys=True))
+
+
+@task(name="finetune-trunk-maps", cache_policy=NO_CACHE)
+def trunk_maps_task(paths: list[Path]) -> list[list[np.ndarray]]:
+    """Each labelled image's five tile views through the frozen part of Lite0, once for every fit."""
+    from tasks.progress import ProgressLog
+    from tasks.safety.tuned_detector import FinetuneParams, trunk_maps
+
+    lines = ProgressLog("fine-tune: trunk maps of the labelled images", len(paths), get_run_logger())
+    lines.batch_size(1)  # starts the clock
+    return trunk_maps(paths, FinetuneParams().trained_from, progress=lines.reach)
+
+
+@task(name="finetune-out-of-fold", cache_policy=NO_CACHE)
+def tuned_out_of_fold_task(
+    maps: list[list[np.ndarray]], labels: np.ndarray, params: ImageSafetyParams, seed: int
+) -> np.ndarray:
+    """Each labelled image scored by a tail fine-tuned on the other folds (same folds as the linear detector)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from tasks.safety.tuned_detector import FinetuneParams, fit_tail, tail_scores
+
+    logger = get_run_logger()
+    scores = np.zeros(len(labels))
+    folds = StratifiedKFold(params.folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
+    for fold, (train, held_out) in enumerate(folds):
+        log = functools.partial(_log_fit, logger, f"fold {fold + 1}/{params.folds}")
+        tail = fit_tail([maps[i] for i in train], labels[train], FinetuneParams(), seed * 100 + fold, log)
+        scores[held_out] = tail_scores(tail, [maps[i] for i in held_out])
+    return scores
+
+
+def _log_fit(logger: Any, what: str, line: str) -> None:
+    logger.info("fine-tune %s: %s", what, line)
+
+
+@task(name="finetune-detector", cache_policy=NO_CACHE)
+def tuned_final_task(
+    maps: list[list[np.ndarray]], labels: np.ndarray, params: ImageSafetyParams, seed: int, workspace: Workspace
+) -> tuple[str, Any]:
+    """The tail fine-tuned on every labelled image; its weights saved under the workspace (encoder id, model)."""
+    from tasks.embed.encoders.models import TILE_BOXES
+    from tasks.safety.tuned_detector import FinetuneParams, TunedLinear, fit_tail, save_tail
+
+    log = functools.partial(_log_fit, get_run_logger(), "final")
+    tail = fit_tail(maps, labels, FinetuneParams(), seed * 100 + params.folds, log)
+    encoder_id = save_tail(tail, FinetuneParams(), workspace.tuned_detector_dir)
+    return encoder_id, TunedLinear.from_tail(tail, len(TILE_BOXES))
+
+
+def tuned_detector_steps(
+    dataset: IngestedDataset, labels: ImageLabels, params: ImageSafetyParams, seed: int, workspace: Workspace
+) -> tuple[DetectorFeatures, np.ndarray, ChildImageDetector]:
+    """The fine-tuned detector as visible steps (or its earlier fit, when nothing it learned from changed):
+    (the training images' detector features, out-of-fold scores of the labelled ones, the saved detector)."""
+    import joblib
+
+    from tasks.embed.cache import embed_image_files, hash_files
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.safety.tuned_detector import register_weights
+    from tasks.workspace import atomic_path
+
+    logger = get_run_logger()
+    table = training_labels(dataset, labels)
+    known = table["labelled"].to_numpy(dtype=bool)
+    images, y = table.loc[known, "image"].tolist(), table.loc[known, "child"].to_numpy(dtype=int)
+    if min(int(y.sum()), int((1 - y).sum())) < params.folds:
+        raise ValueError(
+            f"cannot fine-tune the child-image detector: {int(y.sum())} child and {int((1 - y).sum())} other "
+            f"labelled images; need at least {params.folds} of each"
+        )
+    paths = [dataset.train_image_dir / n for n in images]
+    key = tuned_fit_key(hash_files(paths), y, params, seed)
+    cached = workspace.tuned_detector_dir / f"fit-{key[:24]}.joblib"
+    fit = _read_fit(cached, images, y)
+    if fit is not None:
+        logger.info("fine-tuned detector reused: %s (labelled images and settings unchanged)", fit.encoder_id)
+    else:
+        maps = trunk_maps_task(paths)
+        oof = tuned_out_of_fold_task(maps, y, params, seed)
+        encoder_id, model = tuned_final_task(maps, y, params, seed, workspace)
+        del maps
+        fit = TunedFit(encoder_id, model, images, y, oof)
+        with atomic_path(cached) as tmp:
+            joblib.dump(fit, tmp)
+    register_weights(fit.encoder_id, workspace.tuned_detector_dir / f"{fit.encoder_id}.pt")
+    unlabelled = table.loc[~known, "image"].tolist()
+    encoder = get_image_encoder(fit.encoder_id)
+    rows = embed_image_files([dataset.train_image_dir / n for n in unlabelled], encoder, workspace).matrix
+    features = DetectorFeatures(fit.encoder_id, images, None, y, unlabelled, rows)
+    detector = ChildImageDetector(fit.model, fit.encoder_id, choose_thresholds_task(fit.oof, features, params, seed))
+    detector.save(workspace.detector_path)
+    return features, fit.oof, detector
+
+
+def _read_fit(path: Path, images: list[str], labels: np.ndarray) -> TunedFit | None:
+    """An earlier fit of the same key, if it is whole and its weights are still there; else None (train again)."""
+    import joblib
+
+    if not path.is_file():
+        return None
+    try:
+        fit = joblib.load(path)
+    except Exception:  # noqa: BLE001 -- an unreadable cache entry only costs a new fit
+        return None
+    same = isinstance(fit, TunedFit) and fit.images == images and np.array_equal(fit.labels, labels)
+    if not same or not (path.parent / f"{fit.encoder_id}.pt").is_file():
+        return None
+    return fit
 
 
 @task(name="hide-training-pairs", cache_policy=NO_CACHE)
@@ -273,6 +422,14 @@ def publish_detector_report_task(
     return report
 
 
+def describe_detector(encoder_id: str) -> str:
+    from tasks.safety.tuned_detector import is_tuned
+
+    if is_tuned(encoder_id):
+        return f"EfficientNet-Lite0's last block and head fine-tuned on the labelled images (`{encoder_id}`)"
+    return f"Logistic regression on `{encoder_id}` features"
+
+
 REPORT_TITLE = "Child-image detector: thresholds and operating point (out of fold)"
 
 
@@ -288,7 +445,7 @@ def render_report(report: ImageSafetyReport) -> str:
         )
     c = report.label_counts
     return (
-        f"## Child-image detector\n\nLogistic regression on `{report.encoder_id}` features. Labels: "
+        f"## Child-image detector\n\n{describe_detector(report.encoder_id)}. Labels: "
         f"{c['children']} of {c['images']} images show a child ({c['by_captions']} by own captions, "
         f"+{c['added_by_expert']} by experts, +{c['added_by_crowd']} by the crowd).\n\n"
         "| threshold | value | precision | recall | children hidden | adult images kept |\n|---|---|---|---|---|---|\n"
@@ -317,10 +474,16 @@ def image_safety(
 ) -> ImageSafetyResult:
     """The image half of child safety as visible steps: features, validation scores, thresholds, detector,
     the training set under the decision, and the published operating point."""
-    features = detector_features_task(dataset, labels, params.encoder_for(image_encoder), workspace)
-    oof = out_of_fold_task(features, params, seed)
-    thresholds = choose_thresholds_task(oof, features, params, seed)
-    detector = fit_detector_task(features, thresholds, seed, workspace)
+    encoder_id = params.encoder_for(image_encoder)
+    table = training_labels(dataset, labels)
+    labelled = table.loc[table["labelled"], "child"].to_numpy(dtype=int)
+    if params.finetunes(encoder_id, len(labelled), int(labelled.sum())):
+        features, oof, detector = tuned_detector_steps(dataset, labels, params, seed, workspace)
+    else:
+        features = detector_features_task(dataset, labels, encoder_id, workspace)
+        oof = out_of_fold_task(features, params, seed)
+        thresholds = choose_thresholds_task(oof, features, params, seed)
+        detector = fit_detector_task(features, thresholds, seed, workspace)
     kept, decisions = hide_training_pairs_task(outcome, labels, features, oof, detector, params, dataset, workspace)
     report = publish_detector_report_task(labels, features, oof, detector, decisions, params, dataset, workspace)
     hidden = frozenset(decisions.loc[decisions["hidden"], "image"]) | labels.children()

@@ -354,3 +354,23 @@ def _tile_views(image: Image.Image, size: int) -> list[Any]:
         view = view.resize((size, longer) if w <= h else (longer, size), Image.Resampling.BILINEAR)
         views.append(TF.normalize(TF.to_tensor(view), INPUT_MEAN, INPUT_STD))
     return views
+
+
+class TunedTileViewsEncoder(TiledLiteImageEncoder):
+    """The tile views of a Lite network whose last block(s) and head were fine-tuned to detect children.
+
+    Its id, `efficientnet-lite0-tileviews-tuned-<hash>`, names the weights file the training run wrote (a content
+    hash, so the embedding cache never mixes two detectors' features); `tasks/safety/tuned_detector.py` says how it
+    is trained and where the file is found."""
+
+    def __init__(self, encoder_id: str):
+        from tasks.safety.tuned_detector import base_of, weights_path
+
+        super().__init__(base_of(encoder_id), pooled=False)
+        self.encoder_id = encoder_id
+        weights_path(encoder_id)  # a missing weights file fails here, not in the middle of a run
+
+    def _load(self) -> Any:
+        from tasks.safety.tuned_detector import tuned_network
+
+        return _Features(tuned_network(self.encoder_id))

@@ -30,9 +30,11 @@ from tasks.embed.encoders.models import (
     SentenceTransformerTextEncoder,
     TiledLiteImageEncoder,
     TorchCNNImageEncoder,
+    TunedTileViewsEncoder,
     _build_resnet18,
     lite_encoder,
 )
+from tasks.safety.tuned_detector import is_tuned
 
 
 def _is_clip(encoder_id: str) -> bool:
@@ -72,6 +74,8 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder: 
     if encoder_id.endswith(TILE_VIEWS_SUFFIX) and encoder_id.removesuffix(TILE_VIEWS_SUFFIX) in LITE_PACKAGES:
         locate_lite_weights(encoder_id.removesuffix(TILE_VIEWS_SUFFIX))
         return TiledLiteImageEncoder(encoder_id.removesuffix(TILE_VIEWS_SUFFIX), pooled=False)
+    if is_tuned(encoder_id):  # a fine-tuned child detector's features: its weights file is in a workspace
+        return TunedTileViewsEncoder(encoder_id)
     if encoder_id == "resnet18":
         weights = locate_resnet18_weights()
         return TorchCNNImageEncoder("resnet18", 512, 224, functools.partial(_build_resnet18, weights), resize=256)
@@ -85,6 +89,7 @@ def get_image_encoder(encoder_id: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder: 
         *(f"{lite}{TILED_SUFFIX}" for lite in LITE_PACKAGES),
         *(f"{lite}{TILE_VIEWS_SUFFIX}" for lite in LITE_PACKAGES),
         "resnet18",
+        "efficientnet-lite0-tileviews-tuned-<hash> (a fine-tuned child detector)",
         "clip-ViT-B-32 (or another clip-* sentence-transformers model)",
     ]
     raise ValueError(f"unknown image encoder {encoder_id!r}; known: {', '.join(known)}")

@@ -1,0 +1,344 @@
+"""The fine-tuned child detector: EfficientNet-Lite0's last block and head convolution trained on the labelled images.
+
+The linear detector reads frozen ImageNet features, which say "a person doing something" rather than "a child":
+the adult photos it hides at recall 0.95 are footballers, dancers and climbers. Training the network's last block
+on the labelled images moves those features. On practicum-dev, out of fold, judged on caption labels
+(`bench/child_detector_finetune.py`, two fold seeds) it keeps 0.683 of adult images at recall 0.95 where the
+linear detector on the same views keeps 0.615 (AUC 0.919 against 0.909).
+
+How it is built, so that it costs one network pass per image, as the linear detector does:
+- Each image is seen as the five tile views of `efficientnet-lite0-tileviews` (the whole frame and its quadrants).
+- The trunk (stem and blocks before `trained_from`) stays frozen. Its activations for the labelled images are
+  computed once (`trunk_maps`), and every fit reads them.
+- A fit (`fit_tail`) trains the blocks from `trained_from` on, the head convolution and a linear layer on the views
+  max-pooled: AdamW, a one-cycle schedule, class-balanced binary cross-entropy, maps mirrored at random.
+- The trained blocks and head are saved in a weights file named by its content hash. The encoder id
+  `efficientnet-lite0-tileviews-tuned-<hash>` reads it: the network with those weights, giving the same 5 x 1280
+  per-view features as `-tileviews`. So the embedding cache never mixes tuned and frozen features, and every
+  serving path (search, score, upload, index) computes the detector's features as for any other encoder.
+- The classifier over those features is `TunedLinear`: the maximum over the views, standardised, then the trained
+  linear layer and a sigmoid (exactly the training forward pass).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BASE_ENCODER = "efficientnet-lite0"
+# Part of every fit's cache key: raise it when a change to the training code should retrain every detector.
+FIT_VERSION = 1
+TUNED_DIR_NAME = "tuned"  # beside the detector file: `Workspace.tuned_detector_dir`
+TUNED_MARK = "-tileviews-tuned-"
+_TUNED_ID = re.compile(r"^(?P<base>efficientnet-lite[0-4])-tileviews-tuned-(?P<digest>[0-9a-f]{16})$")
+
+# Weights files of tuned encoders, by encoder id, registered by the process that trained or loaded them; and the
+# folders searched for `<encoder id>.pt` when an id is not registered (a workspace's `safety/tuned`).
+_REGISTERED: dict[str, Path] = {}
+_SEARCH_DIRS: list[Path] = []
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """What one fit trains and how (the measured defaults of `bench/child_detector_finetune.py`)."""
+
+    trained_from: int = 15  # first trained block: Lite0's last (192 -> 320 channels, 7x7 maps)
+    epochs: int = 4
+    lr_body: float = 1e-4
+    lr_head: float = 1e-3
+    weight_decay: float = 1e-2
+    batch: int = 16
+
+
+def is_tuned(encoder_id: str) -> bool:
+    return _TUNED_ID.match(encoder_id) is not None
+
+
+def register_weights(encoder_id: str, path: Path) -> None:
+    """Make `encoder_id` resolvable in this process (the registry reads the weights from `path`)."""
+    _REGISTERED[encoder_id] = Path(path)
+
+
+def add_search_dir(folder: Path) -> None:
+    """A folder holding `<encoder id>.pt` weights files (a workspace's tuned-detector folder)."""
+    if Path(folder) not in _SEARCH_DIRS:
+        _SEARCH_DIRS.append(Path(folder))
+
+
+def weights_path(encoder_id: str) -> Path:
+    """The weights file of a tuned encoder id, or a FileNotFoundError that says where it was looked for."""
+    if encoder_id in _REGISTERED:
+        return _REGISTERED[encoder_id]
+    dirs = list(_SEARCH_DIRS)
+    from tasks.workspace import workspace_root
+
+    dirs.append(workspace_root() / "safety" / TUNED_DIR_NAME)  # the default workspace ($IMGSEARCH_HOME), not made
+    for folder in dirs:
+        if (folder / f"{encoder_id}.pt").is_file():
+            return folder / f"{encoder_id}.pt"
+    raise FileNotFoundError(
+        f"weights of the fine-tuned detector encoder {encoder_id!r} not found in "
+        f"{', '.join(str(d) for d in dirs) or 'any registered folder'}; the training run that made it writes "
+        "them to its workspace's safety/tuned/ (set IMGSEARCH_HOME to that workspace)"
+    )
+
+
+def base_of(encoder_id: str) -> str:
+    match = _TUNED_ID.match(encoder_id)
+    if match is None:
+        raise ValueError(f"{encoder_id!r} is not a fine-tuned detector encoder id")
+    return match["base"]
+
+
+def frozen_network(base_id: str = BASE_ENCODER) -> Any:
+    """The ImageNet network with batch norm folded into its convolutions (what every Lite encoder runs)."""
+    from tasks.embed.encoders.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
+    from tasks.embed.encoders.locate import locate_lite_weights
+
+    return fuse_batch_norm(load_efficientnet_lite(base_id, locate_lite_weights(base_id)))
+
+
+def tuned_network(encoder_id: str) -> Any:
+    """The network of a tuned encoder id: the frozen trunk, the trained blocks and head from its weights file."""
+    import torch
+
+    state = torch.load(weights_path(encoder_id), map_location="cpu", weights_only=True)
+    net = frozen_network(base_of(encoder_id))
+    trained_from = int(state.pop("trained_from").item())
+    missing = [k for k in state if not k.startswith(("_blocks.", "_conv_head."))]
+    if missing:
+        raise ValueError(f"{weights_path(encoder_id)}: unexpected weights {missing[:3]}")
+    blocks = {k.removeprefix("_blocks."): v for k, v in state.items() if k.startswith("_blocks.")}
+    for i in range(trained_from, len(net._blocks)):
+        prefix = f"{i}."
+        net._blocks[i].load_state_dict({k.removeprefix(prefix): v for k, v in blocks.items() if k.startswith(prefix)})
+    net._conv_head.load_state_dict({k.removeprefix("_conv_head."): v for k, v in state.items() if "_conv_head" in k})
+    return net.eval()
+
+
+def trunk_maps(
+    paths: Sequence[Path], trained_from: int, base_id: str = BASE_ENCODER, progress: Callable[[int], None] | None = None
+) -> list[list[np.ndarray]]:
+    """Each image's five tile views through the frozen stem and blocks [0, trained_from): float16 maps."""
+    import torch
+    from PIL import Image
+    from torch.nn import functional as F
+
+    from tasks.embed.encoders.efficientnet_lite import VARIANTS
+    from tasks.embed.encoders.models import _tile_views
+
+    net, size = frozen_network(base_id), VARIANTS[base_id].image_size
+    out = []
+    with torch.inference_mode():
+        for i, path in enumerate(paths):
+            with Image.open(path) as image:
+                views = _tile_views(image.convert("RGB"), size)
+            maps = []
+            for view in views:
+                x = F.relu6(net._bn0(net._conv_stem(view[None])))
+                for block in net._blocks[:trained_from]:
+                    x = block(x)
+                maps.append(x[0].half().numpy())
+            out.append(maps)
+            if progress is not None:
+                progress(i + 1)
+    return out
+
+
+def _tail_module(net: Any, trained_from: int, mean: Any, std: Any) -> Any:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from tasks.embed.encoders.efficientnet_lite import HEAD_FILTERS
+
+    class Tail(nn.Module):
+        """Blocks trained_from.., the head convolution and a linear layer; one logit per image (views max-pooled)."""
+
+        mean: torch.Tensor
+        std: torch.Tensor
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(*copy.deepcopy(list(net._blocks[trained_from:])))
+            self.head = copy.deepcopy(net._conv_head)
+            for p in self.parameters():
+                p.requires_grad_(True)
+            self.fc = nn.Linear(HEAD_FILTERS, 1)
+            nn.init.zeros_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+
+        def views(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
+            """(images, views, 1280): each view's averaged head map (maps of one shape share a call)."""
+            by_shape: dict[tuple, list[tuple[int, int]]] = {}
+            for i, views in enumerate(images):
+                for j, v in enumerate(views):
+                    by_shape.setdefault(tuple(v.shape), []).append((i, j))
+            out = torch.zeros(len(images), max(len(v) for v in images), HEAD_FILTERS)
+            for where in by_shape.values():
+                x = self.blocks(torch.stack([images[i][j] for i, j in where]))
+                feats = F.relu6(self.head(x)).mean(dim=(2, 3))
+                rows, cols = torch.tensor([i for i, _ in where]), torch.tensor([j for _, j in where])
+                out = out.index_put((rows, cols), feats)
+            return out
+
+        def forward(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
+            pooled = self.views(images).amax(dim=1)
+            return self.fc((pooled - self.mean) / self.std).squeeze(-1)
+
+    return Tail()
+
+
+def _as_tensors(maps: Sequence[Sequence[np.ndarray]]) -> list[list[Any]]:
+    import torch
+
+    return [[torch.from_numpy(np.asarray(m, dtype=np.float32)) for m in views] for views in maps]
+
+
+def fit_tail(
+    maps: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    params: FinetuneParams,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+) -> Any:
+    """Train the tail on `maps` (trunk activations, `trunk_maps`) and `labels` (1 = shows a child)."""
+    import torch
+    from torch.nn import functional as F
+
+    labels = np.asarray(labels).astype(int)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("fine-tuning the child detector needs both child and other labelled images")
+    torch.manual_seed(seed)
+    images = _as_tensors(maps)
+    net = frozen_network()
+    with torch.no_grad():
+        frozen = _tail_module(net, params.trained_from, torch.zeros(1), torch.ones(1)).eval()
+        pooled = torch.cat([frozen.views(images[s : s + 32]).amax(dim=1) for s in range(0, len(images), 32)])
+    model = _tail_module(net, params.trained_from, pooled.mean(0), pooled.std(0) + 1e-3)
+    body = [p for n, p in model.named_parameters() if not n.startswith("fc")]
+    opt = torch.optim.AdamW(
+        [{"params": body, "lr": params.lr_body}, {"params": model.fc.parameters(), "lr": params.lr_head}],
+        weight_decay=params.weight_decay,
+    )
+    steps_per_epoch = (len(images) + params.batch - 1) // params.batch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[params.lr_body, params.lr_head], total_steps=params.epochs * steps_per_epoch, pct_start=0.15
+    )
+    pos_weight = torch.tensor((labels == 0).sum() / max(1, (labels == 1).sum()), dtype=torch.float32)
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    for epoch in range(params.epochs):
+        model.train()
+        order, total = rng.permutation(len(images)), 0.0
+        for s in range(0, len(order), params.batch):
+            ids = order[s : s + params.batch]
+            batch = [[torch.flip(v, dims=[2]) for v in images[i]] if rng.random() < 0.5 else images[i] for i in ids]
+            target = torch.tensor(labels[ids], dtype=torch.float32)
+            loss = F.binary_cross_entropy_with_logits(model(batch), target, pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            total += loss.item() * len(ids)
+        if log is not None:
+            seconds = time.perf_counter() - started
+            log(f"epoch {epoch + 1}/{params.epochs}: loss {total / len(images):.4f}, {seconds:.0f} s")
+    return model.eval()
+
+
+def tail_scores(tail: Any, maps: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """P(child) of each image from the tail's forward pass on its trunk maps."""
+    import torch
+
+    images = _as_tensors(maps)
+    with torch.no_grad():
+        return torch.cat([torch.sigmoid(tail(images[s : s + 32])) for s in range(0, len(images), 32)]).numpy()
+
+
+def tail_features(tail: Any, maps: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """The tuned encoder's rows for images whose trunk maps are at hand: views side by side, float32."""
+    import torch
+
+    images = _as_tensors(maps)
+    with torch.no_grad():
+        rows = [tail.views(images[s : s + 32]) for s in range(0, len(images), 32)]
+    out = torch.cat(rows) if rows else torch.zeros(0, 5, 1280)
+    return out.reshape(len(images), -1).numpy().astype(np.float32)
+
+
+class TunedLinear:
+    """The classifier over a tuned encoder's rows: views max-pooled, standardised, the trained linear layer, sigmoid.
+
+    Plain NumPy (no torch at scoring time), and `predict_proba` like scikit-learn's, so `ChildImageDetector`
+    treats it as any other model."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, weight: np.ndarray, bias: float, views: int):
+        self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        self.weight, self.bias, self.views = np.asarray(weight, dtype=np.float64).ravel(), float(bias), int(views)
+
+    @classmethod
+    def from_tail(cls, tail: Any, views: int) -> TunedLinear:
+        return cls(
+            tail.mean.detach().numpy(),
+            tail.std.detach().numpy(),
+            tail.fc.weight.detach().numpy(),
+            float(tail.fc.bias.detach().item()),
+            views,
+        )
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.views * len(self.weight):
+            raise ValueError(
+                f"expected rows of {self.views} views x {len(self.weight)} features, got shape {features.shape}"
+            )
+        pooled = features.reshape(len(features), self.views, -1).max(axis=1)
+        logit = ((pooled - self.mean) / self.std) @ self.weight + self.bias
+        p = 1.0 / (1.0 + np.exp(-logit))
+        return np.column_stack([1.0 - p, p])
+
+
+def save_tail(tail: Any, params: FinetuneParams, folder: Path, base_id: str = BASE_ENCODER) -> str:
+    """Write the trained blocks and head under `folder`, named by their content hash; returns the encoder id
+    (registered in this process) that reads them."""
+    import torch
+
+    from tasks.workspace import atomic_path
+
+    state: dict[str, Any] = {}
+    for k, v in tail.blocks.state_dict().items():
+        index, rest = k.split(".", 1)
+        state[f"_blocks.{params.trained_from + int(index)}.{rest}"] = v.detach().clone()
+    state |= {f"_conv_head.{k}": v.detach().clone() for k, v in tail.head.state_dict().items()}
+    state["trained_from"] = torch.tensor(params.trained_from)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    # the hash of the tensors' bytes (torch.save's archive also holds names that vary between saves)
+    digest = hashlib.sha256()
+    for k in sorted(state):
+        digest.update(k.encode())
+        digest.update(state[k].numpy().tobytes())
+    encoder_id = f"{base_id}{TUNED_MARK}{digest.hexdigest()[:16]}"
+    path = Path(folder) / f"{encoder_id}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+    register_weights(encoder_id, path)
+    return encoder_id

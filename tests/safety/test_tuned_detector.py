@@ -1,0 +1,169 @@
+"""The fine-tuned child detector: the encoder that serves it computes what the fit scored, its weights are found
+again in a new process, a fit learns, and a pipeline run trains it once and reuses it while its labels stand.
+
+Real EfficientNet-Lite0 weights (from the installed package) on a few small generated images: seconds each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tasks.safety.tuned_detector import FinetuneParams
+
+QUICK = FinetuneParams(epochs=2, batch=4)
+
+
+def images(folder, colours: list[tuple[int, int, int]], size=(96, 72)) -> list:
+    """One JPEG per colour: a filled background with a lighter disc off centre (so the quadrants differ)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, colour in enumerate(colours):
+        image = Image.new("RGB", size, colour)
+        ImageDraw.Draw(image).ellipse((8 + 3 * k, 6, 40 + 3 * k, 38), fill=tuple(min(255, c + 90) for c in colour))
+        paths.append(folder / f"img_{k:02d}.jpg")
+        image.save(paths[-1], quality=95)
+    return paths
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """A process that has registered no tuned weights (as a new server or CLI process starts)."""
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.safety import tuned_detector
+
+    monkeypatch.setattr(tuned_detector, "_REGISTERED", {})
+    monkeypatch.setattr(tuned_detector, "_SEARCH_DIRS", [])
+    get_image_encoder.cache_clear()
+    yield
+    get_image_encoder.cache_clear()
+
+
+def fitted(tmp_path, n: int = 8):
+    from tasks.safety.tuned_detector import fit_tail, trunk_maps
+
+    reds = [(200, 40 + 10 * k, 30) for k in range(n // 2)]
+    blues = [(30, 40 + 10 * k, 200) for k in range(n - n // 2)]
+    paths = images(tmp_path / "imgs", reds + blues)
+    labels = np.array([1] * len(reds) + [0] * len(blues))
+    maps = trunk_maps(paths, QUICK.trained_from)
+    return paths, labels, maps, fit_tail(maps, labels, QUICK, seed=0)
+
+
+def test_the_served_encoder_computes_what_the_fit_scored(tmp_path, clean_registry):
+    """Search and scoring read the tuned encoder's rows through `TunedLinear`; they equal the training forward
+    pass on the same images (up to the trunk maps' float16 storage)."""
+    from tasks.embed.encoders.batching import encode_image_files
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.safety.tuned_detector import TunedLinear, is_tuned, save_tail, tail_features, tail_scores
+
+    paths, _, maps, tail = fitted(tmp_path)
+    encoder_id = save_tail(tail, QUICK, tmp_path / "tuned")
+    assert is_tuned(encoder_id) and (tmp_path / "tuned" / f"{encoder_id}.pt").is_file()
+    rows = encode_image_files(get_image_encoder(encoder_id), paths)
+    assert rows.shape == (len(paths), 5 * 1280)
+    np.testing.assert_allclose(rows, tail_features(tail, maps), rtol=0, atol=2e-2)
+    served = TunedLinear.from_tail(tail, views=5).predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(served, tail_scores(tail, maps), atol=5e-3)
+    # the same tensors give the same id: a refit that learned nothing new does not fork the embedding cache
+    assert save_tail(tail, QUICK, tmp_path / "tuned") == encoder_id
+
+
+def test_a_fit_learns_the_labels(tmp_path, clean_registry):
+    from sklearn.metrics import roc_auc_score
+
+    from tasks.safety.tuned_detector import tail_scores
+
+    _, labels, maps, tail = fitted(tmp_path, n=12)
+    assert roc_auc_score(labels, tail_scores(tail, maps)) == 1.0
+
+
+def test_a_fit_needs_both_classes(tmp_path):
+    from tasks.safety.tuned_detector import fit_tail
+
+    with pytest.raises(ValueError, match="both child and other"):
+        fit_tail([[np.zeros((192, 7, 7), np.float16)]] * 3, np.zeros(3), QUICK, seed=0)
+
+
+def test_a_loaded_detector_finds_its_weights_and_a_missing_file_says_where_it_looked(tmp_path, clean_registry):
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.safety import tuned_detector
+    from tasks.safety.image_detector import ChildImageDetector, Thresholds
+    from tasks.safety.tuned_detector import TUNED_DIR_NAME, TunedLinear, save_tail, weights_path
+
+    _, _, _, tail = fitted(tmp_path)
+    encoder_id = save_tail(tail, QUICK, tmp_path / "safety" / TUNED_DIR_NAME)
+    detector = ChildImageDetector(TunedLinear.from_tail(tail, 5), encoder_id, Thresholds(0.3, 0.8))
+    detector.save(tmp_path / "safety" / "child-detector.joblib")
+
+    tuned_detector._REGISTERED.clear()  # a new process: nothing registered, and no default workspace holds it
+    with pytest.raises(FileNotFoundError, match=encoder_id):
+        get_image_encoder(encoder_id)
+    loaded = ChildImageDetector.load(tmp_path / "safety" / "child-detector.joblib")
+    assert weights_path(loaded.encoder_id) == tmp_path / "safety" / TUNED_DIR_NAME / f"{encoder_id}.pt"
+    assert get_image_encoder(loaded.encoder_id).dim == 5 * 1280
+
+
+def test_which_detector_a_run_trains():
+    from tasks.safety.policy import ImageSafetyParams
+
+    tiles = "efficientnet-lite0-tileviews"
+    assert ImageSafetyParams().finetunes(tiles, labelled=972, children=300)
+    assert not ImageSafetyParams().finetunes(tiles, labelled=199, children=105)  # the sample: linear
+    assert not ImageSafetyParams(detector="linear").finetunes(tiles, labelled=972, children=300)
+    assert ImageSafetyParams(detector="finetuned").finetunes(tiles, labelled=50, children=20)
+    assert not ImageSafetyParams().finetunes("fake-image", labelled=972, children=300)
+    with pytest.raises(ValueError, match="detector_encoder"):
+        ImageSafetyParams(detector="finetuned").finetunes("fake-image", labelled=972, children=300)
+
+
+@pytest.mark.integration
+def test_a_run_fine_tunes_once_and_reuses_the_fit_while_the_labels_stand(
+    prefect_harness, tmp_path, monkeypatch, clean_registry
+):
+    """The pipeline with the fine-tuned detector on a small sample: the detector, its report and every decision
+    read the tuned encoder; a second run with the same labelled images trains nothing; a new process (nothing
+    registered) decides test images through the saved weights."""
+    from flows.pipeline import RunParams, run_pipeline
+    from tasks.embed.encoders.registry import get_image_encoder
+    from tasks.ingest.sample import generate_sample
+    from tasks.safety import tuned_detector
+    from tasks.safety.policy import ImageSafetyParams, SafetyPolicy
+    from tasks.training.inputs import TrainParams
+    from tasks.workspace import Workspace
+
+    monkeypatch.setattr(tuned_detector, "FinetuneParams", lambda: QUICK)
+    generate_sample(tmp_path / "data", seed=1, n_train=40, n_test=8)
+    workspace = Workspace(tmp_path / "ws")
+    params = RunParams(
+        data_dir=tmp_path / "data",
+        workspace=workspace.root,
+        text_encoder="fake-text",
+        image_encoder="fake-image",
+        image_safety=ImageSafetyParams(detector="finetuned", detector_encoder="efficientnet-lite0-tileviews"),
+        training=TrainParams(models=["ridge"], force_promote=True),
+    )
+    run_pipeline(params)
+    report = json.loads(workspace.detector_path.with_suffix(".json").read_text())
+    assert tuned_detector.is_tuned(report["encoder_id"])
+    assert report["high_recall"]["recall"] >= 0.95
+    assert len(list(workspace.tuned_detector_dir.glob("fit-*.joblib"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the labelled images did not change: nothing should be trained")
+
+    monkeypatch.setattr(tuned_detector, "trunk_maps", no_training)
+    monkeypatch.setattr(tuned_detector, "fit_tail", no_training)
+    run_pipeline(params)
+    assert json.loads(workspace.detector_path.with_suffix(".json").read_text()) == report
+
+    tuned_detector._REGISTERED.clear()
+    get_image_encoder.cache_clear()
+    policy = SafetyPolicy.load(workspace)
+    assert policy.detector.encoder_id == report["encoder_id"]
+    tests = sorted((tmp_path / "data" / "test_images").glob("*.jpg"))
+    rows = get_image_encoder(policy.detector.encoder_id).encode_images([Image.open(p) for p in tests])
+    decisions = policy.decide_files(tests, rows)
+    assert len(decisions) == len(tests) and decisions["hidden"].dtype == bool
