@@ -4,7 +4,9 @@ retraining and on-demand backfills.
     PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python deployments/serve.py [--data-dir DATA_DIR]
 
 Without `--data-dir` (or `$IMGSEARCH_DATA_DIR`) the deployments use `./data` if it exists, else the embedded
-sample dataset, made once in the workspace (`samples/seed-0`, as `imgsearch demo` does). A bad option is one
+sample dataset, made once in the workspace (`samples/seed-0`, as `imgsearch demo` does). The index deployment adds
+the new images of `--gallery-dir` (or `$IMGSEARCH_GALLERY_DIR`; default the dataset's `test_images/`) to the
+gallery index without a rebuild, as `imgsearch index` does. A bad option is one
 line on stderr and exit code 2.
 
 | deployment | flow | runs |
@@ -13,6 +15,7 @@ line on stderr and exit code 2.
 | `ingest-ratings/ingest-ratings` | ingest-ratings | every `--inbox-interval` seconds (default 60) |
 | `retrain/retrain` | retrain | when `imgsearch.ratings.merged` is emitted by ingest-ratings |
 | `backfill/backfill` | backfill | on demand, e.g. `prefect deployment run backfill/backfill --param x=...` |
+| `imgsearch-index/index` | imgsearch-index | every `--index-interval` seconds if given, else on demand |
 
 Each deployment allows one run at a time (`concurrency_limit=1`; later runs wait); retrain and backfill
 also take a workspace lock, so runs of different deployments never train at once.
@@ -37,6 +40,7 @@ from prefect.deployments.runner import RunnerDeployment  # noqa: E402
 from prefect.events import DeploymentEventTrigger  # noqa: E402
 
 ENV_DATA_DIR = "IMGSEARCH_DATA_DIR"
+ENV_GALLERY_DIR = "IMGSEARCH_GALLERY_DIR"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TRAIN_CRON = "0 3 * * *"
 DEFAULT_INBOX_INTERVAL = 60
@@ -51,8 +55,11 @@ def build_deployments(
     text_encoder: str | None = None,
     image_encoder: str | None = None,
     training: dict | None = None,
+    gallery_dir: Path | None = None,
+    index_interval: float | None = None,
 ) -> list[RunnerDeployment]:
-    """The four deployments, without serving them (tests build and inspect these)."""
+    """The five deployments, without serving them (tests build and inspect these)."""
+    from flows.index import IndexParams, index_flow
     from flows.operations import BackfillParams, InboxParams, RetrainParams, backfill, ingest_ratings, retrain
     from tasks.ratings.tasks import MERGED_EVENT, STORE_RESOURCE_ID
 
@@ -68,6 +75,9 @@ def build_deployments(
     retrain_params = RetrainParams(**base, **model).model_dump(mode="json", exclude_unset=True)
     inbox_params = InboxParams(**base).model_dump(mode="json", exclude_unset=True)
     backfill_params = BackfillParams(**base, **model).model_dump(mode="json", exclude_unset=True)
+    gallery = Path(gallery_dir) if gallery_dir is not None else Path(data_dir) / "test_images"
+    index_base = {"folder": str(gallery.resolve())} | ({"workspace": base["workspace"]} if workspace else {})
+    index_params = IndexParams(**index_base).model_dump(mode="json", exclude_unset=True)
     return [
         _deployment(
             retrain,
@@ -101,6 +111,13 @@ def build_deployments(
             "backfill",
             backfill_params,
             "On demand: rebuild with other encoders or another dataset folder, optionally re-embedding.",
+        ),
+        _deployment(
+            index_flow,
+            "index",
+            {"params": index_params},
+            "Adds the gallery folder's new images to the search index (no rebuild); removed ones disappear.",
+            **({"interval": index_interval} if index_interval else {}),
         ),
     ]
 
@@ -146,7 +163,9 @@ def sample_data_dir(workspace: Path | None = None) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill).")
+    parser = OneLineParser(
+        description="Serve the imgsearch deployments (train, ingest-ratings, retrain, backfill, index)."
+    )
     env_data_dir = os.environ.get(ENV_DATA_DIR)
     parser.add_argument(
         "--data-dir",
@@ -168,6 +187,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--text-encoder", help="Default text encoder of train, retrain and backfill")
     parser.add_argument("--image-encoder", help="Default image encoder of train, retrain and backfill")
     parser.add_argument("--models", help="Comma-separated model kinds to fit, e.g. ridge,two_tower (default: all)")
+    env_gallery = os.environ.get(ENV_GALLERY_DIR)
+    parser.add_argument(
+        "--gallery-dir",
+        type=Path,
+        default=Path(env_gallery) if env_gallery else None,
+        help=f"Folder the index deployment indexes (default: ${ENV_GALLERY_DIR}, else the dataset's test_images/)",
+    )
+    parser.add_argument(
+        "--index-interval", type=_positive, default=None, help="Seconds between index runs (default: on demand only)"
+    )
     return parser.parse_args(argv)
 
 
@@ -182,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.data_dir is not None and not args.data_dir.is_dir():
         sys.stderr.write(f"{prog}: error: --data-dir {args.data_dir}: not a folder\n")
         sys.exit(2)
+    if args.gallery_dir is not None and not args.gallery_dir.is_dir():
+        sys.stderr.write(f"{prog}: error: --gallery-dir {args.gallery_dir}: not a folder\n")
+        sys.exit(2)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir(args.workspace)
     training = {"models": args.models.split(",")} if args.models else None
     try:
@@ -193,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
             args.text_encoder,
             args.image_encoder,
             training,
+            args.gallery_dir,
+            args.index_interval,
         )
     except ValidationError as err:
         sys.stderr.write(f"{prog}: error: {describe_validation_error(err)}\n")

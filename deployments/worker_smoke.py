@@ -7,8 +7,9 @@ PREFECT_HOME (SQLite, no UI, no scheduler), a workspace with the embedded sample
 deployments/serve.py makes it), the work pool `imgsearch` of type `process`, `prefect deploy --all` from the
 repository root, and one `prefect worker start --pool imgsearch` process. It then runs `backfill/backfill` on the
 sample (fake encoders and ridge only, unless `--real-encoders`), waits until the flow run is final, checks that
-the worker ran it in the workspace (a champion model exists), stops the worker and the server and deletes the
-folder (`--keep` keeps it; it is kept anyway on failure, with the logs). Exit code 0 when the run COMPLETED.
+the worker ran it in the workspace (a champion model exists), runs `imgsearch-index/index` on the sample's test
+images (the gallery the backfill indexed) through the same worker, stops the worker and the server and deletes the
+folder (`--keep` keeps it; it is kept anyway on failure, with the logs). Exit code 0 when both runs COMPLETED.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 POOL = "imgsearch"
 DEPLOYMENT = "backfill/backfill"
+INDEX_DEPLOYMENT = "imgsearch-index/index"
 FAST_PARAMETERS = {"text_encoder": "fake-text", "image_encoder": "fake-image", "training": {"models": ["ridge"]}}
 
 
@@ -106,6 +108,15 @@ class SmokeError(RuntimeError):
     pass
 
 
+def require_completed(flow_run) -> None:
+    state = flow_run.state.name if flow_run.state else "none"
+    if not (flow_run.state and flow_run.state.is_completed()):
+        message = flow_run.state.message if flow_run.state else ""
+        raise SmokeError(f"flow run {flow_run.name} ({flow_run.id}) ended {state}: {message}")
+    if flow_run.work_pool_name != POOL:
+        raise SmokeError(f"flow run {flow_run.id} ran in pool {flow_run.work_pool_name!r}, not {POOL!r}")
+
+
 def wait_for_server(url: str, server: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,10 +131,16 @@ def wait_for_server(url: str, server: subprocess.Popen, timeout: float) -> None:
 
 
 def check_deployments() -> None:
-    """The server holds the four deployments of prefect.yaml in the pool, one run at a time, and the retrain trigger."""
+    """The server holds the five deployments of prefect.yaml in the pool, one run at a time, and the retrain trigger."""
     from prefect.client.orchestration import get_client
 
-    want = {"retrain/train", "ingest-ratings/ingest-ratings", "retrain/retrain", "backfill/backfill"}
+    want = {
+        "retrain/train",
+        "ingest-ratings/ingest-ratings",
+        "retrain/retrain",
+        "backfill/backfill",
+        "imgsearch-index/index",
+    }
     with get_client(sync_client=True) as client:
         for name in sorted(want):
             deployment = client.read_deployment_by_name(name)
@@ -134,12 +151,12 @@ def check_deployments() -> None:
             raise SmokeError(f"no enabled 'retrain on merged ratings' automation: {[a.name for a in automations]}")
 
 
-def run_backfill(parameters: dict, timeout: float, worker: subprocess.Popen):
-    """Start `backfill/backfill` and poll its flow run until it is final; returns the flow run."""
+def run_and_wait(deployment: str, parameters: dict, timeout: float, worker: subprocess.Popen):
+    """Start `deployment` and poll its flow run until it is final; returns the flow run."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    flow_run = run_deployment(DEPLOYMENT, parameters=parameters, timeout=0)
+    flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
@@ -172,6 +189,7 @@ def smoke(root: Path, timeout: float, real_encoders: bool) -> dict[str, float]:
     from deployments.serve import sample_data_dir
 
     env["IMGSEARCH_DATA_DIR"] = str(sample_data_dir(root / "workspace"))  # read by `prefect deploy`
+    env["IMGSEARCH_GALLERY_DIR"] = str(Path(env["IMGSEARCH_DATA_DIR"]) / "test_images")
     times["sample"] = time.monotonic() - started
 
     server_cmd = [prefect_cli(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
@@ -189,14 +207,14 @@ def smoke(root: Path, timeout: float, real_encoders: bool) -> dict[str, float]:
         worker_cmd = [prefect_cli(), "worker", "start", "--pool", POOL, "--name", "smoke", "--install-policy", "never"]
         with background(worker_cmd, env, logs / "worker.log") as worker:
             mark = time.monotonic()
-            flow_run = run_backfill({} if real_encoders else FAST_PARAMETERS, timeout, worker)
+            flow_run = run_and_wait(DEPLOYMENT, {} if real_encoders else FAST_PARAMETERS, timeout, worker)
             times["backfill run"] = time.monotonic() - mark
-        state = flow_run.state.name if flow_run.state else "none"
-        if not (flow_run.state and flow_run.state.is_completed()):
-            message = flow_run.state.message if flow_run.state else ""
-            raise SmokeError(f"flow run {flow_run.name} ({flow_run.id}) ended {state}: {message}")
-        if flow_run.work_pool_name != POOL:
-            raise SmokeError(f"flow run {flow_run.id} ran in pool {flow_run.work_pool_name!r}, not {POOL!r}")
+            require_completed(flow_run)
+            # then the index deployment on the gallery folder the backfill indexed: nothing new, an update
+            mark = time.monotonic()
+            index_run = run_and_wait(INDEX_DEPLOYMENT, {}, timeout, worker)
+            times["index run"] = time.monotonic() - mark
+            require_completed(index_run)
 
     from tasks.training.registry import ModelRegistry
     from tasks.workspace import Workspace
@@ -207,7 +225,8 @@ def smoke(root: Path, timeout: float, real_encoders: bool) -> dict[str, float]:
     times["total"] = time.monotonic() - started
     print(  # noqa: T201 - command-line output
         f"worker smoke: {DEPLOYMENT} flow run {flow_run.name} COMPLETED through work pool {POOL!r} "
-        f"(champion {champion.version}); " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in times.items())
+        f"(champion {champion.version}), then {INDEX_DEPLOYMENT} flow run {index_run.name} COMPLETED; "
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in times.items())
     )
     return times
 

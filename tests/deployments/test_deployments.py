@@ -18,16 +18,31 @@ def deployments(sample_dir, tmp_path):
     }
 
 
-def test_the_four_deployments_and_their_flows(deployments):
+def test_the_five_deployments_and_their_flows(deployments):
     assert {name: d.flow_name for name, d in deployments.items()} == {
         "train": "retrain",
         "ingest-ratings": "ingest-ratings",
         "retrain": "retrain",
         "backfill": "backfill",
+        "index": "imgsearch-index",
     }
     for d in deployments.values():
         assert d.concurrency_limit == 1
-        assert d.entrypoint.startswith("flows/operations.py:")
+        assert d.entrypoint.startswith("flows/index.py:" if d.name == "index" else "flows/operations.py:")
+
+
+def test_the_index_deployment_indexes_the_gallery_folder_on_demand_or_on_an_interval(sample_dir, tmp_path):
+    """Default folder: the dataset's test images; `--gallery-dir` and `--index-interval` change it."""
+    (index,) = [d for d in build_deployments(sample_dir, tmp_path / "ws") if d.name == "index"]
+    assert index.parameters["params"]["folder"] == str((sample_dir / "test_images").resolve())
+    assert index.parameters["params"]["workspace"] == str((tmp_path / "ws").resolve())
+    assert not index.schedules
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (index,) = [d for d in build_deployments(sample_dir, gallery_dir=photos, index_interval=300) if d.name == "index"]
+    assert index.parameters["params"] == {"folder": str(photos.resolve())}
+    (schedule,) = index.schedules
+    assert schedule.schedule.interval.total_seconds() == 300
 
 
 def test_schedules_and_trigger(deployments):
@@ -49,9 +64,16 @@ def test_schedules_and_trigger(deployments):
 
 
 def test_parameters_are_typed_and_the_defaults_validate(deployments, sample_dir):
+    from flows.index import index_flow
     from flows.operations import backfill, ingest_ratings, retrain
 
-    flows = {"train": retrain, "ingest-ratings": ingest_ratings, "retrain": retrain, "backfill": backfill}
+    flows = {
+        "train": retrain,
+        "ingest-ratings": ingest_ratings,
+        "retrain": retrain,
+        "backfill": backfill,
+        "index": index_flow,
+    }
     for name, d in deployments.items():
         schema = d._parameter_openapi_schema
         assert schema.properties, name
@@ -104,6 +126,8 @@ def test_workspace_lock_serialises_holders(workspace):
     ("argv", "message"),
     [
         (["--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data: not a folder"),
+        (["--gallery-dir", "/nonexistent/photos"], "--gallery-dir /nonexistent/photos: not a folder"),
+        (["--index-interval", "0"], "must be a positive number of seconds"),
         (["--inbox-interval", "-1"], "must be a positive number of seconds"),
         (["--models", "nope"], "training.models: unknown or no models"),
         (["--train-cron", "bad"], "Invalid cron string"),

@@ -1,4 +1,4 @@
-"""prefect.yaml deploys the same four deployments as deployments/serve.py, to the work pool, and they run there."""
+"""prefect.yaml deploys the same five deployments as deployments/serve.py, to the work pool, and they run there."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def resolved(prefect_file, sample_dir, monkeypatch) -> dict[str, dict]:
     from prefect.utilities.templating import apply_values
 
     monkeypatch.setenv("IMGSEARCH_DATA_DIR", str(sample_dir.resolve()))
+    monkeypatch.setenv("IMGSEARCH_GALLERY_DIR", str((sample_dir / "test_images").resolve()))
     return {d["name"]: apply_values(d, dict(os.environ), remove_notset=False) for d in prefect_file["deployments"]}
 
 
@@ -63,7 +64,7 @@ def test_same_schedules_and_trigger_as_serve(resolved, served):
     assert cron["cron"] == served["train"].schedules[0].schedule.cron
     (interval,) = resolved["ingest-ratings"]["schedules"]
     assert interval["interval"] == served["ingest-ratings"].schedules[0].schedule.interval.total_seconds()
-    assert "schedules" not in resolved["retrain"] and "schedules" not in resolved["backfill"]
+    assert all("schedules" not in resolved[name] for name in ("retrain", "backfill", "index"))
     (spec,) = resolved["retrain"]["triggers"]
     (trigger,) = served["retrain"].triggers
     parsed = DeploymentEventTrigger(**{k: v for k, v in spec.items() if k != "type"})
