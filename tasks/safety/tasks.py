@@ -324,6 +324,7 @@ def tuned_detector_steps(
     fit = _read_fit(cached, images, y)
     if fit is not None:
         logger.info("fine-tuned detector reused: %s (labelled images and settings unchanged)", fit.encoder_id)
+        cached.touch()  # recently used: pruning keeps the newest fits
     else:
         maps = trunk_maps_task(paths)
         oof = tuned_out_of_fold_task(maps, y, params, seed)
@@ -332,6 +333,9 @@ def tuned_detector_steps(
         fit = TunedFit(encoder_id, model, images, y, oof)
         with atomic_path(cached) as tmp:
             joblib.dump(fit, tmp)
+        removed = prune_tuned_fits(workspace.tuned_detector_dir, also_keep={_serving_encoder(workspace)})
+        if removed:
+            logger.info("removed %d older fine-tuned detector file(s) from %s", removed, workspace.tuned_detector_dir)
     register_weights(fit.encoder_id, workspace.tuned_detector_dir / f"{fit.encoder_id}.pt")
     unlabelled = table.loc[~known, "image"].tolist()
     encoder = get_image_encoder(fit.encoder_id)
@@ -340,6 +344,45 @@ def tuned_detector_steps(
     detector = ChildImageDetector(fit.model, fit.encoder_id, choose_thresholds_task(fit.oof, features, params, seed))
     detector.save(workspace.detector_path)
     return features, fit.oof, detector
+
+
+KEEP_TUNED_FITS = 3
+
+
+def _serving_encoder(workspace: Workspace) -> str:
+    """The encoder id of the detector in place before this run ("" if none or unreadable)."""
+    try:
+        return ChildImageDetector.load(workspace.detector_path).encoder_id
+    except Exception:  # noqa: BLE001 -- nothing readable to protect
+        return ""
+
+
+def prune_tuned_fits(
+    folder: Path, keep: int = KEEP_TUNED_FITS, also_keep: frozenset[str] | set[str] = frozenset()
+) -> int:
+    """Delete all but the `keep` newest (or last used) fits and every weights file that none of them uses and that
+    is not in `also_keep` (the detector being served); returns how many files were removed.
+
+    Each change of the labels makes a new fit (3 MB of weights). The newest few stay, so a server still serving
+    the previous detector until it reloads finds its weights, and a switch back to recent labels trains nothing."""
+    import joblib
+
+    fits = sorted(folder.glob("fit-*.joblib"), key=lambda p: p.stat().st_mtime, reverse=True)
+    used: set[str] = set(also_keep)
+    removed = 0
+    for path in fits[:keep]:
+        try:
+            used.add(joblib.load(path).encoder_id)
+        except Exception:  # noqa: BLE001 -- unreadable: it would be trained again anyway
+            continue
+    for path in fits[keep:]:
+        path.unlink(missing_ok=True)
+        removed += 1
+    for weights in folder.glob("*.pt"):
+        if weights.stem not in used:
+            weights.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _read_fit(path: Path, images: list[str], labels: np.ndarray) -> TunedFit | None:

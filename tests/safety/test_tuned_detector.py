@@ -167,3 +167,24 @@ def test_a_run_fine_tunes_once_and_reuses_the_fit_while_the_labels_stand(
     rows = get_image_encoder(policy.detector.encoder_id).encode_images([Image.open(p) for p in tests])
     decisions = policy.decide_files(tests, rows)
     assert len(decisions) == len(tests) and decisions["hidden"].dtype == bool
+
+
+def test_pruning_keeps_the_newest_fits_their_weights_and_the_served_detector(tmp_path):
+    import os
+
+    import joblib
+
+    from tasks.safety.tasks import TunedFit, prune_tuned_fits
+
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    for k in range(5):  # fit 0 is the oldest
+        encoder_id = f"efficientnet-lite0-tileviews-tuned-{k:016x}"
+        (folder / f"{encoder_id}.pt").write_bytes(b"weights")
+        path = folder / f"fit-{k}.joblib"
+        joblib.dump(TunedFit(encoder_id, None, [], np.zeros(0), np.zeros(0)), path)
+        os.utime(path, (1000 + k, 1000 + k))
+    served = "efficientnet-lite0-tileviews-tuned-0000000000000000"
+    assert prune_tuned_fits(folder, keep=3, also_keep={served}) == 2 + 1  # fits 0 and 1, weights of fit 1
+    assert sorted(p.name for p in folder.glob("fit-*")) == ["fit-2.joblib", "fit-3.joblib", "fit-4.joblib"]
+    assert sorted(p.stem[-1] for p in folder.glob("*.pt")) == ["0", "2", "3", "4"]
