@@ -1,8 +1,12 @@
 """Bench: does fine-tuning the last block of Lite0 make the child-image detector keep more adult photos?
 
-Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1]`; writes
-bench/results/child_detector_finetune.json. About 25 minutes on this 2-core machine
-(two fold seeds, 5 folds each; the trunk's activations are cached under .bench-workspace/).
+Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1] [--trained-from 15]
+[--ensemble 1] [--out NAME]`; writes bench/results/NAME.json (default child_detector_finetune.json). About 25
+minutes on this 2-core machine with the defaults (two fold seeds, 5 folds each; the trunk's activations are cached
+under .bench-workspace/finetune-trunk-<from>.npz). `--trained-from 13` trains Lite0's last three blocks (about
+2.5 times as long); `--ensemble N` averages N fits per fold (training seeds).
+
+The pipeline's own fine-tuned detector (`tasks/safety/tuned_detector.py`) is this recipe with the defaults.
 
 The detector today is a logistic regression over frozen `efficientnet-lite0-tiles` features: the whole frame
 and its four quadrants, each through Lite0, max-pooled over the five views. Looked at one by one, the adult
@@ -12,8 +16,8 @@ say "person doing something", not "child". Issue #11 names fine-tuning the last 
 What is compared, out of fold on the same stratified 5 folds of the labelled practicum-dev images (every label
 used for training, judged on caption labels as in bench/child_detector.py):
 - `frozen`: the pipeline's own classifier (`new_classifier`) on the frozen pooled tile features;
-- `finetuned`: the same five views, Lite0 frozen up to its last block (its inputs computed once), then the last
-  MBConv block, the 1x1 head convolution and a linear layer trained together (AdamW, one-cycle schedule,
+- `finetuned`: the same five views, Lite0 frozen up to block `--trained-from` (its inputs computed once), then the
+  blocks from there, the 1x1 head convolution and a linear layer trained together (AdamW, one-cycle schedule,
   class-weighted BCE, feature maps mirrored at random), max-pooled over the views as above.
 Both read the same cached activations, so the only difference is the training.
 """
@@ -36,12 +40,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 BASE = "efficientnet-lite0"
-TRAINED_FROM = 15  # index of the first trained block: Lite0's last (192 -> 320 channels, 7x7 maps)
 VIEWS = 5
 
 
-def trunk_activations(paths: list[Path]) -> list[list[np.ndarray]]:
-    """Each image's tile views run through the frozen stem and blocks [0, TRAINED_FROM): float16 maps."""
+def trunk_activations(paths: list[Path], trained_from: int) -> list[list[np.ndarray]]:
+    """Each image's tile views run through the frozen stem and blocks [0, trained_from): float16 maps."""
     import torch
     from PIL import Image
     from torch.nn import functional as F
@@ -55,7 +58,7 @@ def trunk_activations(paths: list[Path]) -> list[list[np.ndarray]]:
             maps = []
             for view in _tile_views(Image.open(path).convert("RGB"), 224):
                 x = F.relu6(net._bn0(net._conv_stem(view[None])))
-                for block in net._blocks[:TRAINED_FROM]:
+                for block in net._blocks[:trained_from]:
                     x = block(x)
                 maps.append(x[0].half().numpy())
             out.append(maps)
@@ -71,8 +74,8 @@ def lite0():
     return fuse_batch_norm(load_efficientnet_lite(BASE, locate_lite_weights(BASE)))
 
 
-def make_tail(net, mean, std):
-    """Block TRAINED_FROM.., the head convolution and a linear layer; image logit from views max-pooled."""
+def make_tail(net, mean, std, trained_from: int):
+    """Blocks trained_from.., the head convolution and a linear layer; image logit from views max-pooled."""
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -80,7 +83,7 @@ def make_tail(net, mean, std):
     class Tail(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.blocks = nn.Sequential(*copy.deepcopy(list(net._blocks[TRAINED_FROM:])))
+            self.blocks = nn.Sequential(*copy.deepcopy(list(net._blocks[trained_from:])))
             self.head = copy.deepcopy(net._conv_head)
             for p in self.parameters():
                 p.requires_grad_(True)
@@ -109,16 +112,27 @@ def make_tail(net, mean, std):
     return Tail()
 
 
-def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[np.ndarray, float]:
+def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Held-out scores of `--ensemble` fits (training seeds) averaged, plain and with mirrored maps; seconds."""
+    plain, mirrored, seconds = [], [], 0.0
+    for member in range(args.ensemble):
+        p, m, s = finetuned_member(maps, y, train, held_out, args, fold, member)
+        plain.append(p)
+        mirrored.append(m)
+        seconds += s
+    return np.mean(plain, axis=0), np.mean(mirrored, axis=0), seconds
+
+
+def finetuned_member(maps, y, train, held_out, args, fold: int, member: int) -> tuple[np.ndarray, np.ndarray, float]:
     import torch
     from torch.nn import functional as F
 
-    torch.manual_seed(args.seed * 100 + fold)
+    torch.manual_seed(args.seed * 100 + fold + 1000 * member)
     net = lite0()
-    frozen = make_tail(net, torch.zeros(1280), torch.ones(1280)).eval()
+    frozen = make_tail(net, torch.zeros(1280), torch.ones(1280), args.trained_from).eval()
     with torch.no_grad():
         pooled = torch.cat([frozen.pooled([maps[i] for i in train[s : s + 32]]) for s in range(0, len(train), 32)])
-    model = make_tail(net, pooled.mean(0), pooled.std(0) + 1e-3)
+    model = make_tail(net, pooled.mean(0), pooled.std(0) + 1e-3, args.trained_from)
     body = [p for n, p in model.named_parameters() if not n.startswith("fc")]
     opt = torch.optim.AdamW(
         [{"params": body, "lr": args.lr_body}, {"params": model.fc.parameters(), "lr": args.lr_head}],
@@ -129,7 +143,7 @@ def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[np.ndar
         opt, max_lr=[args.lr_body, args.lr_head], total_steps=args.epochs * steps_per_epoch, pct_start=0.15
     )
     pos_weight = torch.tensor((y[train] == 0).sum() / max(1, (y[train] == 1).sum()), dtype=torch.float32)
-    rng = np.random.default_rng(args.seed * 100 + fold)
+    rng = np.random.default_rng(args.seed * 100 + fold + 1000 * member)
     start = time.perf_counter()
     for epoch in range(args.epochs):
         model.train()
@@ -176,7 +190,7 @@ def main(args) -> dict:
     maps_np, trunk_s = cached_trunk(args, [args.data_dir / folder[name] / name for name in table["image"]])
     maps = [[torch.from_numpy(m.astype(np.float32)) for m in views] for views in maps_np]
 
-    frozen_tail = make_tail(lite0(), torch.zeros(1280), torch.ones(1280)).eval()
+    frozen_tail = make_tail(lite0(), torch.zeros(1280), torch.ones(1280), args.trained_from).eval()
     with torch.no_grad():
         frozen = torch.cat([frozen_tail.pooled(maps[s : s + 32]) for s in range(0, len(maps), 32)]).numpy()
 
@@ -231,7 +245,7 @@ def cached_trunk(args, paths: list[Path]) -> tuple[list[list[np.ndarray]], float
                 maps = [flat[offsets[k] : offsets[k + 1]].reshape(shapes[k]) for k in range(len(shapes))]
                 return [maps[i * VIEWS : (i + 1) * VIEWS] for i in range(len(names))], float(z["seconds"])
     start = time.perf_counter()
-    maps = trunk_activations(paths)
+    maps = trunk_activations(paths, args.trained_from)
     seconds = time.perf_counter() - start
     views = [m for per_image in maps for m in per_image]
     args.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +266,13 @@ if __name__ == "__main__":
     parser.add_argument("data_dir", nargs="?", type=Path, default=REPO.parent / "shared" / "data" / "practicum-dev")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="fold assignments (and training seeds)")
     parser.add_argument(
-        "--cache", type=Path, default=REPO / ".bench-workspace" / "finetune-trunk.npz", help="trunk activations"
+        "--cache",
+        type=Path,
+        default=None,
+        help="trunk activations (default .bench-workspace/finetune-trunk-<from>.npz)",
     )
+    parser.add_argument("--trained-from", type=int, default=15, help="first trained block (15: Lite0's last)")
+    parser.add_argument("--ensemble", type=int, default=1, help="fits per fold, averaged (training seeds)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr-body", type=float, default=1e-4)
     parser.add_argument("--lr-head", type=float, default=1e-3)
@@ -261,8 +280,11 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--limit", type=int, default=0, help="use only this many labelled images (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
+    parser.add_argument("--out", default="child_detector_finetune", help="results file stem under bench/results/")
     args = parser.parse_args()
+    if args.cache is None:
+        args.cache = REPO / ".bench-workspace" / f"finetune-trunk-{args.trained_from}.npz"
     result = main(args)
-    out = REPO / "bench" / "results" / ("child_detector_finetune" + ("-limit" if args.limit else "") + ".json")
+    out = REPO / "bench" / "results" / (args.out + ("-limit" if args.limit else "") + ".json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["detector_alone"], indent=2))
