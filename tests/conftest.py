@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -79,3 +80,30 @@ def practicum_dir() -> Path:
     if not (PRACTICUM_DIR / "train_dataset.csv").is_file():
         pytest.skip(f"the practicum-dev dataset is not at {PRACTICUM_DIR} (set IMGSEARCH_PRACTICUM_DIR)")
     return PRACTICUM_DIR
+
+
+# Chromium's own pages (its new-tab page, favicons, tooltips) load over these schemes into the same performance log
+# as the page under test; none of them leaves the machine, and none is a load of that page
+BROWSER_INTERNAL = ("chrome:", "chrome-extension:", "chrome-untrusted:", "devtools:", "about:", "blob:", "data:")
+
+
+def _requested_urls(browser) -> list[str]:
+    """Every URL the browser asked for since its performance log was last read (Chrome keeps no resource timing
+    for file:// pages; its network log names every request)."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+@pytest.fixture(scope="session")
+def browser_requests():
+    """f(browser, origin) -> (every URL requested, those that left `origin`, browser-internal loads aside)."""
+
+    def requests(browser, origin: str) -> tuple[list[str], list[str]]:
+        urls = _requested_urls(browser)
+        return urls, [u for u in urls if not u.startswith((origin, *BROWSER_INTERNAL))]
+
+    return requests

@@ -4,7 +4,6 @@ without a single request leaving the site folder."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -17,9 +16,6 @@ from tasks.ingest.dataset import ingest_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Chromium's own pages (its new-tab page, favicons, tooltips) load over these schemes into the same performance log;
-# none of them leaves the machine, and none is a load of the page under test
-BROWSER_INTERNAL = ("chrome:", "chrome-extension:", "chrome-untrusted:", "devtools:", "about:", "blob:", "data:")
 LOCAL_REF = re.compile(r"""<(?:script|img|link)\b[^>]*?\b(?:src|href)=["']([^"'#]+)["']""")
 
 
@@ -102,17 +98,8 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _requests(browser) -> list[str]:
-    urls = []
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
-
-
 @pytest.mark.e2e
-def test_data_docs_render_styled_in_chromium_from_files_alone(browser, site):
+def test_data_docs_render_styled_in_chromium_from_files_alone(browser, site, browser_requests):
     from selenium.webdriver.support.ui import WebDriverWait
 
     origin = site.resolve().as_uri() + "/"
@@ -133,9 +120,8 @@ def test_data_docs_render_styled_in_chromium_from_files_alone(browser, site):
         assert browser.execute_script(
             "return document.fonts.ready.then(() => document.fonts.check('900 16px \"Font Awesome 6 Free\"'))"
         )
-        # Chrome keeps no resource timing for file:// pages: its network log names every request instead
-        requested = _requests(browser)
+        requested, left = browser_requests(browser, origin)
         assert any(u.endswith(f"/{VENDOR}/js/jquery.min.js") for u in requested)
-        assert [u for u in requested if not u.startswith((origin, *BROWSER_INTERNAL))] == [], page.name
+        assert left == [], page.name
         problems = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert problems == [], (page.name, problems)

@@ -3,7 +3,6 @@ headless Chromium it renders with every request going to the app's own origin an
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -113,7 +112,7 @@ def browser():
 
 
 @pytest.mark.e2e
-def test_docs_render_in_chromium_without_leaving_the_server(browser, server):
+def test_docs_render_in_chromium_without_leaving_the_server(browser, server, browser_requests):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get_log("performance")  # start from an empty log
@@ -143,12 +142,8 @@ def test_docs_render_in_chromium_without_leaving_the_server(browser, server):
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert any(r.endswith("/swagger-ui-bundle.js") for r in resources)
     assert [r for r in resources if not r.startswith(server + "/")] == []
-    requested = []
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            requested.append(message["params"]["request"]["url"])
+    requested, left = browser_requests(browser, server + "/")
     assert any(u.endswith("/openapi.json") for u in requested)
-    assert [u for u in requested if not (u.startswith(server + "/") or u.startswith("data:"))] == []
+    assert left == []
     problems = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not [p for p in problems if "favicon.ico" not in p], problems
