@@ -112,15 +112,16 @@ def make_tail(net, mean, std, trained_from: int):
     return Tail()
 
 
-def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Held-out scores of `--ensemble` fits (training seeds) averaged, plain and with mirrored maps; seconds."""
+def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Held-out scores of each of the `--ensemble` fits (training seeds), the mirrored maps' scores averaged over
+    them, and the seconds spent."""
     plain, mirrored, seconds = [], [], 0.0
     for member in range(args.ensemble):
         p, m, s = finetuned_member(maps, y, train, held_out, args, fold, member)
         plain.append(p)
         mirrored.append(m)
         seconds += s
-    return np.mean(plain, axis=0), np.mean(mirrored, axis=0), seconds
+    return plain, np.mean(mirrored, axis=0), seconds
 
 
 def finetuned_member(maps, y, train, held_out, args, fold: int, member: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -198,17 +199,24 @@ def main(args) -> dict:
     for seed in args.seeds:
         args.seed = seed
         scores = {name: np.zeros(len(y)) for name in ("frozen", "finetuned", "finetuned_mirrored")}
+        members = np.zeros((args.ensemble, len(y)))
         folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
         for fold, (train, held_out) in enumerate(folds):
             model = new_classifier(seed).fit(frozen[train].astype(np.float64), y[train])
             scores["frozen"][held_out] = model.predict_proba(frozen[held_out].astype(np.float64))[:, 1]
             tuned, mirrored, seconds = finetuned_scores(maps, y, train, held_out, args, fold)
-            scores["finetuned"][held_out], scores["finetuned_mirrored"][held_out] = tuned, mirrored
+            members[:, held_out] = tuned
+            scores["finetuned"][held_out], scores["finetuned_mirrored"][held_out] = np.mean(tuned, axis=0), mirrored
             fit_seconds.append(round(seconds, 1))
         # test-time mirroring: the mean of the score and the score of the mirrored maps; and the two detectors'
         # probabilities averaged (both are fitted with balanced classes, so their scales are alike)
         scores["finetuned+mirror"] = (scores.pop("finetuned_mirrored") + scores["finetuned"]) / 2
         scores["frozen+finetuned"] = (scores["frozen"] + scores["finetuned"]) / 2
+        # the ensemble's curve from the same run: the first k fits of each fold averaged
+        for k in range(1, args.ensemble):
+            scores[f"finetuned_first_{k}"] = members[:k].mean(axis=0)
+        if args.scores_out:
+            write_scores(args.scores_out, seed, table, judged, scores)
         per_seed.append(
             {
                 name: {k: round(float(v), 3) for k, v in at_recalls(s[judged], y[judged]).items()}
@@ -232,6 +240,14 @@ def main(args) -> dict:
             for name in per_seed[0]
         },
     }
+
+
+def write_scores(path: Path, seed: int, table, judged: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+    """Each labelled image's out-of-fold scores, to look at the errors (kept out of the repo: it names the data's
+    images). One CSV per fold seed: `<path stem>-seed<seed>.csv`."""
+    frame = table[["image", "child", "by_captions"]].assign(judged=judged, **scores)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path.with_name(f"{path.stem}-seed{seed}.csv"), index=False)
 
 
 def cached_trunk(args, paths: list[Path]) -> tuple[list[list[np.ndarray]], float]:
@@ -281,6 +297,9 @@ if __name__ == "__main__":
     parser.add_argument("--limit", type=int, default=0, help="use only this many labelled images (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
     parser.add_argument("--out", default="child_detector_finetune", help="results file stem under bench/results/")
+    parser.add_argument(
+        "--scores-out", type=Path, default=None, help="write each image's out-of-fold scores to <stem>-seed<N>.csv"
+    )
     args = parser.parse_args()
     if args.cache is None:
         args.cache = REPO / ".bench-workspace" / f"finetune-trunk-{args.trained_from}.npz"
