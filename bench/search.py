@@ -79,7 +79,7 @@ def rss_mib() -> float:
 def load_model(workspace: Path | None):
     """(model, record, source): the workspace's two-tower champion, or a random one of the same shape."""
     from tasks.training.models.torch_training import Standardizer
-    from tasks.training.models.two_tower import TwoTowerModel, _network
+    from tasks.training.models.two_tower import TwoTowerModel
 
     if workspace is not None:
         from tasks.training.registry import ModelRegistry
@@ -92,8 +92,11 @@ def load_model(workspace: Path | None):
     import torch
 
     torch.manual_seed(0)
-    model = TwoTowerModel()
-    model.net = _network(384, 1280, model.dim, model.hidden, model.dropout).eval()
+    # 128-d MLP towers, the shape every row in bench/results/search*.json was measured with; the default locked
+    # text tower gives 384-d gallery vectors (three times the memory per image)
+    model = TwoTowerModel(text_tower="mlp")
+    model.dims = (384, 1280)
+    model.net = model.build_network().eval()
     model.image_scaler = Standardizer(np.zeros(1280, np.float32), np.ones(1280, np.float32))
     record = SimpleNamespace(
         version="random-two-tower", kind="two_tower", text_encoder="minilm-l6", image_encoder="efficientnet-lite0"
@@ -146,7 +149,7 @@ def run_one(size: int, n_queries: int, workspace: Path | None, path: str = "sear
     rss_models = rss_mib()
 
     started = time.perf_counter()
-    projected = synthetic_vectors(size, model.dim)
+    projected = synthetic_vectors(size, model.out_dim)
     index = GalleryIndex(
         folder=str(REPO / "bench" / "synthetic-gallery"),
         images=[f"synthetic_{i:07d}.jpg" for i in range(size)],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +44,17 @@ class TrainParams(BaseModel):
             "(measured on practicum-dev: 1 -> tau-c 0.49, 4 -> 0.54)"
         ),
     )
+    two_tower_text: Literal["identity", "linear", "mlp"] = Field(
+        default="identity",
+        description=(
+            "Two-tower text side: `identity` keeps the text encoder's own space (a locked text tower; the images are "
+            "mapped into it), `linear` or `mlp` project the text too. Practicum-dev, 5 folds x 2 seeds: tau-c 0.559 "
+            "identity vs 0.509 mlp, fold MRR 0.416 vs 0.396"
+        ),
+    )
+    two_tower_image: Literal["linear", "mlp"] = Field(
+        default="mlp", description="Two-tower image side: a one-hidden-layer MLP, or one linear layer"
+    )
     force_promote: bool = Field(
         default=False, description="Promote the run's best model even if it does not beat the champion"
     )
@@ -68,7 +79,11 @@ class TrainParams(BaseModel):
 
     def model_options(self, kind: str) -> dict:
         """Constructor arguments of one model kind."""
-        return {"n_search": self.xgb_search, "n_folds": self.xgb_folds} if kind == "xgboost" else {}
+        if kind == "xgboost":
+            return {"n_search": self.xgb_search, "n_folds": self.xgb_folds}
+        if kind == "two_tower":
+            return {"text_tower": self.two_tower_text, "image_tower": self.two_tower_image}
+        return {}
 
 
 def captions_frame(

@@ -277,3 +277,53 @@ def test_training_report_without_champion_has_no_head_to_head(outcome, tmp_path)
     decision = PromotionDecision(True, "first model", "v0001", None, 0.5, None)
     page = training_page(comparison, Registration(record, decision), [], tmp_path)
     assert "Champion vs challenger" not in page and (tmp_path / "v0001-recall.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("text_tower", "image_tower"), [("identity", "linear"), ("linear", "linear"), ("mlp", "linear")]
+)
+def test_two_tower_with_a_locked_text_tower_or_a_linear_image_tower_ranks_and_round_trips(
+    text_tower, image_tower, tmp_path
+):
+    from tasks.training.models.two_tower import TwoTowerModel
+
+    pairs, captions, text_table, image_table = synthetic()
+    train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    model = TwoTowerModel(epochs=25, text_tower=text_tower, image_tower=image_tower).fit(train, seed=0)
+    vr = eval_data.val_retrieval
+    mrr = retrieval_metrics(model.score_matrix(vr.text, vr.image), vr.relevant)["mrr"]
+    chance = retrieval_metrics(np.zeros((len(vr), len(vr.image))), vr.relevant)["mrr"]
+    assert mrr > 2 * chance
+    if text_tower == "identity":  # the query vector is the text encoder's own, normalised
+        text = model.embed_texts(vr.text)
+        assert np.allclose(text, vr.text / np.linalg.norm(vr.text, axis=1, keepdims=True), atol=1e-6)
+        assert model.embed_images(vr.image).shape[1] == vr.text.shape[1]
+    model.save(tmp_path)
+    again = load_model(tmp_path)
+    assert (again.text_tower, again.image_tower) == (text_tower, image_tower)
+    assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
+
+
+def test_two_tower_refuses_an_unknown_tower():
+    from tasks.training.models.two_tower import TwoTowerModel
+
+    with pytest.raises(ValueError, match="text_tower must be one of"):
+        TwoTowerModel(text_tower="transformer")
+
+
+def test_a_two_tower_saved_before_the_tower_options_loads_with_mlp_towers(tmp_path):
+    import json
+
+    from tasks.training.models.two_tower import TwoTowerModel
+
+    pairs, captions, text_table, image_table = synthetic()
+    train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp").fit(train, seed=0)
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "two_tower.json").read_text())
+    del meta["text_tower"], meta["image_tower"]  # the file as earlier versions wrote it
+    (tmp_path / "two_tower.json").write_text(json.dumps(meta))
+    vr = eval_data.val_retrieval
+    again = load_model(tmp_path)
+    assert (again.text_tower, again.image_tower) == ("mlp", "mlp")
+    assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
