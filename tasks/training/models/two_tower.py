@@ -31,8 +31,8 @@ IMAGE_TOWERS = ("mlp", "linear")
 
 
 def _network(dt: int, di: int, dim: int, hidden: int, dropout: float, text_tower: str, image_tower: str):
-    """The two towers. `identity` keeps the text encoder's own space (the image side is mapped into it: a
-    locked text tower, as in LiT), `linear` maps the image features with one linear layer."""
+    """The two towers. `identity` (text only) keeps the text encoder's own space and the image side is mapped
+    into it (a locked text tower, as in LiT); `linear` is one linear layer, `mlp` one hidden GELU layer."""
     import torch
     from torch import nn
 
