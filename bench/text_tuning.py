@@ -37,9 +37,12 @@ sys.path.insert(0, str(REPO / "bench"))
 KEYS = ("r1", "r5", "mrr", "safe_r1", "safe_mrr", "val_r1", "val_mrr", "tau_c")
 
 
-def tune_text_encoder(captions: list[str], image_vectors: np.ndarray, args) -> tuple[object, object, float]:
+def tune_text_encoder(
+    captions: list[str], image_vectors: np.ndarray, image_row: np.ndarray, args
+) -> tuple[object, object, float]:
     """MiniLM with its last `args.layers` layers trained contrastively against fixed image vectors (one row per
-    caption, the vector of the image it describes). Returns (sentence-transformer, image map, seconds)."""
+    caption, the vector of the image it describes; `image_row` numbers each caption's image). Returns
+    (sentence-transformer, image map, seconds)."""
     import torch
     from sentence_transformers import SentenceTransformer
     from torch import nn
@@ -66,7 +69,6 @@ def tune_text_encoder(captions: list[str], image_vectors: np.ndarray, args) -> t
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
     # one caption per image per step, so no batch holds two captions of the same image (false negatives)
     by_image: dict[int, list[int]] = {}
-    image_row = args.image_row_of_caption
     for i, row in enumerate(image_row):
         by_image.setdefault(int(row), []).append(i)
     distinct = np.array(sorted(by_image))
@@ -156,10 +158,11 @@ def main(args) -> dict:
             own = pd.concat([own, rated[["query_id", "image"]]]).drop_duplicates().reset_index(drop=True)
         image_keys = sorted(set(own["image"]))
         row_of = {name: i for i, name in enumerate(image_keys)}
-        args.image_row_of_caption = np.array([row_of[name] for name in own["image"]])
-        image_vectors = embedded.train_images.lookup(image_keys)[args.image_row_of_caption]
+        image_row = np.array([row_of[name] for name in own["image"]])
+        image_vectors = embedded.train_images.lookup(image_keys)[image_row]
         print(f"fold {fold}: tuning on {len(own)} captions of {len(image_keys)} images", flush=True)
-        model, image_map, seconds = tune_text_encoder([texts_by_id[q] for q in own["query_id"]], image_vectors, args)
+        captions_text = [texts_by_id[q] for q in own["query_id"]]
+        model, image_map, seconds = tune_text_encoder(captions_text, image_vectors, image_row, args)
         start = time.perf_counter()
         tuned_texts = Embeddings(all_ids, embed_texts(model, [texts_by_id[q] for q in all_ids]), "minilm-l6-lit")
         embed_seconds = time.perf_counter() - start
@@ -190,12 +193,11 @@ def main(args) -> dict:
     for name in ("frozen", "lit", "lit_direct"):
         mine = [r for r in rows if r["text"] == name]
         summary[name] = {k: round(float(np.mean([r[k] for r in mine if k in r])), 3) for k in mine[0] if k in KEYS}
-    settings = {k: v for k, v in vars(args).items() if k not in ("image_row_of_caption",)}
     return {
         "command": "python bench/text_tuning.py " + " ".join(sys.argv[1:]),
         "machine": platform.platform(),
         "load_avg_1_5_15": os.getloadavg(),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "per_fold": rows,
         "mean_over_folds": summary,
     }
