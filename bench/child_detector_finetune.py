@@ -1,10 +1,12 @@
 """Bench: does fine-tuning the last block of Lite0 make the child-image detector keep more adult photos?
 
 Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1] [--trained-from 15]
-[--ensemble 1] [--out NAME]`; writes bench/results/NAME.json (default child_detector_finetune.json). About 25
-minutes on this 2-core machine with the defaults (two fold seeds, 5 folds each; the trunk's activations are cached
-under .bench-workspace/finetune-trunk-<from>.npz). `--trained-from 13` trains Lite0's last three blocks (about
-2.5 times as long); `--ensemble N` averages N fits per fold (training seeds).
+[--ensemble 1] [--folds 5] [--no-bf16] [--threads 1] [--out NAME]`; writes bench/results/NAME.json (default
+child_detector_finetune.json). With `--threads 2` on this 2-core machine: about 6 minutes (10 fits of 36 s in
+bfloat16; 55 s each with `--no-bf16`), plus about 2 minutes the first time for the trunk's activations, which are
+cached under .bench-workspace/finetune-trunk-<from>.npz. `--trained-from 13` trains Lite0's last three blocks
+(about 2.5 times as long); `--ensemble N` averages N fits per fold (training seeds); `--folds` sets the folds of
+the out-of-fold scores. Every fit is the pipeline's own `fit_tail`.
 
 The pipeline's own fine-tuned detector (`tasks/safety/tuned_detector.py`) is this recipe with the defaults.
 
@@ -25,7 +27,6 @@ Both read the same cached activations, so the only difference is the training.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -39,135 +40,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-BASE = "efficientnet-lite0"
 VIEWS = 5
-
-
-def trunk_activations(paths: list[Path], trained_from: int) -> list[list[np.ndarray]]:
-    """Each image's tile views run through the frozen stem and blocks [0, trained_from): float16 maps."""
-    import torch
-    from PIL import Image
-    from torch.nn import functional as F
-
-    from tasks.embed.encoders.models import _tile_views
-
-    net = lite0()
-    out, start = [], time.perf_counter()
-    with torch.inference_mode():
-        for i, path in enumerate(paths):
-            maps = []
-            for view in _tile_views(Image.open(path).convert("RGB"), 224):
-                x = F.relu6(net._bn0(net._conv_stem(view[None])))
-                for block in net._blocks[:trained_from]:
-                    x = block(x)
-                maps.append(x[0].half().numpy())
-            out.append(maps)
-            if (i + 1) % 200 == 0:
-                print(f"trunk: {i + 1}/{len(paths)} images, {time.perf_counter() - start:.0f} s", flush=True)
-    return out
-
-
-def lite0():
-    from tasks.embed.encoders.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
-    from tasks.embed.encoders.locate import locate_lite_weights
-
-    return fuse_batch_norm(load_efficientnet_lite(BASE, locate_lite_weights(BASE)))
-
-
-def make_tail(net, mean, std, trained_from: int):
-    """Blocks trained_from.., the head convolution and a linear layer; image logit from views max-pooled."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    class Tail(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.Sequential(*copy.deepcopy(list(net._blocks[trained_from:])))
-            self.head = copy.deepcopy(net._conv_head)
-            for p in self.parameters():
-                p.requires_grad_(True)
-            self.fc = nn.Linear(1280, 1)
-            nn.init.zeros_(self.fc.weight)
-            nn.init.zeros_(self.fc.bias)
-            self.register_buffer("mean", mean)
-            self.register_buffer("std", std)
-
-        def pooled(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
-            """(images, 1280): each view's averaged head map, then the maximum over the views."""
-            by_shape: dict[tuple, list[tuple[int, int]]] = {}
-            for i, views in enumerate(images):
-                for j, v in enumerate(views):
-                    by_shape.setdefault(tuple(v.shape), []).append((i, j))
-            out = torch.zeros(len(images), VIEWS, 1280)
-            for where in by_shape.values():
-                x = self.blocks(torch.stack([images[i][j] for i, j in where]))
-                feats = F.relu6(self.head(x)).mean(dim=(2, 3))
-                out = out.index_put((torch.tensor([i for i, _ in where]), torch.tensor([j for _, j in where])), feats)
-            return out.amax(dim=1)
-
-        def forward(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
-            return self.fc((self.pooled(images) - self.mean) / self.std).squeeze(-1)
-
-    return Tail()
 
 
 def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[list[np.ndarray], np.ndarray, float]:
     """Held-out scores of each of the `--ensemble` fits (training seeds), the mirrored maps' scores averaged over
-    them, and the seconds spent."""
-    plain, mirrored, seconds = [], [], 0.0
-    for member in range(args.ensemble):
-        p, m, s = finetuned_member(maps, y, train, held_out, args, fold, member)
-        plain.append(p)
-        mirrored.append(m)
-        seconds += s
-    return plain, np.mean(mirrored, axis=0), seconds
+    them, and the seconds spent. Each fit is the pipeline's own (`fit_tail`)."""
+    from tasks.safety.tuned_detector import FinetuneParams, fit_tail, tail_scores
 
-
-def finetuned_member(maps, y, train, held_out, args, fold: int, member: int) -> tuple[np.ndarray, np.ndarray, float]:
-    import torch
-    from torch.nn import functional as F
-
-    torch.manual_seed(args.seed * 100 + fold + 1000 * member)
-    net = lite0()
-    frozen = make_tail(net, torch.zeros(1280), torch.ones(1280), args.trained_from).eval()
-    with torch.no_grad():
-        pooled = torch.cat([frozen.pooled([maps[i] for i in train[s : s + 32]]) for s in range(0, len(train), 32)])
-    model = make_tail(net, pooled.mean(0), pooled.std(0) + 1e-3, args.trained_from)
-    body = [p for n, p in model.named_parameters() if not n.startswith("fc")]
-    opt = torch.optim.AdamW(
-        [{"params": body, "lr": args.lr_body}, {"params": model.fc.parameters(), "lr": args.lr_head}],
+    params = FinetuneParams(
+        trained_from=args.trained_from,
+        epochs=args.epochs,
+        lr_body=args.lr_body,
+        lr_head=args.lr_head,
         weight_decay=args.weight_decay,
+        batch=args.batch,
+        bf16=args.bf16,
     )
-    steps_per_epoch = (len(train) + args.batch - 1) // args.batch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[args.lr_body, args.lr_head], total_steps=args.epochs * steps_per_epoch, pct_start=0.15
-    )
-    pos_weight = torch.tensor((y[train] == 0).sum() / max(1, (y[train] == 1).sum()), dtype=torch.float32)
-    rng = np.random.default_rng(args.seed * 100 + fold + 1000 * member)
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        model.train()
-        order, total = rng.permutation(train), 0.0
-        for s in range(0, len(order), args.batch):
-            ids = order[s : s + args.batch]
-            batch = [[torch.flip(v, dims=[2]) for v in maps[i]] if rng.random() < 0.5 else maps[i] for i in ids]
-            target = torch.tensor(y[ids], dtype=torch.float32)
-            loss = F.binary_cross_entropy_with_logits(model(batch), target, pos_weight=pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-            total += loss.item() * len(ids)
-        print(f"fold {fold} epoch {epoch + 1}: loss {total / len(train):.4f}, {time.perf_counter() - start:.0f} s")
-    model.eval()
-    with torch.no_grad():
-        plain, mirrored = [], []
-        for s in range(0, len(held_out), 32):
-            images = [maps[i] for i in held_out[s : s + 32]]
-            plain.append(torch.sigmoid(model(images)))
-            mirrored.append(torch.sigmoid(model([[torch.flip(v, dims=[2]) for v in views] for views in images])))
-    return torch.cat(plain).numpy(), torch.cat(mirrored).numpy(), time.perf_counter() - start
+    held = [maps[i] for i in held_out]
+    mirror = [[np.ascontiguousarray(m[:, :, ::-1]) for m in views] for views in held]
+    plain, mirrored, start = [], [], time.perf_counter()
+    for member in range(args.ensemble):
+        seed = args.seed * 100 + fold + 1000 * member
+        tail = fit_tail([maps[i] for i in train], y[train], params, seed, log=lambda s: print(f"fold {fold}: {s}"))
+        plain.append(tail_scores(tail, held))
+        mirrored.append(tail_scores(tail, mirror))
+    return plain, np.mean(mirrored, axis=0), time.perf_counter() - start
 
 
 def main(args) -> dict:
@@ -177,6 +75,7 @@ def main(args) -> dict:
 
     from tasks.ingest.dataset import ingest_dataset
     from tasks.safety.image_detector import new_classifier
+    from tasks.safety.tuned_detector import _tail_module, frozen_network, tail_features
 
     torch.set_num_threads(args.threads)
     dataset = ingest_dataset(args.data_dir)
@@ -188,19 +87,16 @@ def main(args) -> dict:
     y = table["child"].to_numpy(int)
     judged = table["by_captions"].to_numpy(bool) | (y == 0)
     folder = dict(zip(dataset.image_files["image"], dataset.image_files["folder"], strict=True))
-    maps_np, trunk_s = cached_trunk(args, [args.data_dir / folder[name] / name for name in table["image"]])
-    maps = [[torch.from_numpy(m.astype(np.float32)) for m in views] for views in maps_np]
-
-    frozen_tail = make_tail(lite0(), torch.zeros(1280), torch.ones(1280), args.trained_from).eval()
-    with torch.no_grad():
-        frozen = torch.cat([frozen_tail.pooled(maps[s : s + 32]) for s in range(0, len(maps), 32)]).numpy()
+    maps, trunk_s = cached_trunk(args, [args.data_dir / folder[name] / name for name in table["image"]])
+    frozen = tail_features(_tail_module(frozen_network(), args.trained_from, torch.zeros(1), torch.ones(1)), maps)
+    frozen = frozen.reshape(len(maps), VIEWS, -1).max(axis=1)
 
     per_seed, fit_seconds = [], []
     for seed in args.seeds:
         args.seed = seed
         scores = {name: np.zeros(len(y)) for name in ("frozen", "finetuned", "finetuned_mirrored")}
         members = np.zeros((args.ensemble, len(y)))
-        folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        folds = StratifiedKFold(args.folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
         for fold, (train, held_out) in enumerate(folds):
             model = new_classifier(seed).fit(frozen[train].astype(np.float64), y[train])
             scores["frozen"][held_out] = model.predict_proba(frozen[held_out].astype(np.float64))[:, 1]
@@ -260,8 +156,10 @@ def cached_trunk(args, paths: list[Path]) -> tuple[list[list[np.ndarray]], float
                 flat, offsets = z["flat"], np.concatenate([[0], np.cumsum(np.prod(shapes, axis=1))])
                 maps = [flat[offsets[k] : offsets[k + 1]].reshape(shapes[k]) for k in range(len(shapes))]
                 return [maps[i * VIEWS : (i + 1) * VIEWS] for i in range(len(names))], float(z["seconds"])
+    from tasks.safety.tuned_detector import trunk_maps
+
     start = time.perf_counter()
-    maps = trunk_activations(paths, args.trained_from)
+    maps = trunk_maps(paths, args.trained_from, progress=lambda i: i % 200 or print(f"trunk: {i}/{len(paths)} images"))
     seconds = time.perf_counter() - start
     views = [m for per_image in maps for m in per_image]
     args.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +192,10 @@ if __name__ == "__main__":
     parser.add_argument("--lr-head", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-2)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--folds", type=int, default=5, help="folds of the out-of-fold scores (the pipeline's: 5)")
+    parser.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=True, help="train with bfloat16 (the default)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only this many labelled images (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
     parser.add_argument("--out", default="child_detector_finetune", help="results file stem under bench/results/")

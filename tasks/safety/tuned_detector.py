@@ -11,7 +11,9 @@ How it is built, so that it costs one network pass per image, as the linear dete
 - The trunk (stem and blocks before `trained_from`) stays frozen. Its activations for the labelled images are
   computed once (`trunk_maps`), and every fit reads them.
 - A fit (`fit_tail`) trains the blocks from `trained_from` on, the head convolution and a linear layer on the views
-  max-pooled: AdamW, a one-cycle schedule, class-balanced binary cross-entropy, maps mirrored at random.
+  max-pooled: AdamW, a one-cycle schedule, class-balanced binary cross-entropy, maps mirrored at random; in
+  bfloat16 arithmetic where the CPU has it (half the time, the same detector: `bench/child_detector_finetune.py`,
+  AUC 0.919 and 0.683 of adults kept at recall 0.95 in float32 and in bfloat16).
 - The trained blocks and head are saved in a weights file named by its content hash. The encoder id
   `efficientnet-lite0-tileviews-tuned-<hash>` reads it: the network with those weights, giving the same 5 x 1280
   per-view features as `-tileviews`. So the embedding cache never mixes tuned and frozen features, and every
@@ -37,7 +39,7 @@ import numpy as np
 
 BASE_ENCODER = "efficientnet-lite0"
 # Part of every fit's cache key: raise it when a change to the training code should retrain every detector.
-FIT_VERSION = 1
+FIT_VERSION = 2
 TUNED_DIR_NAME = "tuned"  # beside the detector file: `Workspace.tuned_detector_dir`
 TUNED_MARK = "-tileviews-tuned-"
 _TUNED_ID = re.compile(r"^(?P<base>efficientnet-lite[0-4])-tileviews-tuned-(?P<digest>[0-9a-f]{16})$")
@@ -60,6 +62,9 @@ class FinetuneParams:
     lr_head: float = 1e-3
     weight_decay: float = 1e-2
     batch: int = 16
+    # Train (not score) with bfloat16 arithmetic where the CPU has it natively (`bf16_native`): 1.7 times as fast
+    # here. The weights, the trunk maps and every score stay float32, so serving paths are unchanged.
+    bf16: bool = True
 
 
 def is_tuned(encoder_id: str) -> bool:
@@ -193,7 +198,7 @@ def _tail_module(net: Any, trained_from: int, mean: Any, std: Any) -> Any:
                 x = self.blocks(torch.stack([images[i][j] for i, j in where]))
                 feats = F.relu6(self.head(x)).mean(dim=(2, 3))
                 rows, cols = torch.tensor([i for i, _ in where]), torch.tensor([j for _, j in where])
-                out = out.index_put((rows, cols), feats)
+                out = out.index_put((rows, cols), feats.float())
             return out
 
         def forward(self, images: list[list[torch.Tensor]]) -> torch.Tensor:
@@ -201,6 +206,13 @@ def _tail_module(net: Any, trained_from: int, mean: Any, std: Any) -> Any:
             return self.fc((pooled - self.mean) / self.std).squeeze(-1)
 
     return Tail()
+
+
+def bf16_native() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere it would be emulated, slower."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _as_tensors(maps: Sequence[Sequence[np.ndarray]]) -> list[list[Any]]:
@@ -241,6 +253,7 @@ def fit_tail(
     )
     pos_weight = torch.tensor((labels == 0).sum() / max(1, (labels == 1).sum()), dtype=torch.float32)
     rng = np.random.default_rng(seed)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=params.bf16 and bf16_native())
     started = time.perf_counter()
     for epoch in range(params.epochs):
         model.train()
@@ -249,7 +262,8 @@ def fit_tail(
             ids = order[s : s + params.batch]
             batch = [[torch.flip(v, dims=[2]) for v in images[i]] if rng.random() < 0.5 else images[i] for i in ids]
             target = torch.tensor(labels[ids], dtype=torch.float32)
-            loss = F.binary_cross_entropy_with_logits(model(batch), target, pos_weight=pos_weight)
+            with autocast:
+                loss = F.binary_cross_entropy_with_logits(model(batch), target, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

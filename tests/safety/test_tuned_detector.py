@@ -71,13 +71,22 @@ def test_the_served_encoder_computes_what_the_fit_scored(tmp_path, clean_registr
     assert save_tail(tail, QUICK, tmp_path / "tuned") == encoder_id
 
 
-def test_a_fit_learns_the_labels(tmp_path, clean_registry):
+@pytest.mark.parametrize("bf16", [True, False])
+def test_a_fit_learns_the_labels_and_keeps_float32_weights(bf16, tmp_path, clean_registry):
+    """Training in bfloat16 (where the CPU has it; float32 elsewhere) leaves float32 weights that score in
+    float32, so the served encoder is the same network either way."""
+    import dataclasses
+
+    import torch
     from sklearn.metrics import roc_auc_score
 
-    from tasks.safety.tuned_detector import tail_scores
+    from tasks.safety.tuned_detector import fit_tail, tail_scores
 
-    _, labels, maps, tail = fitted(tmp_path, n=12)
-    assert roc_auc_score(labels, tail_scores(tail, maps)) == 1.0
+    _, labels, maps, _ = fitted(tmp_path, n=12)
+    tail = fit_tail(maps, labels, dataclasses.replace(QUICK, bf16=bf16), seed=0)
+    assert {p.dtype for p in tail.parameters()} == {torch.float32}
+    scores = tail_scores(tail, maps)
+    assert scores.dtype == np.float32 and roc_auc_score(labels, scores) == 1.0
 
 
 def test_a_fit_needs_both_classes(tmp_path):
