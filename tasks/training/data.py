@@ -112,6 +112,7 @@ def build_datasets(
         positives_image=image_emb.lookup(own["image"].tolist()) if len(own) else None,
         positives_groups=own["image"].to_numpy() if len(own) else None,
         weights=np.where(train_pairs["expert_score"].notna(), expert_pair_weight, 1.0).astype(np.float32),
+        expert=train_pairs["expert_score"].notna().to_numpy(),
     )
     val = TrainingData(
         text=text_emb.lookup(val_pairs["query_id"].tolist()),

@@ -55,6 +55,23 @@ class TrainParams(BaseModel):
     two_tower_image: Literal["linear", "mlp"] = Field(
         default="mlp", description="Two-tower image side: a one-hidden-layer MLP, or one linear layer"
     )
+    two_tower_calibration: Literal["ratings", "experts"] = Field(
+        default="ratings",
+        description=(
+            "What the two-tower's score is calibrated to: every rated pair (`ratings`: the share of crowd raters "
+            "who would say yes), or the expert-rated pairs only (`experts`: the experts' mean score). Ranking is "
+            "the same either way"
+        ),
+    )
+    two_tower_members: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description=(
+            "Two-tower networks trained from other seeds and scored by their mean cosine (still one vector an image "
+            "with the locked text tower); each costs one more fit"
+        ),
+    )
     force_promote: bool = Field(
         default=False, description="Promote the run's best model even if it does not beat the champion"
     )
@@ -82,7 +99,12 @@ class TrainParams(BaseModel):
         if kind == "xgboost":
             return {"n_search": self.xgb_search, "n_folds": self.xgb_folds}
         if kind == "two_tower":
-            return {"text_tower": self.two_tower_text, "image_tower": self.two_tower_image}
+            return {
+                "text_tower": self.two_tower_text,
+                "image_tower": self.two_tower_image,
+                "calibrate_on": self.two_tower_calibration,
+                "members": self.two_tower_members,
+            }
         return {}
 
 

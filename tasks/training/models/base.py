@@ -27,6 +27,7 @@ class TrainingData:
     positives_image: np.ndarray | None = None
     positives_groups: np.ndarray | None = None
     weights: np.ndarray | None = None  # per-row loss weight (expert-rated pairs can count more)
+    expert: np.ndarray | None = None  # True where experts rated the pair (the target is then their mean score)
 
     def __post_init__(self) -> None:
         n = len(self.target)

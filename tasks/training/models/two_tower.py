@@ -28,6 +28,11 @@ from tasks.training.models.torch_training import EarlyStopping, Standardizer, ho
 
 TEXT_TOWERS = ("mlp", "linear", "identity")
 IMAGE_TOWERS = ("mlp", "linear")
+# What the score sigmoid(a * cosine + b) is fitted to after training: every rated pair's target ("ratings": most
+# pairs are crowd votes, so a score reads as the share of crowd raters who would say yes), or the expert-rated pairs
+# only ("experts": the experts' mean score, when the training split holds at least MIN_EXPERT_PAIRS of them).
+CALIBRATIONS = ("ratings", "experts")
+MIN_EXPERT_PAIRS = 50
 
 
 def _network(dt: int, di: int, dim: int, hidden: int, dropout: float, text_tower: str, image_tower: str):
@@ -67,6 +72,38 @@ def _network(dt: int, di: int, dim: int, hidden: int, dropout: float, text_tower
     return TwoTowerNet()
 
 
+def _ensemble(members: list, locked_text: bool):
+    """Member networks (the same towers, other seeds) scored by their mean cosine, so a query is still one dot
+    product with one stored vector per image. With a locked text tower every member embeds a text the same way,
+    so an image's vector is the mean of its members' unit vectors (the text encoder's dimension, not normalised);
+    otherwise both sides are the members' unit vectors side by side over sqrt(members)."""
+    import torch
+    from torch import nn
+
+    class EnsembleNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
+            self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]).mean())
+            self.b = nn.Parameter(torch.stack([m.b.detach() for m in members]).mean())
+
+        def embed_text(self, t):
+            if locked_text:
+                return self.members[0].embed_text(t)
+            return torch.cat([m.embed_text(t) for m in self.members], dim=-1) / math.sqrt(len(self.members))
+
+        def embed_image(self, i):
+            if locked_text:
+                return torch.stack([m.embed_image(i) for m in self.members]).mean(0)
+            return torch.cat([m.embed_image(i) for m in self.members], dim=-1) / math.sqrt(len(self.members))
+
+        def calibrate(self, cosine):
+            return torch.sigmoid(self.a * cosine + self.b)
+
+    return EnsembleNet()
+
+
 @dataclass(frozen=True)
 class _Positives:
     """(caption, own image) rows as tensors: `train_rows` feed InfoNCE, the `val_` rows score validation MRR."""
@@ -96,6 +133,8 @@ class TwoTowerModel:
         patience: int = 10,
         text_tower: str = "identity",
         image_tower: str = "mlp",
+        calibrate_on: str = "ratings",
+        members: int = 1,
     ):
         if text_tower not in TEXT_TOWERS or image_tower not in IMAGE_TOWERS:
             raise ValueError(
@@ -105,7 +144,12 @@ class TwoTowerModel:
         self.dim, self.hidden, self.dropout = dim, hidden, dropout
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.contrastive_weight, self.patience = contrastive_weight, patience
-        self.text_tower, self.image_tower = text_tower, image_tower
+        if calibrate_on not in CALIBRATIONS:
+            raise ValueError(f"calibrate_on must be one of {CALIBRATIONS}, not {calibrate_on!r}")
+        if members < 1:
+            raise ValueError(f"members must be at least 1, not {members}")
+        self.text_tower, self.image_tower, self.calibrate_on = text_tower, image_tower, calibrate_on
+        self.members = members  # networks trained with other seeds and scored by their mean cosine
         self.dims: tuple[int, int] = (0, 0)  # (text, image) input dimensions, set in fit() or load()
         self.net: Any = None  # the torch module, built in fit() or load()
         self.image_scaler: Any = None  # a Standardizer after fit()
@@ -141,7 +185,18 @@ class TwoTowerModel:
         positives = self._positives(data, held)
 
         self.dims = (int(t.shape[1]), int(i.shape[1]))
-        self.net = self.build_network()
+        nets = [self._fit_member(t, i, y, w, tr, held, positives, seed + 1000 * m) for m in range(self.members)]
+        self.net = nets[0] if self.members == 1 else _ensemble(nets, self.text_tower == "identity").eval()
+        rows = torch.from_numpy(self._calibration_rows(data))
+        self._recalibrate(t[rows], i[rows], y[rows])
+        return self
+
+    def _fit_member(self, t, i, y, w, tr, held, positives: _Positives | None, seed: int):
+        """One network trained from its own seed, stopped early on the held-out part; left in `self.net`."""
+        import torch
+
+        seed_torch(seed)
+        self.net = self._member_network()
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -163,11 +218,23 @@ class TwoTowerModel:
             if stopper.update(val_mrr - val_mse, self.net):
                 break
         stopper.restore(self.net)
-        self._recalibrate(t, i, y)
-        return self
+        return self.net.eval()
+
+    def _calibration_rows(self, data: TrainingData) -> np.ndarray:
+        """The training rows a and b are refitted on (`calibrate_on`): the expert-rated ones, or all."""
+        everything = np.arange(len(data.target))
+        if self.calibrate_on != "experts" or data.expert is None:
+            return everything
+        expert = np.flatnonzero(data.expert)
+        return expert if len(expert) >= MIN_EXPERT_PAIRS else everything
 
     def build_network(self):
         """A new network of this model's shape (`dims` set): weights at their initial values."""
+        if self.members == 1:
+            return self._member_network()
+        return _ensemble([self._member_network() for _ in range(self.members)], self.text_tower == "identity")
+
+    def _member_network(self):
         return _network(*self.dims, self.dim, self.hidden, self.dropout, self.text_tower, self.image_tower)
 
     def _positives(self, data: TrainingData, held: np.ndarray) -> _Positives | None:
@@ -214,7 +281,7 @@ class TwoTowerModel:
         return val_mse, mean_reciprocal_rank(texts @ images.T, positives.val_own)
 
     def _recalibrate(self, t, i, y) -> None:
-        """Refit only a and b on all rating pairs: the ranking stays, the scores become calibrated."""
+        """Refit only a and b on these rated pairs: the ranking stays, the scores become calibrated."""
         import torch
 
         with torch.no_grad():
@@ -256,8 +323,9 @@ class TwoTowerModel:
 
     @property
     def out_dim(self) -> int:
-        """The dimension of the shared space: the text encoder's own with a locked (identity) text tower."""
-        return self.dims[0] if self.text_tower == "identity" else self.dim
+        """The dimension of the shared space: the text encoder's own with a locked (identity) text tower; members
+        side by side otherwise."""
+        return self.dims[0] if self.text_tower == "identity" else self.dim * self.members
 
     # -- scoring --------------------------------------------------------------------------------
     def embed_texts(self, text: np.ndarray) -> np.ndarray:
@@ -298,6 +366,8 @@ class TwoTowerModel:
             "patience",
             "text_tower",
             "image_tower",
+            "calibrate_on",
+            "members",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -320,6 +390,7 @@ class TwoTowerModel:
         dims = (meta.pop("dt"), meta.pop("di"))
         meta.setdefault("text_tower", "mlp")  # saved before the tower options: both towers were MLPs
         meta.setdefault("image_tower", "mlp")
+        meta.setdefault("calibrate_on", "ratings")  # saved before the option: fitted to every rated pair
         model = cls(**meta)
         model.dims = dims
         model.net = model.build_network()
