@@ -10,6 +10,10 @@ Trained on two signals at once: the ratings (MSE on a calibrated score, so outpu
 [0, 1]) and a contrastive InfoNCE loss on each image's own captions (so the right image comes
 first). Because the score is a function of one text vector and one image vector, retrieval is an
 index lookup: gallery vectors are computed once (`embed_images`) and a query is one matrix product.
+
+After training only the score's sigmoid(a * cosine + b) is refitted, on every rated pair or on the expert-rated
+ones (`calibrate_on`); `members` > 1 trains networks from other seeds and scores their mean cosine, still one
+vector per image and per query.
 """
 
 from __future__ import annotations
