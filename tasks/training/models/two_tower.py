@@ -92,15 +92,18 @@ def _ensemble(members: list, locked_text: bool):
             self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]).mean())
             self.b = nn.Parameter(torch.stack([m.b.detach() for m in members]).mean())
 
+        def each(self) -> list[Any]:
+            return list(self.members)
+
         def embed_text(self, t):
             if locked_text:
-                return self.members[0].embed_text(t)
-            return torch.cat([m.embed_text(t) for m in self.members], dim=-1) / math.sqrt(len(self.members))
+                return self.each()[0].embed_text(t)
+            return torch.cat([m.embed_text(t) for m in self.each()], dim=-1) / math.sqrt(len(self.members))
 
         def embed_image(self, i):
             if locked_text:
-                return torch.stack([m.embed_image(i) for m in self.members]).mean(0)
-            return torch.cat([m.embed_image(i) for m in self.members], dim=-1) / math.sqrt(len(self.members))
+                return torch.stack([m.embed_image(i) for m in self.each()]).mean(0)
+            return torch.cat([m.embed_image(i) for m in self.each()], dim=-1) / math.sqrt(len(self.members))
 
         def calibrate(self, cosine):
             return torch.sigmoid(self.a * cosine + self.b)
