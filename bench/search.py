@@ -288,24 +288,25 @@ def synthetic_names(n: int, prefix: str = "synthetic_"):
     return ImageNames(pc.binary_join_element_wise(prefix, digits, ".jpg", ""))
 
 
-def scale_files(data: Path, size: int, n_queries: int) -> dict[str, Path]:
+def scale_files(data: Path, size: int, n_queries: int, dim: int = 128) -> dict[str, Path]:
+    d = "" if dim == 128 else f"-d{dim}"  # 128-d files keep the names they had before --dim
     return {
-        "vectors": data / f"clustered-{size}.npy",
-        "queries": data / f"queries-{n_queries}.npy",
-        "truth": data / f"truth-{size}-{n_queries}.npy",
-        "truth_s": data / f"truth-{size}-{n_queries}.json",
-        "gallery": data / f"gallery-{size}",
+        "vectors": data / f"clustered-{size}{d}.npy",
+        "queries": data / f"queries-{n_queries}{d}.npy",
+        "truth": data / f"truth-{size}-{n_queries}{d}.npy",
+        "truth_s": data / f"truth-{size}-{n_queries}{d}.json",
+        "gallery": data / f"gallery-{size}{d}",
     }
 
 
-def prepare_scale(data: Path, size: int, n_queries: int) -> dict:
+def prepare_scale(data: Path, size: int, n_queries: int, dim: int = 128) -> dict:
     """The gallery vectors (written block by block to disk), the queries and their exact top 10 (read block by
     block): the measured processes only open the files. Reuses files already in `data` (same seed, same data)."""
-    files = scale_files(data, size, n_queries)
+    files = scale_files(data, size, n_queries, dim)
     if not files["vectors"].is_file():
-        write_clustered(files["vectors"], size)
+        write_clustered(files["vectors"], size, dim)
     if not files["queries"].is_file():
-        np.save(files["queries"], clustered_vectors(n_queries, seed=1))
+        np.save(files["queries"], clustered_vectors(n_queries, dim, seed=1))
     if not files["truth"].is_file():
         t0 = time.perf_counter()
         truth = exact_top10(np.load(files["vectors"], mmap_mode="r"), np.load(files["queries"]))
@@ -314,14 +315,14 @@ def prepare_scale(data: Path, size: int, n_queries: int) -> dict:
     return json.loads(files["truth_s"].read_text()) if files["truth_s"].is_file() else {}
 
 
-def build_scale(size: int, kind: str, data: Path, n_queries: int) -> dict:
+def build_scale(size: int, kind: str, data: Path, n_queries: int, dim: int = 128) -> dict:
     """Build the index from the memory-mapped vectors file (as a loaded gallery holds them) and save it."""
     import pandas as pd
 
     from tasks.search.ann import AnnParams
     from tasks.search.index import GalleryIndex, with_lookup
 
-    files = scale_files(data, size, n_queries)
+    files = scale_files(data, size, n_queries, dim)
     index = GalleryIndex(
         folder=str(data),
         images=synthetic_names(size),
@@ -362,14 +363,14 @@ def measure_lookup(lookup, query_vecs: np.ndarray, truth: np.ndarray, row_ids: n
     }
 
 
-def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, nprobes: list[int]) -> dict:
+def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, nprobes: list[int], dim: int = 128) -> dict:
     """Load the saved index (vectors memory-mapped), query it, optionally at other nprobe values, add `add` images."""
     from dataclasses import replace
 
     from tasks.search.ann import AnnParams, ResolvedAnn, lookup_for
     from tasks.search.index import AddedImages, GalleryIndex, apply_changes
 
-    files = scale_files(data, size, n_queries)
+    files = scale_files(data, size, n_queries, dim)
     query_vecs, truth = np.load(files["queries"]), np.load(files["truth"])
     t0 = time.perf_counter()
     loaded = GalleryIndex.load(files["gallery"])
@@ -386,7 +387,7 @@ def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, npro
             sweep.append({"nprobe": nprobe, **measure_lookup(other, query_vecs, truth, loaded.row_ids, n_queries)})
         row["nprobe_sweep"] = sweep
     if add:
-        new = clustered_vectors(add, seed=2)
+        new = clustered_vectors(add, dim, seed=2)
         added = AddedImages(synthetic_names(add, "new_"), None, new, np.zeros((add, 2), dtype=np.int64))
         params = AnnParams(kind=kind, exact_below=0)  # type: ignore[arg-type]
         t0 = time.perf_counter()
@@ -428,16 +429,18 @@ def main_scale(args) -> None:
     rows: list[dict] = []
     try:
         for size in parse_sizes(args.sizes):
-            prep = run_child(["--scale-prep", f"{size}:{args.queries}:{data}"])
+            dim = ["--dim", str(args.dim)]
+            prep = run_child(["--scale-prep", f"{size}:{args.queries}:{data}", *dim])
             for kind in args.kinds.split(","):
                 add = args.add if size >= 1_000_000 else 0
-                built = run_child(["--scale-build", f"{size}:{kind}:{args.queries}:{data}"])
-                served = run_child(["--scale-serve", f"{size}:{kind}:{args.queries}:{data}:{add}:{args.nprobes}"])
-                meta = json.loads((scale_files(data, size, args.queries)["gallery"] / "index.json").read_text())
-                r = {"gallery": size, "kind": kind, "ann": meta["ann"], **prep, **built, **served}
+                built = run_child(["--scale-build", f"{size}:{kind}:{args.queries}:{data}", *dim])
+                served = run_child(["--scale-serve", f"{size}:{kind}:{args.queries}:{data}:{add}:{args.nprobes}", *dim])
+                files = scale_files(data, size, args.queries, args.dim)
+                meta = json.loads((files["gallery"] / "index.json").read_text())
+                r = {"gallery": size, "kind": kind, "dim": args.dim, "ann": meta["ann"], **prep, **built, **served}
                 r["peak_rss_mib"] = max(r["build_peak_rss_mib"], r["peak_rss_mib"])
                 r["load_avg_1_5_15"] = os.getloadavg()
-                shutil.rmtree(scale_files(data, size, args.queries)["gallery"], ignore_errors=True)
+                shutil.rmtree(files["gallery"], ignore_errors=True)
                 rows.append(r)
                 print(
                     f"{r['gallery']:>9} {r['kind']:>8} build {r['build_s']:7.1f} s  p50 {r['p50_ms']:7.2f} ms  "
@@ -456,7 +459,7 @@ def main_scale(args) -> None:
     command = "python bench/search.py " + " ".join(sys.argv[1:])
     for r in rows:
         r["command"] = command
-    fresh = {(r["gallery"], r["kind"]) for r in rows}
+    fresh = {(r["gallery"], r["kind"], r["dim"]) for r in rows}
     kept = [
         {
             **r,
@@ -464,7 +467,7 @@ def main_scale(args) -> None:
             "load_avg_1_5_15": r.get("load_avg_1_5_15", old.get("load_avg_1_5_15")),
         }
         for r in old.get("results", [])
-        if (r["gallery"], r["kind"]) not in fresh
+        if (r["gallery"], r["kind"], r.get("dim", 128)) not in fresh
     ]
     payload = {
         "command": command,
@@ -472,11 +475,12 @@ def main_scale(args) -> None:
         "cpus": os.cpu_count(),
         "threads": 1,
         "load_avg_1_5_15": os.getloadavg(),
-        "vectors": "clustered synthetic unit vectors, 128-d (the two-tower dimension); see clustered_chunks",
+        "vectors": "clustered synthetic unit vectors of `dim` dimensions (128 where a row has none: the MLP "
+        "towers' space; 384: MiniLM's, the locked text tower's); see clustered_chunks",
         "rss_note": "build_peak_rss_mib: the process that builds the index from the memory-mapped vectors and "
         "saves it; peak_rss_mib: the larger of that and the process that loads it, queries it and adds images. "
         "Rows without build_peak_rss_mib were measured in one process that also held the vectors and the truth.",
-        "results": sorted(kept + rows, key=lambda r: (r["gallery"], r["kind"])),
+        "results": sorted(kept + rows, key=lambda r: (r.get("dim", 128), r["gallery"], r["kind"])),
     }
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2))
@@ -494,6 +498,7 @@ def main() -> None:
         "writes bench/results/search_scale.json",
     )
     parser.add_argument("--kinds", default="exact,ivf-sq8", help="with --scale: index kinds to compare")
+    parser.add_argument("--dim", type=int, default=128, help="with --scale: the vectors' dimension")
     parser.add_argument("--add", type=int, default=10_000, help="with --scale: images added to the 1M+ indexes")
     parser.add_argument("--scale-prep", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scale-build", default=None, help=argparse.SUPPRESS)
@@ -520,16 +525,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.scale_prep is not None:
         size, n_queries, data = args.scale_prep.split(":", 2)
-        print(json.dumps(prepare_scale(Path(data), int(size), int(n_queries))))
+        print(json.dumps(prepare_scale(Path(data), int(size), int(n_queries), args.dim)))
         return
     if args.scale_build is not None:
         size, kind, n_queries, data = args.scale_build.split(":", 3)
-        print(json.dumps(build_scale(int(size), kind, Path(data), int(n_queries))))
+        print(json.dumps(build_scale(int(size), kind, Path(data), int(n_queries), args.dim)))
         return
     if args.scale_serve is not None:
         size, kind, n_queries, data, add, nprobes = args.scale_serve.split(":")
         probes = [int(p) for p in nprobes.split(",") if p]
-        print(json.dumps(serve_scale(int(size), kind, Path(data), int(n_queries), int(add), probes)))
+        print(json.dumps(serve_scale(int(size), kind, Path(data), int(n_queries), int(add), probes, args.dim)))
         return
     if args.scale:
         main_scale(args)

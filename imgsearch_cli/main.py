@@ -392,11 +392,17 @@ def index(
     name: str = typer.Option("gallery", help="Name of the index in the workspace (search uses 'gallery')."),
     kind: str = typer.Option(
         "auto",
-        help="Lookup: auto (exact below --exact-below images, else ivf-sq8), exact, ivf-flat or ivf-sq8.",
+        help=(
+            "Lookup: auto (exact below --exact-below images, else ivf-sq8 while its codes fit 1.5 GiB, else ivf-pq), "
+            "exact, ivf-flat, ivf-sq8 or ivf-pq."
+        ),
     ),
     nlist: int = typer.Option(None, help="IVF lists (default about 4 times the square root of the gallery size)."),
     nprobe: int = typer.Option(None, help="IVF lists probed per query (default nlist/8)."),
-    candidates: int = typer.Option(4, help="IVF candidates per wanted result, re-scored exactly."),
+    candidates: int = typer.Option(
+        None, help="IVF candidates per wanted result, re-scored exactly (default 4; ivf-pq 10)."
+    ),
+    pq_bytes: int = typer.Option(None, help="ivf-pq code bytes per image (default the dimension / 8)."),
     exact_below: int = typer.Option(
         200_000, help="With --kind auto, galleries smaller than this are searched exactly."
     ),
@@ -424,6 +430,7 @@ def index(
             nlist=nlist,
             nprobe=nprobe,
             candidates=candidates,
+            pq_bytes=pq_bytes,
             exact_below=exact_below,  # type: ignore[arg-type]
         )
         flow_params = IndexParams(

@@ -22,13 +22,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.search.index import top_k
 
-IndexKind = Literal["auto", "exact", "ivf-flat", "ivf-sq8"]
+IndexKind = Literal["auto", "exact", "ivf-flat", "ivf-sq8", "ivf-pq"]
 # Below this many images the exact matrix product is as fast as IVF and needs no training (bench/search.py --scale).
 EXACT_BELOW = 200_000
 # An IVF index trained for n images keeps working when the gallery grows, but its lists get long; past this
 # growth factor an update retrains it instead of adding to it.
 RETRAIN_GROWTH = 4.0
 TRAIN_POINTS_PER_LIST = 64  # k-means sample: faiss warns below 39 per centroid, more buys little recall
+MIN_TRAIN_POINTS_PER_LIST = 39
+TRAIN_SAMPLE_BYTES = 512 * 2**20  # the training sample shrinks towards 39 a list when 64 would take more
+# Auto picks 8-bit codes while they take at most this much memory (dimension bytes an image), product-quantized
+# codes past it: at 384-d (MiniLM's space, the locked text tower) from 4.2M images on; at 128-d from 12.6M.
+SQ8_CODE_BUDGET = 3 << 29  # 1.5 GiB
+PQ_DIMS_PER_CODE = 8  # product quantization: one byte per 8 dimensions (48 bytes an image at 384-d)
+# Each PQ codebook has 256 codes trained by k-means: below this many images ivf-pq falls back to ivf-sq8.
+PQ_MIN_IMAGES = 1000
+PQ_TRAIN_POINTS = 10_000  # at least this many training points for the codebooks (faiss asks for 39 a code)
+# Candidates re-scored exactly per result: PQ distances are coarser than 8-bit ones, so it re-scores more.
+CANDIDATES = {"ivf-flat": 4, "ivf-sq8": 4, "ivf-pq": 10}
 
 
 class AnnParams(BaseModel):
@@ -36,51 +47,79 @@ class AnnParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: IndexKind = Field(default="auto", description="auto: exact below `exact_below` images, else ivf-sq8")
+    kind: IndexKind = Field(
+        default="auto",
+        description="auto: exact below `exact_below` images, else ivf-sq8 while its codes fit 1.5 GiB, else ivf-pq",
+    )
     nlist: int | None = Field(default=None, ge=1, description="IVF lists (default about 4*sqrt(n))")
     nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed per query (default nlist/8)")
-    candidates: int = Field(default=4, ge=1, le=100, description="IVF candidates per result, re-scored exactly")
+    candidates: int | None = Field(
+        default=None, ge=1, le=100, description="IVF candidates per result, re-scored exactly (default 4, ivf-pq 10)"
+    )
+    pq_bytes: int | None = Field(
+        default=None, ge=1, description="ivf-pq code bytes an image (default dimension/8; must divide the dimension)"
+    )
     exact_below: int = Field(default=EXACT_BELOW, ge=0, description="auto picks exact search below this size")
 
-    def resolve(self, n: int) -> ResolvedAnn:
-        """Concrete settings for a gallery of `n` searchable images."""
+    def resolve(self, n: int, dim: int = 0) -> ResolvedAnn:
+        """Concrete settings for a gallery of `n` searchable `dim`-dimensional vectors."""
         kind = self.kind
         if kind == "auto":
-            kind = "exact" if n < self.exact_below else "ivf-sq8"
+            kind = "exact" if n < self.exact_below else "ivf-pq" if n * dim > SQ8_CODE_BUDGET else "ivf-sq8"
+        if kind == "ivf-pq" and n < PQ_MIN_IMAGES:
+            kind = "ivf-sq8"
         if kind == "exact" or n == 0:
-            return ResolvedAnn("exact", 0, 0, self.candidates)
+            return ResolvedAnn("exact", 0, 0, self.candidates or CANDIDATES["ivf-sq8"], dim=dim)
         # 4*sqrt(n) lists probed 1/8 at a time: at 1M clustered vectors recall@10 0.989 in 3.3 ms, where
         # sqrt(n) lists needed a quarter probed (8.9 ms) for 0.98+; never more lists than the data can train
         nlist = self.nlist or max(1, round(4 * math.sqrt(n)))
-        nlist = max(1, min(nlist, n // 39 or 1))
+        nlist = max(1, min(nlist, n // MIN_TRAIN_POINTS_PER_LIST or 1))
         nprobe = min(self.nprobe or max(1, math.ceil(nlist / 8)), nlist)
-        return ResolvedAnn(kind, nlist, nprobe, self.candidates)
+        pq_bytes = (self.pq_bytes or pq_code_bytes(dim)) if kind == "ivf-pq" else 0
+        if pq_bytes and dim and dim % pq_bytes:
+            raise ValueError(f"pq_bytes {pq_bytes} must divide the vectors' dimension {dim}")
+        return ResolvedAnn(kind, nlist, nprobe, self.candidates or CANDIDATES[kind], dim=dim, pq_bytes=pq_bytes)
 
     def mismatch(self, current: dict | None, n: int) -> str:
         """Why an index of `n` images searched with `current` (index.json "ann") is not what these parameters ask
-        for ("" when it is). Mirrors what an update keeps: the kind and an explicit `nlist` need a new lookup,
-        an explicit `nprobe` and `candidates` are applied without retraining."""
-        old, wanted = ResolvedAnn.from_dict(current), self.resolve(n)
+        for ("" when it is). Mirrors what an update keeps: the kind, an explicit `nlist` and `pq_bytes` need a new
+        lookup, an explicit `nprobe` and `candidates` are applied without retraining."""
+        old = ResolvedAnn.from_dict(current)
+        wanted = self.resolve(n, old.dim)
         if wanted.kind != old.kind:
             return f"the index is searched {old.kind}, the run asks for {wanted.kind}"
         if wanted.kind == "exact":
             return ""
-        if self.nlist is not None and wanted.nlist != old.nlist:
-            return f"the index has {old.nlist} IVF lists, the run asks for {wanted.nlist}"
-        if self.nprobe is not None and min(self.nprobe, old.nlist) != old.nprobe:
-            return f"the index probes {old.nprobe} lists, the run asks for {min(self.nprobe, old.nlist)}"
-        if self.candidates != old.candidates:
-            return f"the index re-scores {old.candidates} candidates per result, the run asks for {self.candidates}"
+        nprobe = None if self.nprobe is None else min(self.nprobe, old.nlist)
+        differences = (
+            (self.nlist, wanted.nlist, old.nlist, f"the index has {old.nlist} IVF lists"),
+            (self.pq_bytes, wanted.pq_bytes, old.pq_bytes, f"the index has {old.pq_bytes}-byte codes"),
+            (nprobe, nprobe, old.nprobe, f"the index probes {old.nprobe} lists"),
+            (self.candidates, self.candidates, old.candidates, f"the index re-scores {old.candidates} candidates"),
+        )
+        for asked, want, have, what in differences:
+            if asked is not None and want != have:
+                return f"{what}, the run asks for {want}"
         return ""
+
+
+def pq_code_bytes(dim: int) -> int:
+    """The default ivf-pq code size: one byte per `PQ_DIMS_PER_CODE` dimensions, rounded to a divisor of `dim`."""
+    if dim <= 0:
+        return 0
+    want = max(1, round(dim / PQ_DIMS_PER_CODE))
+    return min((m for m in range(1, dim + 1) if dim % m == 0), key=lambda m: (abs(m - want), -m))
 
 
 @dataclass(frozen=True)
 class ResolvedAnn:
-    kind: str  # "exact" | "ivf-flat" | "ivf-sq8"
+    kind: str  # "exact" | "ivf-flat" | "ivf-sq8" | "ivf-pq"
     nlist: int
     nprobe: int
     candidates: int
     trained_for: int = 0  # gallery size the IVF lists were trained on (for the retrain decision)
+    dim: int = 0  # the vectors' dimension (0: not recorded, in indexes written before it was)
+    pq_bytes: int = 0  # ivf-pq: code bytes an image
 
     def as_dict(self) -> dict:
         return {
@@ -89,6 +128,8 @@ class ResolvedAnn:
             "nprobe": self.nprobe,
             "candidates": self.candidates,
             "trained_for": self.trained_for,
+            "dim": self.dim,
+            "pq_bytes": self.pq_bytes,
         }
 
     @classmethod
@@ -100,6 +141,8 @@ class ResolvedAnn:
             int(meta.get("nprobe", 0)),
             int(meta.get("candidates", 4)),
             int(meta.get("trained_for", 0)),
+            int(meta.get("dim", 0)),
+            int(meta.get("pq_bytes", 0)),
         )
 
 
@@ -181,10 +224,11 @@ def sample_rows(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 
 
 def build_ivf(vectors: np.ndarray, ids: np.ndarray, ann: ResolvedAnn, seed: int = 0):
-    """Train an IVF index (flat or 8-bit scalar-quantized codes, inner product) on `vectors` and add them as `ids`.
+    """Train an IVF index (flat, 8-bit scalar-quantized or product-quantized codes, inner product) on `vectors` and
+    add them as `ids`.
 
-    Memory is the codes plus a training sample (`TRAIN_POINTS_PER_LIST` per list) and one block of vectors:
-    a memory-mapped `vectors` is never read whole."""
+    Memory is the codes plus a training sample (`TRAIN_POINTS_PER_LIST` per list, fewer when that would take more
+    than `TRAIN_SAMPLE_BYTES`) and one block of vectors: a memory-mapped `vectors` is never read whole."""
     faiss = _faiss()
     dim = vectors.shape[1]
     quantizer = faiss.IndexFlatIP(dim)
@@ -194,10 +238,16 @@ def build_ivf(vectors: np.ndarray, ids: np.ndarray, ann: ResolvedAnn, seed: int 
         index = faiss.IndexIVFScalarQuantizer(
             quantizer, dim, ann.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
+    elif ann.kind == "ivf-pq":
+        m = ann.pq_bytes or pq_code_bytes(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, ann.nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.pq.cp.seed = seed
     else:
         raise ValueError(f"not an IVF kind: {ann.kind!r}")
     index.cp.seed = seed
-    train = sample_rows(vectors, min(len(vectors), ann.nlist * TRAIN_POINTS_PER_LIST), seed)
+    per_list = max(MIN_TRAIN_POINTS_PER_LIST, min(TRAIN_POINTS_PER_LIST, TRAIN_SAMPLE_BYTES // (4 * dim * ann.nlist)))
+    points = max(ann.nlist * per_list, PQ_TRAIN_POINTS if ann.kind == "ivf-pq" else 0)
+    train = sample_rows(vectors, min(len(vectors), points), seed)
     index.train(train)
     del train
     add_ivf(index, vectors, ids)

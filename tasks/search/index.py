@@ -307,10 +307,11 @@ def with_lookup(index: GalleryIndex, ann_params: AnnParams | None = None) -> Gal
     """The index with its lookup (re)built from scratch: exact, or an IVF index trained on its vectors."""
     from tasks.search.ann import AnnParams, build_ivf
 
-    resolved = (ann_params or AnnParams()).resolve(len(index.images))
+    dim = 0 if index.projected is None else int(index.projected.shape[1])
+    resolved = (ann_params or AnnParams()).resolve(len(index.images), dim)
     if index.projected is None or resolved.kind == "exact":
         # a model without a two-tower projection scores every image through the model: nothing to approximate
-        exact = (ann_params or AnnParams()).resolve(0)
+        exact = (ann_params or AnnParams()).resolve(0, dim)
         return replace(index, ann=exact.as_dict(), ivf=None)
     resolved = replace(resolved, trained_for=len(index.images))
     return replace(index, ann=resolved.as_dict(), ivf=build_ivf(index.projected, index.row_ids, resolved))
@@ -397,13 +398,15 @@ def apply_changes(
         ivf=None,
     )
     params = ann_params or AnnParams()
-    old, wanted = ResolvedAnn.from_dict(previous.ann), params.resolve(len(index.images))
+    dim = 0 if index.projected is None else int(index.projected.shape[1])
+    old, wanted = ResolvedAnn.from_dict(previous.ann), params.resolve(len(index.images), dim)
     n = len(index.images)
     reusable = (
         previous.ivf is not None
         and index.projected is not None
         and wanted.kind == old.kind
         and (params.nlist is None or params.nlist == old.nlist)
+        and (params.pq_bytes is None or params.pq_bytes == old.pq_bytes)
         and old.trained_for / RETRAIN_GROWTH <= n <= old.trained_for * RETRAIN_GROWTH
     )
     if not reusable:
@@ -411,7 +414,9 @@ def apply_changes(
     remove_ivf(previous.ivf, previous.row_ids[~keep])
     if added.projected is not None and len(added.images):
         add_ivf(previous.ivf, added.projected, new_ids)
-    ann = replace(old, nprobe=min(params.nprobe or old.nprobe, old.nlist), candidates=params.candidates)
+    ann = replace(
+        old, nprobe=min(params.nprobe or old.nprobe, old.nlist), candidates=wanted.candidates, dim=dim or old.dim
+    )
     return replace(index, ann=ann.as_dict(), ivf=previous.ivf)
 
 
