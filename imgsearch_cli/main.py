@@ -400,9 +400,9 @@ def index(
     nlist: int = typer.Option(None, help="IVF lists (default about 4 times the square root of the gallery size)."),
     nprobe: int = typer.Option(None, help="IVF lists probed per query (default nlist/8)."),
     candidates: int = typer.Option(
-        None, help="IVF candidates per wanted result, re-scored exactly (default 4; ivf-pq 10)."
+        None, help="IVF candidates per wanted result, re-scored exactly (default 4; ivf-pq 20)."
     ),
-    pq_bytes: int = typer.Option(None, help="ivf-pq code bytes per image (default the dimension / 8)."),
+    pq_bytes: int = typer.Option(None, help="ivf-pq code bytes per image (default the dimension / 4)."),
     exact_below: int = typer.Option(
         200_000, help="With --kind auto, galleries smaller than this are searched exactly."
     ),

@@ -66,21 +66,21 @@ def test_auto_switches_to_product_quantized_codes_when_8_bit_codes_would_not_fit
     # 128-d at 10M: 1.2 GiB of 8-bit codes, under the budget; 384-d (the locked text tower) at 10M: 3.6 GiB
     assert AnnParams().resolve(10_000_000, 128).kind == "ivf-sq8"
     big = AnnParams().resolve(10_000_000, 384)
-    assert (big.kind, big.pq_bytes, big.candidates, big.dim) == ("ivf-pq", 48, 10, 384)
+    assert (big.kind, big.pq_bytes, big.candidates, big.dim) == ("ivf-pq", 96, 20, 384)
     assert AnnParams().resolve(SQ8_CODE_BUDGET // 384, 384).kind == "ivf-sq8"
     assert AnnParams().resolve(SQ8_CODE_BUDGET // 384 + 1, 384).kind == "ivf-pq"
     # explicit settings win; too few images to train 256-code books fall back to 8-bit codes
-    assert AnnParams(kind="ivf-pq", pq_bytes=96, candidates=20).resolve(300_000, 384).pq_bytes == 96
+    assert AnnParams(kind="ivf-pq", pq_bytes=48, candidates=40).resolve(300_000, 384).pq_bytes == 48
     assert AnnParams(kind="ivf-pq").resolve(PQ_MIN_IMAGES - 1, 384).kind == "ivf-sq8"
     with pytest.raises(ValueError, match="must divide"):
         AnnParams(kind="ivf-pq", pq_bytes=50).resolve(300_000, 384)
-    assert [pq_code_bytes(d) for d in (32, 128, 384, 1280, 100)] == [4, 16, 48, 160, 10]
+    assert [pq_code_bytes(d) for d in (32, 128, 384, 1280, 100)] == [8, 32, 96, 320, 25]
     # an index written before the dimension was recorded resolves as 8-bit codes: no needless rebuild
     old = {"kind": "ivf-sq8", "nlist": 12649, "nprobe": 1582, "candidates": 4, "trained_for": 10_000_000}
     assert AnnParams().mismatch(old, 10_000_000) == ""
     pq = AnnParams().resolve(10_000_000, 384).as_dict()
     assert AnnParams().mismatch(pq, 10_000_000) == ""
-    assert "48-byte codes, the run asks for 96" in AnnParams(pq_bytes=96).mismatch(pq, 10_000_000)
+    assert "96-byte codes, the run asks for 48" in AnnParams(pq_bytes=48).mismatch(pq, 10_000_000)
 
 
 def test_mismatch_names_what_an_explicit_request_would_change():
