@@ -88,7 +88,6 @@ def _ensemble(members: list, locked_text: bool):
         def __init__(self) -> None:
             super().__init__()
             self.members = nn.ModuleList(members)
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
             self.a = nn.Parameter(torch.stack([m.a.detach() for m in members]).mean())
             self.b = nn.Parameter(torch.stack([m.b.detach() for m in members]).mean())
 
