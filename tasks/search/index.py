@@ -199,9 +199,21 @@ def _stamps(table: pa.Table) -> np.ndarray:
 
 def write_rows(path: Path, vectors: np.ndarray) -> None:
     """`vectors` as a float32 .npy file, block by block: a memory-mapped source is streamed (never made resident)
-    and no float32 copy of the whole array is made."""
-    from tasks.search.ann import iter_rows
+    and no float32 copy of the whole array is made. A source that is a whole float32 .npy file on the same file
+    system is hard-linked instead: saving an updated 10M-image gallery (`_concat_on_disk`) would otherwise write its
+    15 GiB of 384-d vectors a second time. Index files are never written in place (`atomic_dir` swaps folders), so
+    sharing the inode is safe."""
+    from tasks.search.ann import _mapped_file, iter_rows
 
+    mapped = _mapped_file(vectors)
+    if mapped is not None and vectors.dtype == np.dtype("<f4") and not Path(path).exists():
+        source, offset = mapped
+        if os.path.getsize(source) == offset + vectors.nbytes:
+            try:
+                os.link(source, path)
+                return
+            except OSError:  # another file system, or links not allowed: copy below
+                pass
     shape = (len(vectors), *vectors.shape[1:])
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
@@ -345,13 +357,19 @@ def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None, ad
 
 def _concat_on_disk(old: np.ndarray, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray:
     """`_concat` into a temporary .npy file, memory-mapped: a 10M-image gallery (5 GiB at 128-d) is never held in
-    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index copies it."""
-    from tasks.search.ann import iter_rows
+    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index links it."""
+    from tasks.search.ann import _mapped_file, iter_rows
 
     dim = old.shape[1:]
     extra = np.zeros((0, *dim), np.float32) if new is None else np.asarray(new, dtype=np.float32).reshape(-1, *dim)
     n = int(np.count_nonzero(keep)) + len(extra)
-    fd, name = tempfile.mkstemp(prefix="imgsearch-vectors-", suffix=".npy")
+    # beside the old index's folder, on its file system, so that saving the next index can hard-link the file
+    # (`write_rows`) instead of writing it again
+    mapped = _mapped_file(old)
+    near = Path(mapped[0]).parent.parent if mapped is not None else None
+    if near is not None and not os.access(near, os.W_OK):
+        near = None
+    fd, name = tempfile.mkstemp(prefix=".imgsearch-vectors-", suffix=".npy", dir=near)
     try:
         with os.fdopen(fd, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, *dim)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,15 +139,17 @@ def test_an_update_of_a_loaded_index_stays_on_disk_and_never_returns_hidden_imag
     updated = apply_changes(loaded, keep, added, loaded.flagged, params)
     assert isinstance(updated.projected, np.memmap) and isinstance(updated.embeddings, np.memmap)
     temp = str(updated.projected.filename)
-    assert os.path.exists(temp) and not temp.startswith(str(tmp_path))
+    assert os.path.exists(temp) and Path(temp).parent == tmp_path and Path(temp).name.startswith(".")
     expected = np.vstack([vectors[first][keep], vectors[new]])
     assert np.array_equal(np.asarray(updated.projected), expected)
     assert np.array_equal(np.asarray(updated.embeddings), expected * 2)
     assert updated.images == [n for n, k in zip(loaded.images, keep, strict=True) if k] + [names[i] for i in new]
     updated.save(tmp_path / "b")
+    # saved without writing the vectors again: the temporary file is linked into the index folder
+    assert os.path.samefile(temp, tmp_path / "b" / "projected.npy")
     del updated, loaded
     gc.collect()
-    assert not os.path.exists(temp)
+    assert not os.path.exists(temp) and os.stat(tmp_path / "b" / "projected.npy").st_nlink == 1
 
     again = GalleryIndex.load(tmp_path / "b")
     lookup = lookup_for(again.projected, again.row_ids, ResolvedAnn.from_dict(again.ann), again.ivf)
