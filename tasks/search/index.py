@@ -206,13 +206,13 @@ def write_rows(path: Path, vectors: np.ndarray) -> None:
     from tasks.search.ann import _mapped_file, iter_rows
 
     mapped = _mapped_file(vectors)
-    if mapped is not None and vectors.dtype == np.dtype("<f4") and not Path(path).exists():
+    if mapped is not None and vectors.dtype == np.dtype("<f4"):
         source, offset = mapped
         if os.path.getsize(source) == offset + vectors.nbytes:
             try:
                 os.link(source, path)
                 return
-            except OSError:  # another file system, or links not allowed: copy below
+            except OSError:  # another file system, links not allowed, or `path` exists: copy below
                 pass
     shape = (len(vectors), *vectors.shape[1:])
     with open(path, "wb") as f:
@@ -357,7 +357,8 @@ def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None, ad
 
 def _concat_on_disk(old: np.ndarray, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray:
     """`_concat` into a temporary .npy file, memory-mapped: a 10M-image gallery (5 GiB at 128-d) is never held in
-    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index links it."""
+    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index links it
+    (`write_rows`; a copy only across file systems)."""
     from tasks.search.ann import _mapped_file, iter_rows
 
     dim = old.shape[1:]
