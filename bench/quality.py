@@ -92,6 +92,7 @@ def repeated(
     n_folds: int,
     options: dict,
     only_folds: set[int] | None = None,
+    workers: int = 1,
 ) -> dict:
     """Train and score every model on every fold of every seed; per-fold rows and out-of-fold tau-c per seed."""
     from tasks.training.data import build_datasets, image_folds
@@ -122,7 +123,7 @@ def repeated(
                 expert_pair_weight=4.0,
                 held_out_images=held,
             )
-            outcome = train_and_evaluate(train, eval_data, kinds, seed=seed, model_options=options)
+            outcome = train_and_evaluate(train, eval_data, kinds, seed=seed, model_options=options, workers=workers)
             experts.append(eval_data.val_expert)
             for kind in kinds:
                 row = {k: float(v) for k, v in outcome.metrics.loc[kind].items()}
@@ -208,7 +209,7 @@ def repeated_main(args: argparse.Namespace) -> None:
     options = {"two_tower": json.loads(args.two_tower)} if args.two_tower else {}
     started = time.perf_counter()
     only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
-    result = repeated(features, kinds, seeds, args.folds, options, only)
+    result = repeated(features, kinds, seeds, args.folds, options, only, args.workers or 2)
     payload = {
         "dataset": str(PRACTICUM),
         "text_encoder": args.text_encoder,
@@ -261,13 +262,18 @@ def pipeline_main(args: argparse.Namespace) -> None:
     """The whole pipeline once: every model's metrics and the pipeline's wall time (cold or warm cache)."""
     _env()
     from flows.pipeline import RunParams, run_pipeline
+    from tasks.training.inputs import TrainParams
 
+    training_options: dict = {"fit_workers": args.workers}
+    if args.members is not None:
+        training_options["two_tower_members"] = args.members
     params = RunParams(
         data_dir=PRACTICUM,
         workspace=args.workspace,
         seed=int(args.seeds.split(",")[0]),
         text_encoder=args.text_encoder,
         image_encoder=args.image_encoder,
+        training=TrainParams(**training_options),
     )
     started = time.perf_counter()
     result = run_pipeline(params)
@@ -279,6 +285,8 @@ def pipeline_main(args: argparse.Namespace) -> None:
         "text_encoder": args.text_encoder,
         "image_encoder": args.image_encoder,
         "seed": params.seed,
+        "two_tower_members": params.training.two_tower_members,
+        "fit_workers": params.training.fit_workers,
         "models": models,
         "best": training.best,
         "primary_metric": training.primary_metric,
@@ -314,6 +322,16 @@ def main() -> None:
     parser.add_argument("--only-folds", default="", help="comma-separated fold numbers to run (a quick screen)")
     parser.add_argument("--models", default="two_tower,study_mlp", help="model kinds to fit per fold")
     parser.add_argument("--two-tower", default="", help="JSON of TwoTowerModel options, e.g. '{\"hidden\": 1024}'")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes fitting the models side by side, the same models as 1 (default: 2; with --pipeline, the "
+        "pipeline's own choice)",
+    )
+    parser.add_argument(
+        "--members", type=int, default=None, help="with --pipeline: two-tower networks (default: the pipeline's)"
+    )
     parser.add_argument("--pipeline", action="store_true", help="run the whole pipeline once instead (timing)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/quality*.json)")
     args = parser.parse_args()

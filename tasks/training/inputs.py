@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from tasks.ingest.dataset import IngestedDataset
     from tasks.safety.text_screen import SafetyOutcome
 
+# `TrainParams.fit_workers` when left empty: processes only from this many training pairs, at most this many
+PARALLEL_MIN_PAIRS = 2000
+MAX_FIT_WORKERS = 4
 PRIMARY_METRICS = {"val_mrr", "val_r1", "val_r5", "val_r10", "val_ndcg10", "tau_c", "rmse", "mae"}
 
 
@@ -64,12 +68,24 @@ class TrainParams(BaseModel):
         ),
     )
     two_tower_members: int = Field(
-        default=1,
+        default=3,
         ge=1,
         le=10,
         description=(
             "Two-tower networks trained from other seeds and scored by their mean cosine (still one vector an image "
-            "with the locked text tower); each costs one more fit"
+            "with the locked text tower). Practicum-dev, 5 folds x 2 seeds, 3 against 1: test MRR 0.448 against "
+            "0.417 (10 of 10 folds better), tau-c 0.576 against 0.559 (10 of 10); each costs one more fit, trained "
+            "side by side on the worker processes (`fit_workers`)"
+        ),
+    )
+    fit_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description=(
+            "Worker processes that fit the models (and the two-tower's members) side by side, one thread each; "
+            f"empty: one per CPU core, at most {MAX_FIT_WORKERS}, from {PARALLEL_MIN_PAIRS} training pairs "
+            "(below that, starting the processes costs more than it saves). The models are the same either way"
         ),
     )
     force_promote: bool = Field(
@@ -93,6 +109,15 @@ class TrainParams(BaseModel):
         if unknown or not value:
             raise ValueError(f"unknown or no models {unknown}; choose from {sorted(MODEL_KINDS)}")
         return value
+
+    def workers_for(self, pairs: int) -> int:
+        """How many processes fit the models of a run on `pairs` training pairs (`fit_workers`)."""
+        if self.fit_workers is not None:
+            return self.fit_workers
+        if pairs < PARALLEL_MIN_PAIRS:
+            return 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(MAX_FIT_WORKERS, cores))
 
     def model_options(self, kind: str) -> dict:
         """Constructor arguments of one model kind."""

@@ -107,6 +107,7 @@ def fit_and_compare(inputs: TrainInputs, workspace: Workspace) -> Comparison:
         params.model_options,
         metric,
         check=lambda model: check_validation_predictions(model, eval_data),
+        workers=params.workers_for(len(train.target)),
     )
     outcome = TrainingOutcome.from_fitted(fitted, baseline_metrics(train, eval_data, inputs.seed), metric)
     champion = measure_champion(ModelRegistry(workspace), eval_data, inputs.text_encoder, inputs.image_encoder)

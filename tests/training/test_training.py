@@ -319,14 +319,14 @@ def test_a_two_tower_saved_before_the_tower_options_loads_with_mlp_towers(tmp_pa
 
     pairs, captions, text_table, image_table = synthetic()
     train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
-    model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp").fit(train, seed=0)
+    model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp", members=1).fit(train, seed=0)
     model.save(tmp_path)
     meta = json.loads((tmp_path / "two_tower.json").read_text())
-    del meta["text_tower"], meta["image_tower"]  # the file as earlier versions wrote it
+    del meta["text_tower"], meta["image_tower"], meta["members"]  # the file as earlier versions wrote it
     (tmp_path / "two_tower.json").write_text(json.dumps(meta))
     vr = eval_data.val_retrieval
     again = load_model(tmp_path)
-    assert (again.text_tower, again.image_tower) == ("mlp", "mlp")
+    assert (again.text_tower, again.image_tower, again.members) == ("mlp", "mlp", 1)
     assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
 
 
@@ -422,3 +422,32 @@ def test_training_parameters_reach_the_two_tower_constructor():
         TrainParams(two_tower_members=0)
     with pytest.raises(ValueError):
         TrainParams(two_tower_calibration="crowd")  # type: ignore[arg-type]
+
+
+def test_models_fitted_side_by_side_in_worker_processes_equal_those_fitted_in_turn():
+    """Two worker processes: the two-tower's members train as separate pieces, the other kinds whole (and come
+    back through their save format). Every model scores as the one fitted in turn does, with the same metrics."""
+    pairs, captions, text, image = synthetic(n_images=30)
+    train, eval_data, _ = build_datasets(pairs, captions, text, image, 0.25, seed=3)
+    kinds = ("ridge", "xgboost", "study_mlp", "two_tower")
+    opts = {
+        "xgboost": {"n_search": 2, "n_folds": 2},
+        "study_mlp": {"epochs": 3},
+        "two_tower": {"epochs": 4, "members": 2},
+    }
+    in_turn = train_and_evaluate(train, eval_data, kinds=kinds, seed=3, model_options=opts)
+    side_by_side = train_and_evaluate(train, eval_data, kinds=kinds, seed=3, model_options=opts, workers=2)
+    pd.testing.assert_frame_equal(in_turn.metrics, side_by_side.metrics)
+    for kind in kinds:
+        a = in_turn.models[kind].predict(eval_data.val.text, eval_data.val.image)
+        b = side_by_side.models[kind].predict(eval_data.val.text, eval_data.val.image)
+        np.testing.assert_array_equal(a, b, err_msg=kind)
+    assert side_by_side.models["two_tower"].members == 2
+
+
+def test_fit_workers_follow_the_parameter_and_the_training_set_size():
+    from tasks.training.inputs import PARALLEL_MIN_PAIRS, TrainParams
+
+    assert TrainParams().workers_for(PARALLEL_MIN_PAIRS - 1) == 1
+    assert 1 <= TrainParams().workers_for(PARALLEL_MIN_PAIRS) <= 4
+    assert TrainParams(fit_workers=3).workers_for(10) == 3

@@ -18,8 +18,10 @@ vector per image and per query.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,35 @@ class _Positives:
     val_own: np.ndarray  # per validation caption, its image's position among `val_image_rows`
 
 
+@dataclass(frozen=True)
+class MemberInputs:
+    """What training one member network reads (tensors; shared, not copied, with a worker process)."""
+
+    text: Any
+    image: Any
+    target: Any
+    weights: Any
+    train_rows: Any
+    held: np.ndarray  # rated rows whose image is held out for early stopping
+    positives: _Positives | None
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    state: dict  # the member network's trained weights
+    history: list[dict]  # its validation figures per epoch
+
+
+def train_member(config: dict, dims: tuple[int, int], inputs: MemberInputs, seed: int) -> MemberResult:
+    """Train one member network of a two-tower model with this `config` (its constructor arguments), on one
+    thread: a function of its arguments alone, so it gives the same weights in a worker process as in this one."""
+    model = TwoTowerModel(**config)
+    model.dims = dims
+    with torch_threads(1):
+        net = model._fit_member(inputs, seed)
+    return MemberResult({k: v.detach().clone() for k, v in net.state_dict().items()}, model.history)
+
+
 class TwoTowerModel:
     kind = "two_tower"
 
@@ -140,7 +171,7 @@ class TwoTowerModel:
         text_tower: str = "identity",
         image_tower: str = "mlp",
         calibrate_on: str = "ratings",
-        members: int = 1,
+        members: int = 3,
     ):
         if text_tower not in TEXT_TOWERS or image_tower not in IMAGE_TOWERS:
             raise ValueError(
@@ -172,35 +203,71 @@ class TwoTowerModel:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, data: TrainingData, seed: int) -> TwoTowerModel:
-        with torch_threads(1):
-            return self._fit(data, seed)
+        parts, finish = self.fit_parts(data, seed)
+        return finish([part() for part in parts])
 
-    def _fit(self, data: TrainingData, seed: int) -> TwoTowerModel:
+    def fit_parts(
+        self, data: TrainingData, seed: int
+    ) -> tuple[list[Callable[[], MemberResult]], Callable[[list[MemberResult]], TwoTowerModel]]:
+        """The fit as independent pieces: one call per member network (picklable, so worker processes can train
+        members side by side), and `finish`, which assembles their results in order and recalibrates. Calling
+        every piece here and `finish` on the results is `fit`; where each piece runs does not change the model."""
         import torch
 
         seed_torch(seed)
+        self.history = []
         self.image_scaler = Standardizer.fit(
             np.vstack([data.image] + ([data.positives_image] if data.positives_image is not None else []))
         )
         held = holdout_groups(data.groups, 0.1, seed)
         t = torch.from_numpy(self._text_in(data.text))
         i = torch.from_numpy(self._image_in(data.image))
-        y = torch.from_numpy(data.target.astype(np.float32))
-        w = torch.from_numpy((data.weights if data.weights is not None else np.ones(len(y))).astype(np.float32))
-        tr = torch.from_numpy(np.flatnonzero(~held))
-        positives = self._positives(data, held)
-
         self.dims = (int(t.shape[1]), int(i.shape[1]))
-        nets = [self._fit_member(t, i, y, w, tr, held, positives, seed + 1000 * m) for m in range(self.members)]
-        self.net = nets[0] if self.members == 1 else _ensemble(nets, self.text_tower == "identity").eval()
-        rows = torch.from_numpy(self._calibration_rows(data))
-        self._recalibrate(t[rows], i[rows], y[rows])
-        return self
+        inputs = MemberInputs(
+            text=t,
+            image=i,
+            target=torch.from_numpy(data.target.astype(np.float32)),
+            weights=torch.from_numpy(
+                (data.weights if data.weights is not None else np.ones(len(data.target))).astype(np.float32)
+            ),
+            train_rows=torch.from_numpy(np.flatnonzero(~held)),
+            held=held,
+            positives=self._positives(data, held),
+        )
+        calibration_rows = torch.from_numpy(self._calibration_rows(data))
+        config, dims = self._config(), self.dims
+        parts: list[Callable[[], MemberResult]] = [
+            functools.partial(train_member, config, dims, inputs, seed + 1000 * m) for m in range(self.members)
+        ]
 
-    def _fit_member(self, t, i, y, w, tr, held, positives: _Positives | None, seed: int):
+        def finish(results: list[MemberResult]) -> TwoTowerModel:
+            nets = []
+            for result in results:
+                net = self._member_network()
+                net.load_state_dict(result.state)
+                nets.append(net.eval())
+                self.history.extend(result.history)
+            self.net = nets[0] if self.members == 1 else _ensemble(nets, self.text_tower == "identity").eval()
+            rows = calibration_rows
+            with torch_threads(1):
+                self._recalibrate(inputs.text[rows], inputs.image[rows], inputs.target[rows])
+            return self
+
+        return parts, finish
+
+    def _fit_member(self, inputs: MemberInputs, seed: int):
         """One network trained from its own seed, stopped early on the held-out part; left in `self.net`."""
         import torch
 
+        t, i, y, w, tr, held, positives = (
+            inputs.text,
+            inputs.image,
+            inputs.target,
+            inputs.weights,
+            inputs.train_rows,
+            inputs.held,
+            inputs.positives,
+        )
         seed_torch(seed)
         self.net = self._member_network()
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -397,6 +464,7 @@ class TwoTowerModel:
         meta.setdefault("text_tower", "mlp")  # saved before the tower options: both towers were MLPs
         meta.setdefault("image_tower", "mlp")
         meta.setdefault("calibrate_on", "ratings")  # saved before the option: fitted to every rated pair
+        meta.setdefault("members", 1)  # saved before the option (or its default of 3): one network
         model = cls(**meta)
         model.dims = dims
         model.net = model.build_network()
