@@ -224,6 +224,13 @@ class ImageSafetyParams(BaseModel):
     finetune_min_images: int = Field(
         default=400, ge=10, description="Labelled training images from which 'auto' fine-tunes the detector"
     )
+    finetune_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description="Processes that compute the fine-tune's trunk maps and run its fits side by side, one thread each "
+        "(empty: one per CPU core, at most 4; 1: in this process on its threads)",
+    )
 
     def finetunes(self, encoder_id: str, labelled: int, children: int) -> bool:
         """Is the detector fine-tuned (else linear)? A fine-tune needs Lite0 tile views and enough labels: on a

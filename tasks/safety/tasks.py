@@ -6,7 +6,7 @@ import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ REMOVED_PAIRS_FILE = "child_flagged_pairs.parquet"
 TEXT_FLAGS_FILE = "child_text_flags.parquet"
 IMAGE_FLAGS_FILE = "child_image_flags.parquet"
 SAFETY_SUMMARY_FILE = "training_summary.json"
+
+if TYPE_CHECKING:
+    from tasks.safety.tuned_detector import FinetuneParams
 
 
 def write_safe_training_set(
@@ -250,51 +253,50 @@ def tuned_fit_key(digests: list[str], labels: np.ndarray, params: ImageSafetyPar
 
 
 @task(name="finetune-trunk-maps", cache_policy=NO_CACHE)
-def trunk_maps_task(paths: list[Path]) -> list[list[np.ndarray]]:
-    """Each labelled image's five tile views through the frozen part of Lite0, once for every fit."""
+def trunk_maps_task(paths: list[Path], finetune: FinetuneParams, workers: int) -> list[list[np.ndarray]]:
+    """Each labelled image's five tile views through the frozen part of Lite0, once for every fit (in chunks over
+    `workers` single-thread processes)."""
     from tasks.progress import ProgressLog
-    from tasks.safety.tuned_detector import FinetuneParams, trunk_maps
+    from tasks.safety.tuned_detector import trunk_maps_side_by_side
 
     lines = ProgressLog("fine-tune: trunk maps of the labelled images", len(paths), get_run_logger())
     lines.batch_size(1)  # starts the clock
-    return trunk_maps(paths, FinetuneParams().trained_from, progress=lines.reach)
-
-
-@task(name="finetune-out-of-fold", cache_policy=NO_CACHE)
-def tuned_out_of_fold_task(
-    maps: list[list[np.ndarray]], labels: np.ndarray, params: ImageSafetyParams, seed: int
-) -> np.ndarray:
-    """Each labelled image scored by a tail fine-tuned on the other folds (same folds as the linear detector)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from tasks.safety.tuned_detector import FinetuneParams, fit_tail, tail_scores
-
-    logger = get_run_logger()
-    scores = np.zeros(len(labels))
-    folds = StratifiedKFold(params.folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels)
-    for fold, (train, held_out) in enumerate(folds):
-        log = functools.partial(_log_fit, logger, f"fold {fold + 1}/{params.folds}")
-        tail = fit_tail([maps[i] for i in train], labels[train], FinetuneParams(), seed * 100 + fold, log)
-        scores[held_out] = tail_scores(tail, [maps[i] for i in held_out])
-    return scores
-
-
-def _log_fit(logger: Any, what: str, line: str) -> None:
-    logger.info("fine-tune %s: %s", what, line)
+    return trunk_maps_side_by_side(paths, finetune.trained_from, workers, progress=lines.reach)
 
 
 @task(name="finetune-detector", cache_policy=NO_CACHE)
-def tuned_final_task(
-    maps: list[list[np.ndarray]], labels: np.ndarray, params: ImageSafetyParams, seed: int, workspace: Workspace
-) -> tuple[str, Any]:
-    """The tail fine-tuned on every labelled image; its weights saved under the workspace (encoder id, model)."""
-    from tasks.embed.encoders.models import TILE_BOXES
-    from tasks.safety.tuned_detector import FinetuneParams, TunedLinear, fit_tail, save_tail
+def tuned_fits_task(
+    maps: list[list[np.ndarray]],
+    labels: np.ndarray,
+    params: ImageSafetyParams,
+    finetune: FinetuneParams,
+    seed: int,
+    workers: int,
+    workspace: Workspace,
+) -> tuple[np.ndarray, str, Any]:
+    """One fit per fold (the out-of-fold scores the thresholds are chosen on, same folds as the linear detector)
+    and the final fit on every labelled image, side by side in `workers` processes; the final tail's weights saved
+    under the workspace. Returns (out-of-fold scores, encoder id, classifier)."""
+    from sklearn.model_selection import StratifiedKFold
 
-    log = functools.partial(_log_fit, get_run_logger(), "final")
-    tail = fit_tail(maps, labels, FinetuneParams(), seed * 100 + params.folds, log)
-    encoder_id = save_tail(tail, FinetuneParams(), workspace.tuned_detector_dir)
-    return encoder_id, TunedLinear.from_tail(tail, len(TILE_BOXES))
+    from tasks.embed.encoders.models import TILE_BOXES
+    from tasks.safety.tuned_detector import TunedLinear, fit_folds_and_final, save_tail
+
+    logger = get_run_logger()
+    folds = list(StratifiedKFold(params.folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+    logger.info(
+        "fine-tune: %d fold fits and the final fit on %d labelled images, %d at a time",
+        len(folds),
+        len(labels),
+        workers,
+    )
+    fits = fit_folds_and_final(maps, labels, folds, finetune, seed, workers, functools.partial(_log_fit, logger))
+    encoder_id = save_tail(fits.final, finetune, workspace.tuned_detector_dir)
+    return fits.oof, encoder_id, TunedLinear.from_tail(fits.final, len(TILE_BOXES))
+
+
+def _log_fit(logger: Any, line: str) -> None:
+    logger.info("fine-tune %s", line)
 
 
 def tuned_detector_steps(
@@ -306,7 +308,8 @@ def tuned_detector_steps(
 
     from tasks.embed.cache import embed_image_files, hash_files
     from tasks.embed.encoders.registry import get_image_encoder
-    from tasks.safety.tuned_detector import register_weights
+    from tasks.parallel import worker_count
+    from tasks.safety.tuned_detector import FinetuneParams, register_weights
     from tasks.workspace import atomic_path
 
     logger = get_run_logger()
@@ -326,9 +329,9 @@ def tuned_detector_steps(
         logger.info("fine-tuned detector reused: %s (labelled images and settings unchanged)", fit.encoder_id)
         cached.touch()  # recently used: pruning keeps the newest fits
     else:
-        maps = trunk_maps_task(paths)
-        oof = tuned_out_of_fold_task(maps, y, params, seed)
-        encoder_id, model = tuned_final_task(maps, y, params, seed, workspace)
+        finetune, workers = FinetuneParams(), worker_count(params.finetune_workers)
+        maps = trunk_maps_task(paths, finetune, workers)
+        oof, encoder_id, model = tuned_fits_task(maps, y, params, finetune, seed, workers, workspace)
         del maps
         fit = TunedFit(encoder_id, model, images, y, oof)
         with atomic_path(cached) as tmp:

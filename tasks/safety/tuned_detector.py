@@ -162,6 +162,88 @@ def trunk_maps(
     return out
 
 
+TRUNK_CHUNK = 50  # images a worker maps per call: progress every few seconds, little pickling
+
+
+def trunk_maps_side_by_side(
+    paths: Sequence[Path], trained_from: int, workers: int, progress: Callable[[int], None] | None = None
+) -> list[list[np.ndarray]]:
+    """`trunk_maps` in chunks over `workers` single-thread processes (the same maps, in order)."""
+    from tasks.parallel import side_by_side
+
+    chunks = [list(paths[s : s + TRUNK_CHUNK]) for s in range(0, len(paths), TRUNK_CHUNK)]
+    out: list[list[np.ndarray]] = []
+    for maps in side_by_side(((trunk_maps, (chunk, trained_from)) for chunk in chunks), workers):
+        out += maps
+        if progress is not None:
+            progress(len(out))
+    return out
+
+
+@dataclass(frozen=True)
+class TunedFits:
+    """Every fit of one detector: each labelled image's out-of-fold score, and the tail fitted on them all."""
+
+    oof: np.ndarray
+    final: Any
+
+
+def _fit_and_score(
+    maps: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    train: np.ndarray,
+    scored: np.ndarray | None,
+    params: FinetuneParams,
+    seed: int,
+) -> tuple[float, Any]:
+    """One fit on the `train` rows: (seconds, the held-out rows' scores), or with `scored` None (seconds, the
+    tail's state dict): plain values, so the fit can run in a worker process."""
+    started = time.perf_counter()
+    tail = fit_tail([maps[i] for i in train], labels[train], params, seed)
+    if scored is None:
+        return time.perf_counter() - started, {k: v.detach().clone() for k, v in tail.state_dict().items()}
+    return time.perf_counter() - started, tail_scores(tail, [maps[i] for i in scored])
+
+
+def fit_folds_and_final(
+    maps: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    params: FinetuneParams,
+    seed: int,
+    workers: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> TunedFits:
+    """One fit per fold (scoring its held-out images) and the final fit on every image, side by side over
+    `workers` single-thread processes. Fold k trains from seed `seed * 100 + k`, the final fit from
+    `seed * 100 + len(folds)`. The final fit, the largest, goes first."""
+    from tasks.parallel import side_by_side
+
+    labels = np.asarray(labels).astype(int)
+    everything = np.arange(len(labels))
+    jobs: list[tuple[Callable[..., Any], tuple]] = [
+        (_fit_and_score, (maps, labels, everything, None, params, seed * 100 + len(folds)))
+    ]
+    jobs += [
+        (_fit_and_score, (maps, labels, train, held, params, seed * 100 + k)) for k, (train, held) in enumerate(folds)
+    ]
+    oof, final = np.zeros(len(labels)), None
+    for k, (seconds, result) in enumerate(side_by_side(jobs, workers)):
+        if k == 0:
+            final = result
+            what = "final fit on every labelled image"
+        else:
+            oof[folds[k - 1][1]] = result
+            what = f"fold {k}/{len(folds)}"
+        if log is not None:
+            log(f"{what}: {seconds:.0f} s")
+    if final is None:
+        raise RuntimeError("the final fine-tune fit returned nothing")
+    tail = _tail_module(frozen_network(), params.trained_from, final["mean"], final["std"])
+    tail.load_state_dict(final)
+    return TunedFits(oof, tail.eval())
+
+
 def _tail_module(net: Any, trained_from: int, mean: Any, std: Any) -> Any:
     import torch
     from torch import nn

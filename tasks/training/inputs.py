@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -10,6 +9,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.ingest.tables import caption_image
+from tasks.parallel import MAX_WORKERS, worker_count
 from tasks.safety.flags import flagged_images, flagged_texts
 from tasks.training.data import EmbeddingLookup, EvalData, SplitSummary, build_datasets
 from tasks.training.models import MODEL_KINDS, TrainingData
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # `TrainParams.fit_workers` when left empty: processes only from this many training pairs, at most this many
 PARALLEL_MIN_PAIRS = 2000
-MAX_FIT_WORKERS = 4
+MAX_FIT_WORKERS = MAX_WORKERS
 PRIMARY_METRICS = {"val_mrr", "val_r1", "val_r5", "val_r10", "val_ndcg10", "tau_c", "rmse", "mae"}
 
 
@@ -116,8 +116,7 @@ class TrainParams(BaseModel):
             return self.fit_workers
         if pairs < PARALLEL_MIN_PAIRS:
             return 1
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, min(MAX_FIT_WORKERS, cores))
+        return worker_count(limit=MAX_FIT_WORKERS)
 
     def model_options(self, kind: str) -> dict:
         """Constructor arguments of one model kind."""

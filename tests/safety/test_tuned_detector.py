@@ -89,6 +89,36 @@ def test_a_fit_learns_the_labels_and_keeps_float32_weights(bf16, tmp_path, clean
     assert scores.dtype == np.float32 and roc_auc_score(labels, scores) == 1.0
 
 
+def test_maps_and_fits_side_by_side_in_worker_processes_equal_those_computed_in_turn(tmp_path, monkeypatch):
+    """The trunk maps in chunks over two processes, and the fold fits and the final fit over two processes, give
+    what one process computes in turn on one thread: the same maps, out-of-fold scores and final weights."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from tasks.parallel import on_one_thread
+    from tasks.safety import tuned_detector
+    from tasks.safety.tuned_detector import fit_folds_and_final, trunk_maps, trunk_maps_side_by_side
+
+    paths, labels, maps, _ = fitted(tmp_path, n=8)
+    monkeypatch.setattr(tuned_detector, "TRUNK_CHUNK", 3)  # three chunks: the order of the pieces is kept
+    seen: list[int] = []
+    chunked = trunk_maps_side_by_side(paths, QUICK.trained_from, workers=2, progress=seen.append)
+    assert seen == [3, 6, 8]
+    in_turn = on_one_thread(trunk_maps, paths, QUICK.trained_from)
+    for a, b in zip(chunked, in_turn, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+    folds = list(StratifiedKFold(2, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels))
+    lines: list[str] = []
+    apart = fit_folds_and_final(maps, labels, folds, QUICK, seed=3, workers=2, log=lines.append)
+    alone = on_one_thread(fit_folds_and_final, maps, labels, folds, QUICK, 3, 1)
+    assert [line.split(":")[0] for line in lines] == ["final fit on every labelled image", "fold 1/2", "fold 2/2"]
+    np.testing.assert_allclose(apart.oof, alone.oof, rtol=0, atol=1e-6)
+    assert (apart.oof > 0).all()  # every image scored by the fit that did not see it
+    for (name, a), (_, b) in zip(apart.final.state_dict().items(), alone.final.state_dict().items(), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=name)
+
+
 def test_a_fit_needs_both_classes(tmp_path):
     from tasks.safety.tuned_detector import fit_tail
 
