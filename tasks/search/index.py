@@ -33,6 +33,10 @@ class SearchUnavailableError(RuntimeError):
     """Search needs a champion model and a gallery index; says which is missing and how to make it."""
 
 
+class IndexChangedError(SearchUnavailableError):
+    """The gallery index folder was swapped while it was read: a moment later it reads whole."""
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k highest scores, best first; ties keep gallery order (stable)."""
     n = len(scores)
@@ -171,7 +175,7 @@ class GalleryIndex:
             del table  # size and mtime were copied into `stamps`: let their buffers go
             pa.default_memory_pool().release_unused()  # the Arrow allocator keeps freed pages otherwise
         except (FileNotFoundError, OSError) as err:
-            raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({err})") from err
+            raise IndexChangedError(f"gallery index at {directory} changed while it was read ({err})") from err
         # `atomic_dir` swaps the whole folder: files read before and after a swap would belong to two builds.
         counts = {
             "images": len(index.images),
@@ -186,7 +190,7 @@ class GalleryIndex:
             or len(set(counts.values())) != 1
             or meta.get("searchable", len(index.images)) != len(index.images)
         ):
-            raise SearchUnavailableError(f"gallery index at {directory} changed while it was read ({counts})")
+            raise IndexChangedError(f"gallery index at {directory} changed while it was read ({counts})")
         return index
 
 

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tasks.search.index import IndexChangedError
 from tasks.search.searcher import Searcher
 from tasks.workspace import Workspace
 
 DEFAULT_CHECK_EVERY = 1.0  # seconds between looks at the watched files
 RETRY_FAILED_AFTER = 30.0  # seconds before a load that failed on unchanged files is tried again
+# The first load, which a request waits for, is tried again this many times when the index was swapped while it
+# was read (a server starting during `imgsearch index`): the swap is one rename, so the next read finds it whole.
+FIRST_LOAD_TRIES = 5
 
 Fingerprint = tuple
 
@@ -138,12 +142,22 @@ class ServingStates:
         if state is None:
             with self._first_lock:
                 if self._state is None:
-                    files = fingerprint(self._watched)
-                    self._state = ServingState.of(self._load(None), files)
+                    self._state = self._first_load()
                     self._next_check = self._clock() + (self.check_every or 0.0)
                 state = self._state
         self._maybe_reload(state)
         return state
+
+    def _first_load(self) -> ServingState:
+        for attempt in range(FIRST_LOAD_TRIES):
+            files = fingerprint(self._watched)
+            try:
+                return ServingState.of(self._load(None), files)
+            except IndexChangedError:
+                if attempt == FIRST_LOAD_TRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _maybe_reload(self, state: ServingState) -> None:
         if self.check_every is None:

@@ -306,3 +306,45 @@ def test_long_urls_and_bodies_get_a_status_not_a_reset(server, search_setup):
     assert response.status_code == 413
     ok = requests.post(f"{url}/api/score", json={"text": "a dog", "image": search_setup.searchable[0]}, timeout=60)
     assert ok.status_code == 200 and ok.headers["x-imgsearch-model"]
+
+
+def test_the_first_load_tries_again_when_the_index_is_swapped_while_it_is_read():
+    """A server that starts while `imgsearch index` swaps the folder reads it again instead of answering 503;
+    a missing champion or index still fails at once, and a folder that keeps changing fails in the end."""
+    from types import SimpleNamespace
+
+    from tasks.search.index import IndexChangedError, SearchUnavailableError
+    from tasks.search.serving import FIRST_LOAD_TRIES, ServingStates
+
+    calls: list[int] = []
+    searcher = SimpleNamespace(
+        index=SimpleNamespace(version="index-1", built="", dataset_version="data-1"),
+        record=SimpleNamespace(version="model-1", data_version="data-1"),
+    )
+
+    def swapped_twice(previous):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise IndexChangedError("gallery index changed while it was read")
+        return searcher
+
+    states = ServingStates(swapped_twice, check_every=None)
+    assert states.current().index_version == "index-1" and len(calls) == 3
+
+    def missing(previous):
+        calls.append(1)
+        raise SearchUnavailableError("no champion model")
+
+    calls.clear()
+    with pytest.raises(SearchUnavailableError, match="no champion"):
+        ServingStates(missing, check_every=None).current()
+    assert len(calls) == 1
+
+    def always_changing(previous):
+        calls.append(1)
+        raise IndexChangedError("gallery index changed while it was read")
+
+    calls.clear()
+    with pytest.raises(IndexChangedError):
+        ServingStates(always_changing, check_every=None).current()
+    assert len(calls) == FIRST_LOAD_TRIES
