@@ -195,31 +195,32 @@ def fit_side_by_side(
     options: Callable[[str], dict],
     workers: int,
 ) -> Iterator[FittedModel]:
-    """`fit_all` over `workers` processes (joblib's loky pool: its workers never re-run the caller's script, and
-    they compute on one thread each). A model that splits its fit (`fit_parts`: the two-tower's members) has each
-    piece trained in a worker and is assembled and evaluated here; any other model is fitted, evaluated and saved
-    in a worker and loaded here. The longest pieces go first. Each piece is a function of its arguments on one
-    thread, so the models equal those fitted in turn. Yields in the order of `kinds`, each as soon as it can."""
+    """`fit_all` over `workers` single-thread processes (`tasks.parallel.side_by_side`). A model that splits its
+    fit (`fit_parts`: the two-tower's members) has each piece trained in a worker and is assembled and evaluated
+    here; any other model is fitted, evaluated and saved in a worker and loaded here. The longest pieces go first.
+    Each piece is a function of its arguments on one thread, so the models equal those fitted in turn. Yields in
+    the order of `kinds`, each as soon as it can."""
     import tempfile
 
-    from joblib import Parallel, delayed
     from threadpoolctl import threadpool_limits
+
+    from tasks.parallel import side_by_side
 
     classes = model_classes()
     unknown = [kind for kind in kinds if kind not in classes]
     if unknown:
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {sorted(classes)}")
-    jobs: list[tuple[str, Any]] = []
+    jobs: list[tuple[str, tuple[Callable[..., Any], tuple]]] = []  # (kind, (function, args)) pieces
     finishers: dict[str, Callable[[list[Any]], Any]] = {}
     for kind in kinds:
         model = classes[kind](**options(kind))
         if hasattr(model, "fit_parts"):
             parts, finishers[kind] = model.fit_parts(train, seed)
-            jobs += [(kind, delayed(_timed)(part)) for part in parts]
+            jobs += [(kind, (_timed, (part,))) for part in parts]
     with tempfile.TemporaryDirectory(prefix="imgsearch-fit-") as tmp:
         folder = Path(tmp)
         jobs += [
-            (kind, delayed(_fit_evaluate_save)(kind, options(kind), train, eval_data, seed, folder / kind))
+            (kind, (_fit_evaluate_save, (kind, options(kind), train, eval_data, seed, folder / kind)))
             for kind in kinds
             if kind not in finishers
         ]
@@ -228,8 +229,7 @@ def fit_side_by_side(
         ready: dict[str, FittedModel] = {}
         order = iter(kinds)
         wanted = next(order, None)
-        parallel = Parallel(n_jobs=workers, backend="loky", return_as="generator")
-        for (kind, _), result in zip(jobs, parallel(call for _, call in jobs), strict=True):
+        for (kind, _), result in zip(jobs, side_by_side((call for _, call in jobs), workers), strict=True):
             results[kind].append(result)
             if len(results[kind]) < pieces[kind]:
                 continue
