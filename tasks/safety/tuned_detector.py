@@ -108,11 +108,12 @@ def base_of(encoder_id: str) -> str:
 
 
 def frozen_network(base_id: str = BASE_ENCODER) -> Any:
-    """The ImageNet network with batch norm folded into its convolutions (what every Lite encoder runs)."""
-    from tasks.embed.encoders.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
+    """The ImageNet network with batch norm folded into its convolutions, channels-last (what every Lite encoder
+    runs)."""
+    from tasks.embed.encoders.efficientnet_lite import inference_network
     from tasks.embed.encoders.locate import locate_lite_weights
 
-    return fuse_batch_norm(load_efficientnet_lite(base_id, locate_lite_weights(base_id)))
+    return inference_network(base_id, locate_lite_weights(base_id))
 
 
 def tuned_network(encoder_id: str) -> Any:
@@ -155,7 +156,7 @@ def trunk_maps(
                 x = F.relu6(net._bn0(net._conv_stem(view[None])))
                 for block in net._blocks[:trained_from]:
                     x = block(x)
-                maps.append(x[0].half().numpy())
+                maps.append(x[0].half().contiguous().numpy())  # NCHW, whatever layout the network ran in
             out.append(maps)
             if progress is not None:
                 progress(i + 1)
@@ -419,8 +420,8 @@ def save_tail(tail: Any, params: FinetuneParams, folder: Path, base_id: str = BA
     state: dict[str, Any] = {}
     for k, v in tail.blocks.state_dict().items():
         index, rest = k.split(".", 1)
-        state[f"_blocks.{params.trained_from + int(index)}.{rest}"] = v.detach().clone()
-    state |= {f"_conv_head.{k}": v.detach().clone() for k, v in tail.head.state_dict().items()}
+        state[f"_blocks.{params.trained_from + int(index)}.{rest}"] = v.detach().contiguous().clone()
+    state |= {f"_conv_head.{k}": v.detach().contiguous().clone() for k, v in tail.head.state_dict().items()}
     state["trained_from"] = torch.tensor(params.trained_from)
     buffer = io.BytesIO()
     torch.save(state, buffer)

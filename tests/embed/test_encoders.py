@@ -11,7 +11,13 @@ from PIL import Image
 from tasks.embed.encoders import base as encoders
 from tasks.embed.encoders.base import ImageEncoder, ModelNotAvailableError, TextEncoder
 from tasks.embed.encoders.batching import encode_image_files
-from tasks.embed.encoders.efficientnet_lite import VARIANTS, EfficientNetLite, SameConv2d, fuse_batch_norm
+from tasks.embed.encoders.efficientnet_lite import (
+    VARIANTS,
+    EfficientNetLite,
+    SameConv2d,
+    fuse_batch_norm,
+    inference_network,
+)
 from tasks.embed.encoders.fakes import FakeImageEncoder, FakeTextEncoder
 from tasks.embed.encoders.registry import get_image_encoder, get_text_encoder
 
@@ -265,6 +271,23 @@ def test_folding_batch_norm_keeps_the_features():
         after = fuse_batch_norm(net).features(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_the_inference_network_runs_channels_last_and_keeps_the_features(tmp_path):
+    """The layout is for speed only: the same features as the network as loaded, in NCHW with batch norm."""
+    torch.manual_seed(1)
+    net = EfficientNetLite(VARIANTS["efficientnet-lite0"])
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    torch.save(net.state_dict(), tmp_path / "lite0.pth")
+    x = torch.randn(3, 3, 71, 97)  # odd sizes: the stride-2 padding runs on NHWC maps
+    fast = inference_network("efficientnet-lite0", tmp_path / "lite0.pth")
+    assert fast._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast._blocks[-1]._depthwise_conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast.features(x), net.eval().features(x), rtol=1e-4, atol=1e-4)
 
 
 def test_images_over_the_pixel_bound_are_refused_undecoded(tmp_path, png_header):

@@ -187,3 +187,14 @@ def load_efficientnet_lite(name: str, weights: Path) -> EfficientNetLite:
     state = torch.load(Path(weights), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def inference_network(name: str, weights: Path) -> EfficientNetLite:
+    """The named variant as every encoder runs it: batch norm folded in, and its weights channels-last (NHWC).
+
+    With NHWC weights oneDNN keeps every activation map NHWC, where its depthwise convolutions, most of this
+    network, run far faster on CPU than in PyTorch's default NCHW layout. Measured on this 2-core machine, 40
+    random images, two threads: Lite2 at 260 px 3.1-3.4 s a batch in NCHW, 1.3-1.4 s in NHWC; Lite0 at 224 px
+    1.2-1.4 s against 0.5 s. Same outputs up to float rounding (largest difference 1.3e-5 on pooled features).
+    """
+    return fuse_batch_norm(load_efficientnet_lite(name, weights)).to(memory_format=torch.channels_last)

@@ -175,9 +175,9 @@ class _Features:
 
 
 def _build_lite(encoder_id: str) -> Any:
-    from tasks.embed.encoders.efficientnet_lite import fuse_batch_norm, load_efficientnet_lite
+    from tasks.embed.encoders.efficientnet_lite import inference_network
 
-    return _Features(fuse_batch_norm(load_efficientnet_lite(encoder_id, locate_lite_weights(encoder_id))))
+    return _Features(inference_network(encoder_id, locate_lite_weights(encoder_id)))
 
 
 def _build_resnet18(weights: Path | None = None) -> Any:
@@ -188,7 +188,9 @@ def _build_resnet18(weights: Path | None = None) -> Any:
     state = torch.load(weights or locate_resnet18_weights(), map_location="cpu", weights_only=True)
     network.load_state_dict(state, strict=True)
     network.fc = torch.nn.Identity()  # the 512-d pooled features, not the ImageNet logits
-    return network
+    # channels-last weights, as for the Lite networks (`inference_network`): 40 images at 224 px on two threads
+    # take 0.83 s instead of 1.1 s here, same features up to float rounding
+    return network.to(memory_format=torch.channels_last)
 
 
 def lite_encoder(encoder_id: str) -> TorchCNNImageEncoder:
