@@ -363,7 +363,9 @@ def measure_lookup(lookup, query_vecs: np.ndarray, truth: np.ndarray, row_ids: n
     }
 
 
-def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, nprobes: list[int], dim: int = 128) -> dict:
+def serve_scale(
+    size: int, kind: str, data: Path, n_queries: int, add: int, nprobes: list[tuple[int, int | None]], dim: int = 128
+) -> dict:
     """Load the saved index (vectors memory-mapped), query it, optionally at other nprobe values, add `add` images."""
     from dataclasses import replace
 
@@ -382,9 +384,11 @@ def serve_scale(size: int, kind: str, data: Path, n_queries: int, add: int, npro
     row["serve_peak_rss_mib"] = rss_mib()
     if lookup.kind != "exact" and nprobes:
         sweep = []
-        for nprobe in nprobes:
-            other = lookup_for(loaded.projected, loaded.row_ids, replace(ann, nprobe=nprobe), loaded.ivf)
-            sweep.append({"nprobe": nprobe, **measure_lookup(other, query_vecs, truth, loaded.row_ids, n_queries)})
+        for nprobe, candidates in nprobes:
+            other_ann = replace(ann, nprobe=nprobe, candidates=candidates or ann.candidates)
+            other = lookup_for(loaded.projected, loaded.row_ids, other_ann, loaded.ivf)
+            measured = measure_lookup(other, query_vecs, truth, loaded.row_ids, n_queries)
+            sweep.append({"nprobe": nprobe, "candidates": other_ann.candidates, **measured})
         row["nprobe_sweep"] = sweep
     if add:
         new = clustered_vectors(add, dim, seed=2)
@@ -450,7 +454,8 @@ def main_scale(args) -> None:
                 )
                 for s in r.get("nprobe_sweep", []):
                     print(
-                        f"{'':>19} nprobe {s['nprobe']:>5}: p50 {s['p50_ms']:7.2f} ms  recall {s['recall_at_10']:.4f}"
+                        f"{'':>19} nprobe {s['nprobe']:>5}, candidates {s.get('candidates', '')}: "
+                        f"p50 {s['p50_ms']:7.2f} ms  recall {s['recall_at_10']:.4f}"
                     )
     finally:
         if args.data is None:
@@ -507,7 +512,10 @@ def main() -> None:
         "--data", type=Path, default=None, help="with --scale: keep vectors and truth here (reused when present)"
     )
     parser.add_argument(
-        "--nprobes", default="", help="with --scale: also measure the IVF indexes at these nprobe values (1,2,...)"
+        "--nprobes",
+        default="",
+        help="with --scale: also measure the IVF indexes at these nprobe values (1,2,...), each optionally with "
+        "its candidates a result (800/50)",
     )
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size (distinct texts)")
     parser.add_argument("--workspace", type=Path, default=None, help="use this workspace's two-tower champion if any")
@@ -533,7 +541,7 @@ def main() -> None:
         return
     if args.scale_serve is not None:
         size, kind, n_queries, data, add, nprobes = args.scale_serve.split(":")
-        probes = [int(p) for p in nprobes.split(",") if p]
+        probes = [(int(p.split("/")[0]), int(p.split("/")[1]) if "/" in p else None) for p in nprobes.split(",") if p]
         print(json.dumps(serve_scale(int(size), kind, Path(data), int(n_queries), int(add), probes, args.dim)))
         return
     if args.scale:

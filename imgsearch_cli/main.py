@@ -394,15 +394,15 @@ def index(
         "auto",
         help=(
             "Lookup: auto (exact below --exact-below images, else ivf-sq8 while its codes fit 1.5 GiB, else ivf-pq), "
-            "exact, ivf-flat, ivf-sq8 or ivf-pq."
+            "exact, ivf-flat, ivf-sq8, ivf-pq or ivf-fastscan (4-bit PQ codes, scanned with SIMD)."
         ),
     ),
     nlist: int = typer.Option(None, help="IVF lists (default about 4 times the square root of the gallery size)."),
     nprobe: int = typer.Option(None, help="IVF lists probed per query (default nlist/8)."),
     candidates: int = typer.Option(
-        None, help="IVF candidates per wanted result, re-scored exactly (default 4; ivf-pq 20)."
+        None, help="IVF candidates per wanted result, re-scored exactly (default 4; ivf-pq 20; ivf-fastscan 100)."
     ),
-    pq_bytes: int = typer.Option(None, help="ivf-pq code bytes per image (default the dimension / 4)."),
+    pq_bytes: int = typer.Option(None, help="PQ code bytes per image, ivf-pq and ivf-fastscan (default: dim / 4)."),
     exact_below: int = typer.Option(
         200_000, help="With --kind auto, galleries smaller than this are searched exactly."
     ),

@@ -183,8 +183,8 @@ class GalleryIndex:
             "projected": len(index.projected) if index.projected is not None else len(index.images),
             "ids": len(index.row_ids),
         }
-        if index.ivf is not None:
-            counts["ivf"] = int(index.ivf.ntotal)
+        if index.ivf is not None:  # its entries: one per image, plus removed ones left as tombstones
+            counts["ivf"] = int(index.ivf.ntotal) - int((index.ann or {}).get("tombstones", 0))
         if (
             again != first
             or len(set(counts.values())) != 1
@@ -398,11 +398,21 @@ def apply_changes(
 ) -> GalleryIndex:
     """The next index: rows of `previous` where `keep`, then `added` under new ids; no rebuild when it can be helped.
 
-    The IVF index of `previous` is updated in place (removed ids out, new ones in), so `previous` must not be
-    searched afterwards; it is retrained instead when the index kind changes, `nlist` is overridden, or the
-    gallery grew or shrank by more than `RETRAIN_GROWTH` since it was trained.
+    The IVF index of `previous` is updated in place (removed ids out, or left as tombstones where faiss cannot
+    remove them, see `REMOVES_IN_PLACE`; new ones in), so `previous` must not be searched afterwards. It is
+    retrained instead when the index kind changes, `nlist` is overridden, or the gallery grew or shrank by more
+    than `RETRAIN_GROWTH` since it was trained.
     """
-    from tasks.search.ann import RETRAIN_GROWTH, AnnParams, ResolvedAnn, add_ivf, remove_ivf
+    from tasks.search.ann import (
+        REMOVES_IN_PLACE,
+        RETRAIN_GROWTH,
+        TOMBSTONE_SHARE,
+        AnnParams,
+        ResolvedAnn,
+        add_ivf,
+        refill_ivf,
+        remove_ivf,
+    )
 
     keep = np.asarray(keep, dtype=bool)
     new_ids = np.arange(previous.next_id, previous.next_id + len(added.images), dtype=np.int64)
@@ -434,11 +444,23 @@ def apply_changes(
     )
     if not reusable:
         return with_lookup(index, params)
-    remove_ivf(previous.ivf, previous.row_ids[~keep])
-    if added.projected is not None and len(added.images):
+    removed, tombstones = previous.row_ids[~keep], old.tombstones
+    if old.kind in REMOVES_IN_PLACE:
+        remove_ivf(previous.ivf, removed)
+    else:  # left in the lists; the lookup drops ids the gallery no longer holds
+        tombstones += len(removed)
+    if tombstones > TOMBSTONE_SHARE * (previous.ivf.ntotal + len(added.images)):
+        assert index.projected is not None  # checked by `reusable`
+        refill_ivf(previous.ivf, index.projected, index.row_ids)
+        tombstones = 0
+    elif added.projected is not None and len(added.images):
         add_ivf(previous.ivf, added.projected, new_ids)
     ann = replace(
-        old, nprobe=min(params.nprobe or old.nprobe, old.nlist), candidates=wanted.candidates, dim=dim or old.dim
+        old,
+        nprobe=min(params.nprobe or old.nprobe, old.nlist),
+        candidates=wanted.candidates,
+        dim=dim or old.dim,
+        tombstones=tombstones,
     )
     return replace(index, ann=ann.as_dict(), ivf=previous.ivf)
 

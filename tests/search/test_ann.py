@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-KINDS = ["exact", "ivf-flat", "ivf-sq8", "ivf-pq"]
+KINDS = ["exact", "ivf-flat", "ivf-sq8", "ivf-pq", "ivf-fastscan"]
 DIM = 32
 CENTRES = 20
 
@@ -75,6 +75,14 @@ def test_auto_switches_to_product_quantized_codes_when_8_bit_codes_would_not_fit
     with pytest.raises(ValueError, match="must divide"):
         AnnParams(kind="ivf-pq", pq_bytes=50).resolve(300_000, 384)
     assert [pq_code_bytes(d) for d in (32, 128, 384, 1280, 100)] == [8, 32, 96, 320, 25]
+    # fast-scan codes: the same bytes an image, as two 4-bit codes a byte, so twice the bytes must divide the dimension
+    fast = AnnParams(kind="ivf-fastscan").resolve(300_000, 384)
+    assert (fast.kind, fast.pq_bytes, fast.candidates) == ("ivf-fastscan", 96, 100)
+    assert [pq_code_bytes(d, 2) for d in (32, 128, 384, 1280, 100)] == [8, 32, 96, 320, 25]
+    assert pq_code_bytes(90, 2) == 15 and pq_code_bytes(30, 2) == 5  # 30 and 10 codes of 3 dimensions
+    with pytest.raises(ValueError, match=r"2 × pq_bytes \(80 4-bit codes\) must divide"):
+        AnnParams(kind="ivf-fastscan", pq_bytes=40).resolve(300_000, 384)
+    assert AnnParams(kind="ivf-fastscan").resolve(PQ_MIN_IMAGES - 1, 384).kind == "ivf-sq8"
     # an index written before the dimension was recorded resolves as 8-bit codes: no needless rebuild
     old = {"kind": "ivf-sq8", "nlist": 12649, "nprobe": 1582, "candidates": 4, "trained_for": 10_000_000}
     assert AnnParams().mismatch(old, 10_000_000) == ""
@@ -124,7 +132,10 @@ def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path, clustered)
     updated = apply_changes(index, keep, added, index.flagged, params)
     assert (updated.ivf is not None) == (kind != "exact")
     if updated.ivf is not None:
-        assert updated.ivf.ntotal == len(updated.images)  # removed ids left the faiss index too
+        # removed ids left the faiss index too, or stay as counted tombstones where faiss cannot remove them
+        tombstones = updated.ann["tombstones"]
+        assert updated.ivf.ntotal == len(updated.images) + tombstones
+        assert (tombstones > 0) == (kind == "ivf-fastscan")
     # the added images got new ids after every id ever given, none of a removed image's
     assert updated.row_ids[-len(new) :].tolist() == list(range(len(first), len(first) + len(new)))
     assert len(set(updated.row_ids.tolist())) == len(updated.row_ids)
@@ -149,6 +160,33 @@ def test_no_flagged_or_removed_image_is_ever_returned(kind, tmp_path, clustered)
         assert loaded.images[rows[0]] == names[i]
 
 
+def test_fast_scan_lists_keep_tombstones_until_they_pass_their_share_then_are_refilled(clustered):
+    """faiss cannot remove ids from fast-scan lists without corrupting them, so removals are tombstones, and the
+    lists are refilled (same training) once tombstones pass TOMBSTONE_SHARE of the entries."""
+    from tasks.search.ann import TOMBSTONE_SHARE, AnnParams, ResolvedAnn, lookup_for
+    from tasks.search.index import AddedImages, apply_changes, with_lookup
+
+    vectors = clustered(3000, seed=11, dim=DIM, centres=CENTRES)
+    names = [f"img_{i:05d}.jpg" for i in range(3000)]
+    params = AnnParams(kind="ivf-fastscan", nlist=16, nprobe=4, exact_below=0)
+    index = with_lookup(gallery(names[:2000], vectors[:2000], []), params)
+    centroids = index.ivf.quantizer.reconstruct_n(0, 16)
+    none = AddedImages([], None, np.zeros((0, DIM), np.float32), np.zeros((0, 2), np.int64))
+
+    few = np.arange(2000) % 20 != 0  # 100 removed: 5 % of the entries
+    after = apply_changes(index, few, none, index.flagged, params)
+    assert after.ann["tombstones"] == 100 and after.ivf.ntotal == 2000
+    many = np.arange(1900) % 10 != 0  # 190 more: 290 of 2000 entries, past the share
+    assert 290 > TOMBSTONE_SHARE * 2000
+    added = AddedImages(names[2000:2100], None, vectors[2000:2100], np.zeros((100, 2), np.int64))
+    refilled = apply_changes(after, many, added, after.flagged, params)
+    assert refilled.ann["tombstones"] == 0 and refilled.ivf.ntotal == len(refilled.images) == 1710 + 100
+    assert np.array_equal(refilled.ivf.quantizer.reconstruct_n(0, 16), centroids)  # refilled, not retrained
+    lookup = lookup_for(refilled.projected, refilled.row_ids, ResolvedAnn.from_dict(refilled.ann), refilled.ivf)
+    for row in range(0, len(refilled.images), 37):  # every image still in the gallery is found by its own vector
+        assert lookup.search(np.asarray(refilled.projected[row]), 1)[0][0] == row
+
+
 def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_them(clustered):
     """Defence in depth: an IVF index that (wrongly) still holds hidden ids never returns their images."""
     from tasks.search.ann import AnnParams, IvfLookup, build_ivf
@@ -164,7 +202,7 @@ def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_th
         assert not set(live[rows]) & set(every[every % 7 == 0])
 
 
-@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq"])
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq", "ivf-fastscan"])
 def test_ivf_recall_against_exact_search(kind, clustered):
     from tasks.search.ann import AnnParams, ExactLookup, lookup_for
     from tasks.search.index import with_lookup
