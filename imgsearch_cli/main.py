@@ -393,8 +393,8 @@ def index(
     kind: str = typer.Option(
         "auto",
         help=(
-            "Lookup: auto (exact below --exact-below images, else ivf-sq8 while its codes fit 1.5 GiB, else ivf-pq), "
-            "exact, ivf-flat, ivf-sq8, ivf-pq or ivf-fastscan (4-bit PQ codes, scanned with SIMD)."
+            "Lookup: auto (exact below --exact-below images, else ivf-sq8 while its codes fit 1.5 GiB, else "
+            "ivf-fastscan), exact, ivf-flat, ivf-sq8, ivf-pq or ivf-fastscan (4-bit PQ codes, scanned with SIMD)."
         ),
     ),
     nlist: int = typer.Option(None, help="IVF lists (default about 4 times the square root of the gallery size)."),

@@ -66,9 +66,9 @@ def test_auto_switches_to_product_quantized_codes_when_8_bit_codes_would_not_fit
     # 128-d at 10M: 1.2 GiB of 8-bit codes, under the budget; 384-d (the locked text tower) at 10M: 3.6 GiB
     assert AnnParams().resolve(10_000_000, 128).kind == "ivf-sq8"
     big = AnnParams().resolve(10_000_000, 384)
-    assert (big.kind, big.pq_bytes, big.candidates, big.dim) == ("ivf-pq", 96, 20, 384)
+    assert (big.kind, big.pq_bytes, big.candidates, big.dim) == ("ivf-fastscan", 96, 100, 384)
     assert AnnParams().resolve(SQ8_CODE_BUDGET // 384, 384).kind == "ivf-sq8"
-    assert AnnParams().resolve(SQ8_CODE_BUDGET // 384 + 1, 384).kind == "ivf-pq"
+    assert AnnParams().resolve(SQ8_CODE_BUDGET // 384 + 1, 384).kind == "ivf-fastscan"
     # explicit settings win; too few images to train 256-code books fall back to 8-bit codes
     assert AnnParams(kind="ivf-pq", pq_bytes=48, candidates=40).resolve(300_000, 384).pq_bytes == 48
     assert AnnParams(kind="ivf-pq").resolve(PQ_MIN_IMAGES - 1, 384).kind == "ivf-sq8"
@@ -76,8 +76,7 @@ def test_auto_switches_to_product_quantized_codes_when_8_bit_codes_would_not_fit
         AnnParams(kind="ivf-pq", pq_bytes=50).resolve(300_000, 384)
     assert [pq_code_bytes(d) for d in (32, 128, 384, 1280, 100)] == [8, 32, 96, 320, 25]
     # fast-scan codes: the same bytes an image, as two 4-bit codes a byte, so twice the bytes must divide the dimension
-    fast = AnnParams(kind="ivf-fastscan").resolve(300_000, 384)
-    assert (fast.kind, fast.pq_bytes, fast.candidates) == ("ivf-fastscan", 96, 100)
+    assert AnnParams(kind="ivf-pq").resolve(10_000_000, 384).candidates == 20
     assert [pq_code_bytes(d, 2) for d in (32, 128, 384, 1280, 100)] == [8, 32, 96, 320, 25]
     assert pq_code_bytes(90, 2) == 15 and pq_code_bytes(30, 2) == 5  # 30 and 10 codes of 3 dimensions
     with pytest.raises(ValueError, match=r"2 × pq_bytes \(80 4-bit codes\) must divide"):
