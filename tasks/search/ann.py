@@ -100,13 +100,18 @@ class AnnParams(BaseModel):
             raise ValueError(f"{what} must divide the vectors' dimension {dim} ({kind}, pq_bytes {pq_bytes})")
         return ResolvedAnn(kind, nlist, nprobe, self.candidates or CANDIDATES[kind], dim=dim, pq_bytes=pq_bytes)
 
+    def keeps_kind(self, built: str, wanted: str) -> bool:
+        """Whether an index built as `built` serves settings that resolve to `wanted`. Auto chose ivf-pq past the
+        8-bit budget before it chose ivf-fastscan; an index it built then is kept until a kind is asked for."""
+        return built == wanted or (self.kind == "auto" and built in PQ_KINDS and wanted in PQ_KINDS)
+
     def mismatch(self, current: dict | None, n: int) -> str:
         """Why an index of `n` images searched with `current` (index.json "ann") is not what these parameters ask
         for ("" when it is). Mirrors what an update keeps: the kind, an explicit `nlist` and `pq_bytes` need a new
         lookup, an explicit `nprobe` and `candidates` are applied without retraining."""
         old = ResolvedAnn.from_dict(current)
         wanted = self.resolve(n, old.dim)
-        if wanted.kind != old.kind:
+        if not self.keeps_kind(old.kind, wanted.kind):
             return f"the index is searched {old.kind}, the run asks for {wanted.kind}"
         if wanted.kind == "exact":
             return ""

@@ -404,6 +404,7 @@ def apply_changes(
     than `RETRAIN_GROWTH` since it was trained.
     """
     from tasks.search.ann import (
+        CANDIDATES,
         REMOVES_IN_PLACE,
         RETRAIN_GROWTH,
         TOMBSTONE_SHARE,
@@ -437,7 +438,7 @@ def apply_changes(
     reusable = (
         previous.ivf is not None
         and index.projected is not None
-        and wanted.kind == old.kind
+        and params.keeps_kind(old.kind, wanted.kind)
         and (params.nlist is None or params.nlist == old.nlist)
         and (params.pq_bytes is None or params.pq_bytes == old.pq_bytes)
         and old.trained_for / RETRAIN_GROWTH <= n <= old.trained_for * RETRAIN_GROWTH
@@ -458,7 +459,7 @@ def apply_changes(
     ann = replace(
         old,
         nprobe=min(params.nprobe or old.nprobe, old.nlist),
-        candidates=wanted.candidates,
+        candidates=params.candidates or CANDIDATES.get(old.kind, wanted.candidates),
         dim=dim or old.dim,
         tombstones=tombstones,
     )

@@ -186,6 +186,28 @@ def test_fast_scan_lists_keep_tombstones_until_they_pass_their_share_then_are_re
         assert lookup.search(np.asarray(refilled.projected[row]), 1)[0][0] == row
 
 
+def test_auto_keeps_an_ivf_pq_index_it_built_before_it_chose_fast_scan(clustered, monkeypatch):
+    """Past the 8-bit budget auto now picks ivf-fastscan; an ivf-pq index it built before is updated, not rebuilt,
+    until a kind is asked for."""
+    import tasks.search.ann as ann_module
+    from tasks.search.ann import AnnParams
+    from tasks.search.index import AddedImages, apply_changes, with_lookup
+
+    monkeypatch.setattr(ann_module, "SQ8_CODE_BUDGET", 1000)  # this small gallery is "past the budget"
+    vectors = clustered(2500, seed=13, dim=DIM, centres=CENTRES)
+    names = [f"img_{i:05d}.jpg" for i in range(2500)]
+    old = with_lookup(gallery(names[:2000], vectors[:2000], []), AnnParams(kind="ivf-pq", nlist=16, exact_below=0))
+    auto = AnnParams(exact_below=0)
+    assert auto.resolve(2500, DIM).kind == "ivf-fastscan"
+    assert auto.mismatch(old.ann, 2000) == ""
+    assert "searched ivf-pq, the run asks for ivf-fastscan" in AnnParams(kind="ivf-fastscan").mismatch(old.ann, 2000)
+    trained = old.ivf
+    added = AddedImages(names[2000:], None, vectors[2000:], np.zeros((500, 2), np.int64))
+    grown = apply_changes(old, np.ones(2000, dtype=bool), added, old.flagged, auto)
+    assert grown.ivf is trained and grown.ivf.ntotal == 2500  # added to, not rebuilt
+    assert (grown.ann["kind"], grown.ann["candidates"]) == ("ivf-pq", 20)
+
+
 def test_ids_the_gallery_no_longer_holds_are_filtered_even_if_faiss_still_has_them(clustered):
     """Defence in depth: an IVF index that (wrongly) still holds hidden ids never returns their images."""
     from tasks.search.ann import AnnParams, IvfLookup, build_ivf
