@@ -270,13 +270,11 @@ def build_ivf(vectors: np.ndarray, ids: np.ndarray, ann: ResolvedAnn, seed: int 
         index = faiss.IndexIVFScalarQuantizer(
             quantizer, dim, ann.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
-    elif ann.kind == "ivf-pq":
-        m = ann.pq_bytes or pq_code_bytes(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, ann.nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-        index.pq.cp.seed = seed
-    elif ann.kind == "ivf-fastscan":
-        m = 2 * (ann.pq_bytes or pq_code_bytes(dim, 2))
-        index = faiss.IndexIVFPQFastScan(quantizer, dim, ann.nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
+    elif ann.kind in PQ_KINDS:  # 8-bit codes, or two 4-bit fast-scan codes a byte
+        per_byte = PQ_KINDS[ann.kind]
+        m = per_byte * (ann.pq_bytes or pq_code_bytes(dim, per_byte))
+        kind = faiss.IndexIVFPQ if per_byte == 1 else faiss.IndexIVFPQFastScan
+        index = kind(quantizer, dim, ann.nlist, m, 8 // per_byte, faiss.METRIC_INNER_PRODUCT)
         index.pq.cp.seed = seed
     else:
         raise ValueError(f"not an IVF kind: {ann.kind!r}")
