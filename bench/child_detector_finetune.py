@@ -1,16 +1,18 @@
-"""Bench: does fine-tuning the last block of Lite0 make the child-image detector keep more adult photos?
+"""Bench: does fine-tuning the end of Lite0 make the child-image detector keep more adult photos?
 
-Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1] [--trained-from 15]
-[--ensemble 1] [--folds 5] [--no-bf16] [--threads 1] [--out NAME]`; writes bench/results/NAME.json (default
-child_detector_finetune.json). With `--threads 2` on this 2-core machine: about 6 minutes (10 fits of 36 s in
-bfloat16; 55 s each with `--no-bf16`), plus about 2 minutes the first time for the trunk's activations, which are
-cached under .bench-workspace/finetune-trunk-<from>.npz. `--trained-from 13` trains Lite0's last three blocks
-(about 2.5 times as long); `--ensemble N` averages N fits per fold (training seeds); `--folds` sets the folds of
+Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1] [--trained-from 16]
+[--lr-body 1e-3] [--ensemble 1] [--folds 5] [--no-bf16] [--threads 1] [--out NAME]`; writes
+bench/results/NAME.json (default child_detector_finetune.json). The defaults are the pipeline's recipe
+(`FinetuneParams`): the 1x1 head convolution and the linear layer trained (`--trained-from 16`), 4 epochs. With
+`--threads 2` on this 2-core machine: about 2.5 minutes (10 fits of 11-15 s in bfloat16), plus about 1.5 minutes
+the first time for the trunk's activations, which are cached under .bench-workspace/finetune-trunk-<from>.npz.
+`--trained-from 15` also trains Lite0's last MBConv block (fits of about 36 s), `--trained-from 13` its last
+three (about 2.5 times that); `--ensemble N` averages N fits per fold (training seeds); `--folds` sets the folds of
 the out-of-fold scores. Every fit is the pipeline's own `fit_tail`.
 
 The pipeline's own fine-tuned detector (`tasks/safety/tuned_detector.py`) is this recipe with the defaults.
 
-The detector today is a logistic regression over frozen `efficientnet-lite0-tiles` features: the whole frame
+The frozen detector is a logistic regression over `efficientnet-lite0-tiles` features: the whole frame
 and its four quadrants, each through Lite0, max-pooled over the five views. Looked at one by one, the adult
 photos it hides at recall 0.95 are people in motion (footballers, a dancer, a climber): ImageNet features
 say "person doing something", not "child". Issue #11 names fine-tuning the last blocks as the lever left.
@@ -19,8 +21,8 @@ What is compared, out of fold on the same stratified 5 folds of the labelled pra
 used for training, judged on caption labels as in bench/child_detector.py):
 - `frozen`: the pipeline's own classifier (`new_classifier`) on the frozen pooled tile features;
 - `finetuned`: the same five views, Lite0 frozen up to block `--trained-from` (its inputs computed once), then the
-  blocks from there, the 1x1 head convolution and a linear layer trained together (AdamW, one-cycle schedule,
-  class-weighted BCE, feature maps mirrored at random), max-pooled over the views as above.
+  blocks from there (none with 16), the 1x1 head convolution and a linear layer trained together (AdamW,
+  one-cycle schedule, class-weighted BCE, feature maps mirrored at random), max-pooled over the views as above.
 Both read the same cached activations, so the only difference is the training.
 """
 
@@ -185,13 +187,21 @@ if __name__ == "__main__":
         default=None,
         help="trunk activations (default .bench-workspace/finetune-trunk-<from>.npz)",
     )
-    parser.add_argument("--trained-from", type=int, default=15, help="first trained block (15: Lite0's last)")
+    from tasks.safety.tuned_detector import FinetuneParams
+
+    pipeline = FinetuneParams()  # the defaults are the pipeline's recipe
+    parser.add_argument(
+        "--trained-from",
+        type=int,
+        default=pipeline.trained_from,
+        help="first trained block (15: Lite0's last; 16: the head convolution only, the pipeline's)",
+    )
     parser.add_argument("--ensemble", type=int, default=1, help="fits per fold, averaged (training seeds)")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--lr-body", type=float, default=1e-4)
-    parser.add_argument("--lr-head", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-2)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=pipeline.epochs)
+    parser.add_argument("--lr-body", type=float, default=pipeline.lr_body, help="the convolutions' learning rate")
+    parser.add_argument("--lr-head", type=float, default=pipeline.lr_head, help="learning rate of the linear layer")
+    parser.add_argument("--weight-decay", type=float, default=pipeline.weight_decay)
+    parser.add_argument("--batch", type=int, default=pipeline.batch)
     parser.add_argument("--folds", type=int, default=5, help="folds of the out-of-fold scores (the pipeline's: 5)")
     parser.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=True, help="train with bfloat16 (the default)"

@@ -217,8 +217,8 @@ class ImageSafetyParams(BaseModel):
     folds: int = Field(default=5, ge=2, description="Folds of the out-of-fold scores the thresholds are chosen on")
     detector: Literal["auto", "linear", "finetuned"] = Field(
         default="auto",
-        description="linear: logistic regression on the detector encoder's features; finetuned: Lite0's last block "
-        "and head trained on the labelled images (needs efficientnet-lite0-tileviews); auto: finetuned when at "
+        description="linear: logistic regression on the detector encoder's features; finetuned: Lite0's head "
+        "convolution trained on the labelled images (needs efficientnet-lite0-tileviews); auto: finetuned when at "
         "least finetune_min_images training images are labelled, else linear",
     )
     finetune_min_images: int = Field(

@@ -472,7 +472,7 @@ def describe_detector(encoder_id: str) -> str:
     from tasks.safety.tuned_detector import is_tuned
 
     if is_tuned(encoder_id):
-        return f"EfficientNet-Lite0's last block and head fine-tuned on the labelled images (`{encoder_id}`)"
+        return f"EfficientNet-Lite0 with its head fine-tuned on the labelled images (`{encoder_id}`)"
     return f"Logistic regression on `{encoder_id}` features"
 
 

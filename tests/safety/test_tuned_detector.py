@@ -41,26 +41,31 @@ def clean_registry(monkeypatch):
     get_image_encoder.cache_clear()
 
 
-def fitted(tmp_path, n: int = 8):
+def fitted(tmp_path, n: int = 8, params: FinetuneParams = QUICK):
     from tasks.safety.tuned_detector import fit_tail, trunk_maps
 
     reds = [(200, 40 + 10 * k, 30) for k in range(n // 2)]
     blues = [(30, 40 + 10 * k, 200) for k in range(n - n // 2)]
     paths = images(tmp_path / "imgs", reds + blues)
     labels = np.array([1] * len(reds) + [0] * len(blues))
-    maps = trunk_maps(paths, QUICK.trained_from)
-    return paths, labels, maps, fit_tail(maps, labels, QUICK, seed=0)
+    maps = trunk_maps(paths, params.trained_from)
+    return paths, labels, maps, fit_tail(maps, labels, params, seed=0)
 
 
-def test_the_served_encoder_computes_what_the_fit_scored(tmp_path, clean_registry):
+@pytest.mark.parametrize("trained_from", [QUICK.trained_from, 15])
+def test_the_served_encoder_computes_what_the_fit_scored(trained_from, tmp_path, clean_registry):
     """Search and scoring read the tuned encoder's rows through `TunedLinear`; they equal the training forward
-    pass on the same images (up to the trunk maps' float16 storage)."""
+    pass on the same images (up to the trunk maps' float16 storage). With the head convolution alone trained (the
+    default) and with Lite0's last block trained too (`trained_from=15`), whose weights the encoder loads as well."""
+    import dataclasses
+
     from tasks.embed.encoders.batching import encode_image_files
     from tasks.embed.encoders.registry import get_image_encoder
     from tasks.safety.tuned_detector import TunedLinear, is_tuned, save_tail, tail_features, tail_scores
 
-    paths, _, maps, tail = fitted(tmp_path)
-    encoder_id = save_tail(tail, QUICK, tmp_path / "tuned")
+    params = dataclasses.replace(QUICK, trained_from=trained_from)
+    paths, _, maps, tail = fitted(tmp_path, params=params)
+    encoder_id = save_tail(tail, params, tmp_path / "tuned")
     assert is_tuned(encoder_id) and (tmp_path / "tuned" / f"{encoder_id}.pt").is_file()
     rows = encode_image_files(get_image_encoder(encoder_id), paths)
     assert rows.shape == (len(paths), 5 * 1280)
@@ -68,7 +73,7 @@ def test_the_served_encoder_computes_what_the_fit_scored(tmp_path, clean_registr
     served = TunedLinear.from_tail(tail, views=5).predict_proba(rows)[:, 1]
     np.testing.assert_allclose(served, tail_scores(tail, maps), atol=5e-3)
     # the same tensors give the same id: a refit that learned nothing new does not fork the embedding cache
-    assert save_tail(tail, QUICK, tmp_path / "tuned") == encoder_id
+    assert save_tail(tail, params, tmp_path / "tuned") == encoder_id
 
 
 @pytest.mark.parametrize("bf16", [True, False])

@@ -359,7 +359,7 @@ def _tile_views(image: Image.Image, size: int) -> list[Any]:
 
 
 class TunedTileViewsEncoder(TiledLiteImageEncoder):
-    """The tile views of a Lite network whose last block(s) and head were fine-tuned to detect children.
+    """The tile views of a Lite network whose head (and any last blocks) were fine-tuned to detect children.
 
     Its id, `efficientnet-lite0-tileviews-tuned-<hash>`, names the weights file the training run wrote (a content
     hash, so the embedding cache never mixes two detectors' features); `tasks/safety/tuned_detector.py` says how it
