@@ -60,7 +60,7 @@ class FinetuneParams:
 
     # First trained block. 16 (past Lite0's last, 15) trains the 1x1 head convolution (320 -> 1280 channels on
     # 7x7 maps) and the linear layer only: fits 40 % as long as with block 15 trained too, and a detector as
-    # good within the fold-to-fold noise (README, "Fine-tuning the end of Lite0").
+    # good within the fold-to-fold noise (README, "Fine-tuning the head convolution alone").
     trained_from: int = 16
     epochs: int = 4
     lr_body: float = 1e-3  # the trained convolutions'; 1e-4 and 3e-4 were no better with the head alone
