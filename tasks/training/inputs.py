@@ -78,6 +78,16 @@ class TrainParams(BaseModel):
             "side by side on the worker processes (`fit_workers`)"
         ),
     )
+    two_tower_neighbours: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description=(
+            "Caption neighbours: an image's vector also gains the similarity-weighted mean of the own captions of "
+            "its this many nearest training images (0: the network's vector alone). Practicum-dev, 5 folds x 2 "
+            "seeds, 50 against 0: test MRR 0.495 against 0.449, fold MRR 0.475 against 0.432"
+        ),
+    )
     fit_workers: int | None = Field(
         default=None,
         ge=1,
@@ -128,6 +138,7 @@ class TrainParams(BaseModel):
                 "image_tower": self.two_tower_image,
                 "calibrate_on": self.two_tower_calibration,
                 "members": self.two_tower_members,
+                "neighbours": self.two_tower_neighbours,
             }
         return {}
 

@@ -48,7 +48,9 @@ def search_setup(prefect_harness, sample_dir, tmp_path_factory) -> SearchSetup:
             data_dir=sample_dir,
             workspace=workspace.root,
             **FAKE,
-            training=TrainParams(models=["ridge", "two_tower"], force_promote=True),
+            # the champion must be a two-tower (the tests exercise its vector lookup); with fake encoders and 14
+            # validation queries a ridge model beside it wins or loses by chance, so it is not trained
+            training=TrainParams(models=["two_tower"], force_promote=True),
         )
     )
     assert result.training.promoted, result.training

@@ -319,14 +319,15 @@ def test_a_two_tower_saved_before_the_tower_options_loads_with_mlp_towers(tmp_pa
 
     pairs, captions, text_table, image_table = synthetic()
     train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
-    model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp", members=1).fit(train, seed=0)
+    model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp", members=1, neighbours=0).fit(train, seed=0)
     model.save(tmp_path)
     meta = json.loads((tmp_path / "two_tower.json").read_text())
-    del meta["text_tower"], meta["image_tower"], meta["members"]  # the file as earlier versions wrote it
+    for key in ("text_tower", "image_tower", "members", "neighbours", "neighbour_weight", "neighbour_temperature"):
+        del meta[key]  # the file as earlier versions wrote it
     (tmp_path / "two_tower.json").write_text(json.dumps(meta))
     vr = eval_data.val_retrieval
     again = load_model(tmp_path)
-    assert (again.text_tower, again.image_tower, again.members) == ("mlp", "mlp", 1)
+    assert (again.text_tower, again.image_tower, again.members, again.neighbours) == ("mlp", "mlp", 1, 0)
     assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
 
 
@@ -386,7 +387,7 @@ def test_a_two_tower_seed_ensemble_scores_the_mean_member_cosine_with_one_vector
 
     pairs, captions, text_table, image_table = synthetic()
     train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
-    model = TwoTowerModel(epochs=6, text_tower=text_tower, members=3).fit(train, seed=0)
+    model = TwoTowerModel(epochs=6, text_tower=text_tower, members=3, neighbours=0).fit(train, seed=0)
     vr = eval_data.val_retrieval
     texts, images = model.embed_texts(vr.text), model.embed_images(vr.image)
     # one vector an image: the text encoder's dimension with a locked text tower, the members side by side otherwise
@@ -406,17 +407,105 @@ def test_a_two_tower_seed_ensemble_scores_the_mean_member_cosine_with_one_vector
         TwoTowerModel(members=0)
 
 
+def test_caption_memory_lookup_is_the_similarity_weighted_mean_of_the_nearest_captions():
+    from tasks.training.models.two_tower import CaptionMemory
+
+    memory = CaptionMemory(
+        image=np.eye(3, dtype=np.float32),
+        text=np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32),
+        groups=np.array([7, 8, 9]),
+    )
+    query = np.array([[1.0, 0.5, 0.0]], dtype=np.float32) / np.sqrt(1.25)
+    sims = np.array([1.0, 0.5]) / np.sqrt(1.25)  # to the first two training images; the third is not among k=2
+    for temperature in (0.1, 1.0):
+        w = np.exp(sims / temperature) / np.exp(sims / temperature).sum()
+        expected = w / np.linalg.norm(w)  # w[0] * [1, 0] + w[1] * [0, 1], normalised
+        np.testing.assert_allclose(memory.lookup(query, 2, temperature)[0], expected, atol=1e-6)
+    # leaving the nearest image's captions out: the next two are looked up instead
+    w = np.exp(np.array([0.5, 0.0]) / np.sqrt(1.25))
+    expected = np.array([-w[1], w[0]]) / np.linalg.norm(w)
+    np.testing.assert_allclose(memory.lookup(query, 2, 1.0, exclude=np.array([7]))[0], expected, atol=1e-6)
+    # a memory of one image, left out: nothing to look up, so no caption vector at all
+    one = CaptionMemory(memory.image[:1], memory.text[:1], memory.groups[:1])
+    assert np.array_equal(one.lookup(query, 5, 1.0, exclude=np.array([7])), np.zeros((1, 2), dtype=np.float32))
+
+
+def test_caption_neighbours_add_the_nearest_training_captions_to_each_image_vector_and_round_trip(tmp_path):
+    from tasks.training.models.two_tower import TwoTowerModel
+
+    pairs, captions, text_table, image_table = synthetic()
+    train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    plain = TwoTowerModel(epochs=4, neighbours=0).fit(train, seed=0)
+    model = TwoTowerModel(epochs=4, neighbours=5, neighbour_weight=2.0, neighbour_temperature=0.2).fit(train, seed=0)
+    assert plain.memory is None and model.memory is not None
+    assert len(model.memory.text) == len(train.positives_text)  # every training caption, nothing else
+    vr = eval_data.val_retrieval
+    # the networks are the same (the neighbours are no part of training): the vectors differ by the captions
+    features = model._image_in(vr.image)
+    units = features / np.linalg.norm(features, axis=1, keepdims=True)
+    looked_up = model.memory.lookup(units, 5, 0.2)
+    expected = (plain.embed_images(vr.image) + 2.0 * looked_up) / 3.0
+    np.testing.assert_allclose(model.embed_images(vr.image), expected, atol=1e-5)
+    mrr = retrieval_metrics(model.score_matrix(vr.text, vr.image), vr.relevant)["mrr"]
+    assert mrr > 2 * retrieval_metrics(np.zeros((len(vr), len(vr.image))), vr.relevant)["mrr"]
+
+    model.save(tmp_path)
+    again = load_model(tmp_path)
+    assert (again.neighbours, again.neighbour_weight, again.neighbour_temperature) == (5, 2.0, 0.2)
+    assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
+    with pytest.raises(ValueError, match="neighbour_temperature above 0"):
+        TwoTowerModel(neighbour_temperature=0)
+
+
+def test_a_training_image_is_calibrated_without_its_own_captions(monkeypatch):
+    """Its own captions are in the memory: looked up with them, a training image would match its captions better
+    than any new image can, and the score's a and b would be fitted to that."""
+    from tasks.training.models import two_tower
+    from tasks.training.models.two_tower import CaptionMemory, TwoTowerModel
+
+    calls = []
+    lookup = CaptionMemory.lookup
+
+    def recording(self, image, k, temperature, exclude=None, chunk=4096):
+        calls.append(exclude)
+        return lookup(self, image, k, temperature, exclude, chunk)
+
+    monkeypatch.setattr(two_tower.CaptionMemory, "lookup", recording)
+    pairs, captions, text_table, image_table = synthetic()
+    train, _, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    model = TwoTowerModel(epochs=2, neighbours=1, neighbour_temperature=0.01).fit(train, seed=0)
+    assert model.memory is not None and len(calls) == 1 and calls[0] is not None
+    excluded = calls[0]  # one image code per calibration row: every rated training pair
+    assert len(excluded) == len(train.target)
+    code_of = dict(zip(train.positives_groups, model.memory.groups, strict=True))
+    with_captions = [r for r, name in enumerate(train.groups) if name in code_of]
+    assert len(with_captions) > len(train.target) / 2
+    assert all(excluded[r] == code_of[train.groups[r]] for r in with_captions)
+
+    # with one neighbour a training image's nearest training image is itself; left out, it is another image
+    features = model._image_in(train.positives_image)
+    units = features / np.linalg.norm(features, axis=1, keepdims=True)
+    text = model.embed_texts(train.positives_text)
+    own = lookup(model.memory, units, 1, 0.01)
+    left_out = lookup(model.memory, units, 1, 0.01, exclude=model.memory.groups)
+    assert np.mean(np.sum(own * text, axis=1) > 0.999) > 0.3
+    assert np.mean(np.sum(left_out * text, axis=1) > 0.999) == 0.0
+
+
 def test_training_parameters_reach_the_two_tower_constructor():
     from tasks.training.inputs import TrainParams
     from tasks.training.models.two_tower import TwoTowerModel
 
-    params = TrainParams(two_tower_calibration="experts", two_tower_members=3, two_tower_image="linear")
+    params = TrainParams(
+        two_tower_calibration="experts", two_tower_members=3, two_tower_image="linear", two_tower_neighbours=7
+    )
     model = TwoTowerModel(**params.model_options("two_tower"))
-    assert (model.calibrate_on, model.members, model.image_tower, model.text_tower) == (
+    assert (model.calibrate_on, model.members, model.image_tower, model.text_tower, model.neighbours) == (
         "experts",
         3,
         "linear",
         "identity",
+        7,
     )
     with pytest.raises(ValueError):
         TrainParams(two_tower_members=0)

@@ -14,6 +14,10 @@ index lookup: gallery vectors are computed once (`embed_images`) and a query is 
 After training only the score's sigmoid(a * cosine + b) is refitted, on every rated pair or on the expert-rated
 ones (`calibrate_on`); `members` > 1 trains networks from other seeds and scores their mean cosine, still one
 vector per image and per query.
+
+An image's vector also gains what people wrote about the training photos most like it (`neighbours`,
+`CaptionMemory`): the similarity-weighted mean of the own captions of its nearest training images, in the same
+space. Still one vector per image, computed once with the gallery.
 """
 
 from __future__ import annotations
@@ -126,6 +130,53 @@ class _Positives:
 
 
 @dataclass(frozen=True)
+class CaptionMemory:
+    """The training images' own captions, looked up by how much an image looks like each training image.
+
+    `lookup` gives, per image, the softmax(similarity / temperature)-weighted mean of the captions of its `k`
+    nearest training images (cosine of the standardised image features), normalised: a non-parametric image to
+    text map beside the trained one. On practicum-dev it adds test MRR +0.046 / +0.038 and fold MRR +0.044 /
+    +0.037 to the three-network two-tower (5 folds x fold seeds 0-1 / 2-3; README, "Caption neighbours").
+    """
+
+    image: np.ndarray  # unit rows: the standardised features of each caption's image
+    text: np.ndarray  # unit rows: each caption as the model embeds a text
+    groups: np.ndarray  # each row's image, as integer codes (a training image leaves its own captions out)
+
+    def lookup(
+        self, image: np.ndarray, k: int, temperature: float, exclude: np.ndarray | None = None, chunk: int = 4096
+    ) -> np.ndarray:
+        """Caption vectors for `image` (unit rows, standardised features). Where `exclude` is given (an image code
+        per row) a row ignores the memory's captions of that image. A row with nothing left to look up gets zeros."""
+        out = np.zeros((len(image), self.text.shape[1]), dtype=np.float32)
+        k = min(k, len(self.text))
+        for start in range(0, len(image), chunk):
+            sim = image[start : start + chunk] @ self.image.T
+            if exclude is not None:
+                sim[exclude[start : start + chunk, None] == self.groups[None, :]] = -np.inf
+            top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+            logits = np.take_along_axis(sim, top, axis=1) / temperature
+            best = logits.max(axis=1, keepdims=True)
+            ok = np.isfinite(best[:, 0])
+            weights = np.exp(logits[ok] - best[ok])
+            weights /= weights.sum(axis=1, keepdims=True)
+            out[start : start + chunk][ok] = _unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
+        return out
+
+    def save(self, path: Path) -> None:
+        np.savez(path, image=self.image, text=self.text, groups=self.groups)
+
+    @classmethod
+    def load(cls, path: Path) -> CaptionMemory:
+        stored = np.load(path)
+        return cls(stored["image"], stored["text"], stored["groups"])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class MemberInputs:
     """What training one member network reads (tensors; shared, not copied, with a worker process)."""
 
@@ -176,6 +227,12 @@ class TwoTowerModel:
         image_tower: str = "mlp",
         calibrate_on: str = "ratings",
         members: int = 3,
+        # Caption neighbours (`CaptionMemory`): how many nearest training images' captions join an image's vector
+        # (0: none), their weight beside the network's vector, and the softmax temperature over their
+        # similarities. Chosen on practicum-dev's folds (README, "Caption neighbours").
+        neighbours: int = 50,
+        neighbour_weight: float = 2.0,
+        neighbour_temperature: float = 0.2,
     ):
         if text_tower not in TEXT_TOWERS or image_tower not in IMAGE_TOWERS:
             raise ValueError(
@@ -191,6 +248,14 @@ class TwoTowerModel:
             raise ValueError(f"members must be at least 1, not {members}")
         self.text_tower, self.image_tower, self.calibrate_on = text_tower, image_tower, calibrate_on
         self.members = members  # networks trained with other seeds and scored by their mean cosine
+        if neighbours < 0 or neighbour_weight < 0 or neighbour_temperature <= 0:
+            raise ValueError(
+                "neighbours and neighbour_weight must be at least 0 and neighbour_temperature above 0, not "
+                f"{neighbours}, {neighbour_weight}, {neighbour_temperature}"
+            )
+        self.neighbours, self.neighbour_weight = neighbours, neighbour_weight
+        self.neighbour_temperature = neighbour_temperature
+        self.memory: CaptionMemory | None = None  # the training captions, after fit() or load()
         self.dims: tuple[int, int] = (0, 0)  # (text, image) input dimensions, set in fit() or load()
         self.net: Any = None  # the torch module, built in fit() or load()
         self.image_scaler: Any = None  # a Standardizer after fit()
@@ -239,6 +304,8 @@ class TwoTowerModel:
             positives=self._positives(data, held),
         )
         calibration_rows = torch.from_numpy(self._calibration_rows(data))
+        codes = {name: code for code, name in enumerate(np.unique(data.groups))}
+        calibration_groups = np.array([codes[g] for g in data.groups[calibration_rows.numpy()]], dtype=np.int64)
         config, dims = self._config(), self.dims
         parts: list[Callable[[], MemberResult]] = [
             functools.partial(train_member, config, dims, inputs, seed + 1000 * m) for m in range(self.members)
@@ -254,7 +321,9 @@ class TwoTowerModel:
             self.net = nets[0] if self.members == 1 else _ensemble(nets, self.text_tower == "identity").eval()
             rows = calibration_rows
             with torch_threads(1):
-                self._recalibrate(inputs.text[rows], inputs.image[rows], inputs.target[rows])
+                self.memory = self._caption_memory(data, codes)
+                # a training image's own captions are in the memory: calibrate as for an image never seen
+                self._recalibrate(inputs.text[rows], inputs.image[rows], inputs.target[rows], calibration_groups)
             return self
 
         return parts, finish
@@ -296,6 +365,32 @@ class TwoTowerModel:
                 break
         stopper.restore(self.net)
         return self.net.eval()
+
+    def _caption_memory(self, data: TrainingData, codes: dict) -> CaptionMemory | None:
+        """The own captions of the training images, embedded as this model embeds a text (after training)."""
+        if self.neighbours == 0 or data.positives_text is None or data.positives_groups is None:
+            return None
+        assert data.positives_image is not None
+        groups = np.array([codes.get(g, -1 - k) for k, g in enumerate(data.positives_groups)], dtype=np.int64)
+        return CaptionMemory(
+            image=_unit(self._image_in(data.positives_image)),
+            text=_unit(self.embed_texts(data.positives_text)),
+            groups=groups,
+        )
+
+    def _image_vectors(self, image_in, exclude: np.ndarray | None = None):
+        """Gallery vectors of standardised image features (a tensor): the network's, plus the caption neighbours'
+        (leaving out the memory's captions of the images in `exclude`), weighted."""
+        import torch
+
+        vectors = self.net.embed_image(image_in)
+        if self.memory is None or self.neighbours == 0 or self.neighbour_weight == 0:
+            return vectors
+        captions = self.memory.lookup(
+            _unit(image_in.detach().numpy()), self.neighbours, self.neighbour_temperature, exclude
+        )
+        # over 1 + weight, so a score's cosine stays in [-1, 1] as without neighbours (its a and b fit as before)
+        return (vectors + self.neighbour_weight * torch.from_numpy(captions)) / (1 + self.neighbour_weight)
 
     def _calibration_rows(self, data: TrainingData) -> np.ndarray:
         """The training rows a and b are refitted on (`calibrate_on`): the expert-rated ones, or all."""
@@ -357,12 +452,12 @@ class TwoTowerModel:
             images = self.net.embed_image(positives.image[positives.val_image_rows]).numpy()
         return val_mse, mean_reciprocal_rank(texts @ images.T, positives.val_own)
 
-    def _recalibrate(self, t, i, y) -> None:
+    def _recalibrate(self, t, i, y, groups: np.ndarray | None = None) -> None:
         """Refit only a and b on these rated pairs: the ranking stays, the scores become calibrated."""
         import torch
 
         with torch.no_grad():
-            cosine = (self.net.embed_text(t) * self.net.embed_image(i)).sum(-1)
+            cosine = (self.net.embed_text(t) * self._image_vectors(i, groups)).sum(-1)
         # the line search keeps LBFGS from overshooting: without it a locked text tower's fit ran off to a = 20,
         # b = 91, which saturates every score to 1.0 in float32 and so ties every image
         optimizer = torch.optim.LBFGS([self.net.a, self.net.b], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
@@ -415,7 +510,7 @@ class TwoTowerModel:
         import torch
 
         with torch.no_grad():
-            return self.net.embed_image(torch.from_numpy(self._image_in(image))).numpy()
+            return self._image_vectors(torch.from_numpy(self._image_in(image))).numpy()
 
     def calibrate(self, cosine: np.ndarray) -> np.ndarray:
         from scipy.special import expit  # the logistic function without overflow warnings for steep maps
@@ -445,6 +540,9 @@ class TwoTowerModel:
             "image_tower",
             "calibrate_on",
             "members",
+            "neighbours",
+            "neighbour_weight",
+            "neighbour_temperature",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -454,6 +552,8 @@ class TwoTowerModel:
         directory = Path(directory)
         torch.save(self.net.state_dict(), directory / "two_tower.pt")
         np.savez(directory / "image_scaler.npz", mean=self.image_scaler.mean, std=self.image_scaler.std)
+        if self.memory is not None:
+            self.memory.save(directory / "caption_memory.npz")
         dims = {"dt": self.dims[0], "di": self.dims[1]}
         (directory / "two_tower.json").write_text(json.dumps({**self._config(), **dims}, indent=2))
         write_kind(directory, self.kind)
@@ -469,6 +569,7 @@ class TwoTowerModel:
         meta.setdefault("image_tower", "mlp")
         meta.setdefault("calibrate_on", "ratings")  # saved before the option: fitted to every rated pair
         meta.setdefault("members", 1)  # saved before the option (or its default of 3): one network
+        meta.setdefault("neighbours", 0)  # saved before caption neighbours: the network's vectors alone
         model = cls(**meta)
         model.dims = dims
         model.net = model.build_network()
@@ -476,4 +577,6 @@ class TwoTowerModel:
         model.net.eval()
         scaler = np.load(directory / "image_scaler.npz")
         model.image_scaler = Standardizer(scaler["mean"], scaler["std"])
+        if (directory / "caption_memory.npz").exists():
+            model.memory = CaptionMemory.load(directory / "caption_memory.npz")
         return model
