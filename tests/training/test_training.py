@@ -425,6 +425,9 @@ def test_caption_memory_lookup_is_the_similarity_weighted_mean_of_the_nearest_ca
     w = np.exp(np.array([0.5, 0.0]) / np.sqrt(1.25))
     expected = np.array([-w[1], w[0]]) / np.linalg.norm(w)
     np.testing.assert_allclose(memory.lookup(query, 2, 1.0, exclude=np.array([7]))[0], expected, atol=1e-6)
+    # a step of any size gives the same vectors
+    many = np.vstack([query, np.eye(3, dtype=np.float32), query])
+    np.testing.assert_allclose(memory.lookup(many, 2, 0.5, chunk=1), memory.lookup(many, 2, 0.5), atol=1e-7)
     # a memory of one image, left out: nothing to look up, so no caption vector at all
     one = CaptionMemory(memory.image[:1], memory.text[:1], memory.groups[:1])
     assert np.array_equal(one.lookup(query, 5, 1.0, exclude=np.array([7])), np.zeros((1, 2), dtype=np.float32))
@@ -466,7 +469,7 @@ def test_a_training_image_is_calibrated_without_its_own_captions(monkeypatch):
     calls = []
     lookup = CaptionMemory.lookup
 
-    def recording(self, image, k, temperature, exclude=None, chunk=4096):
+    def recording(self, image, k, temperature, exclude=None, chunk=0):
         calls.append(exclude)
         return lookup(self, image, k, temperature, exclude, chunk)
 

@@ -43,6 +43,7 @@ IMAGE_TOWERS = ("mlp", "linear")
 # only ("experts": the experts' mean score, when the training split holds at least MIN_EXPERT_PAIRS of them).
 CALIBRATIONS = ("ratings", "experts")
 MIN_EXPERT_PAIRS = 50
+SIMILARITY_CELLS = 1 << 24  # float32 cells of one step of a caption-memory lookup (64 MB)
 
 
 def _network(dt: int, di: int, dim: int, hidden: int, dropout: float, text_tower: str, image_tower: str):
@@ -144,12 +145,14 @@ class CaptionMemory:
     groups: np.ndarray  # each row's image, as integer codes (a training image leaves its own captions out)
 
     def lookup(
-        self, image: np.ndarray, k: int, temperature: float, exclude: np.ndarray | None = None, chunk: int = 4096
+        self, image: np.ndarray, k: int, temperature: float, exclude: np.ndarray | None = None, chunk: int = 0
     ) -> np.ndarray:
         """Caption vectors for `image` (unit rows, standardised features). Where `exclude` is given (an image code
         per row) a row ignores the memory's captions of that image. A row with nothing left to look up gets zeros."""
         out = np.zeros((len(image), self.text.shape[1]), dtype=np.float32)
         k = min(k, len(self.text))
+        # images a step: the similarity matrix of a step stays near 64 MB however large the memory
+        chunk = chunk or max(1, SIMILARITY_CELLS // len(self.text))
         for start in range(0, len(image), chunk):
             sim = image[start : start + chunk] @ self.image.T
             if exclude is not None:
