@@ -33,48 +33,32 @@ WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 1e6)
 TEMPERATURES = (0.1, 0.15, 0.2, 0.3, 0.5)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)).astype(np.float32)
-
-
 def rated_memory(model, train):
     """The model's memory plus every rated match of the training split (its text as the model embeds it)."""
-    from tasks.training.models.two_tower import CaptionMemory
+    from tasks.training.models.two_tower import CaptionMemory, unit
 
     good = train.target >= 0.67
     own = model.memory
     return CaptionMemory(
-        image=np.vstack([own.image, _unit(model._image_in(train.image[good]))]),
-        text=np.vstack([own.text, _unit(model.embed_texts(train.text[good]))]),
+        image=np.vstack([own.image, unit(model._image_in(train.image[good]))]),
+        text=np.vstack([own.text, unit(model.embed_texts(train.text[good]))]),
         groups=np.concatenate([own.groups, np.full(int(good.sum()), -1)]),
     )
 
 
 def measure(features: dict, seeds: list[int], memory: str) -> tuple[dict[tuple, list[list[float]]], list[int]]:
     """Per setting, per fold model: [test R@1, test MRR, fold R@1, fold MRR]; and each fold model's memory size."""
-    from tasks.training.data import build_datasets, image_folds
+    from tasks.training.data import image_folds
     from tasks.training.metrics import retrieval_metrics
     from tasks.training.models.two_tower import TwoTowerModel
 
-    embedded, pairs = features["embedded"], features["pairs"]
+    pairs = features["pairs"]
     grid = list(itertools.product(NEIGHBOURS, WEIGHTS, TEMPERATURES))
     scores: dict[tuple, list[list[float]]] = {setting: [] for setting in grid}
     memory_rows: list[int] = []
     for seed in seeds:
         for fold, held in enumerate(image_folds(pairs["image"].to_numpy(), 5, seed)):
-            train, eval_data, _ = build_datasets(
-                pairs,
-                features["captions"],
-                embedded.texts,
-                embedded.train_images,
-                0.2,
-                seed,
-                test_queries=features["test_queries"],
-                test_gallery=features["test_gallery"],
-                test_image_emb=embedded.test_images,
-                expert_pair_weight=4.0,
-                held_out_images=held,
-            )
+            train, eval_data = quality.fold_datasets(features, held, seed)
             model = TwoTowerModel().fit(train, seed)
             if memory == "rated":
                 model.memory = rated_memory(model, train)

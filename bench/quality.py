@@ -85,6 +85,28 @@ def load_features(data_dir: Path, workspace: Path, text_encoder: str, image_enco
     }
 
 
+def fold_datasets(features: dict, held: np.ndarray, seed: int):
+    """One fold's training data (every safe image but the `held` ones) and its evaluation data (the held images, the
+    fixed test set), built as the pipeline builds them."""
+    from tasks.training.data import build_datasets
+
+    embedded = features["embedded"]
+    train, eval_data, _ = build_datasets(
+        features["pairs"],
+        features["captions"],
+        embedded.texts,
+        embedded.train_images,
+        0.2,
+        seed,
+        test_queries=features["test_queries"],
+        test_gallery=features["test_gallery"],
+        test_image_emb=embedded.test_images,
+        expert_pair_weight=4.0,
+        held_out_images=held,
+    )
+    return train, eval_data
+
+
 def repeated(
     features: dict,
     kinds: tuple[str, ...],
@@ -95,11 +117,11 @@ def repeated(
     workers: int = 1,
 ) -> dict:
     """Train and score every model on every fold of every seed; per-fold rows and out-of-fold tau-c per seed."""
-    from tasks.training.data import build_datasets, image_folds
+    from tasks.training.data import image_folds
     from tasks.training.fit import train_and_evaluate
     from tasks.training.metrics import kendall_tau_c
 
-    embedded, pairs = features["embedded"], features["pairs"]
+    pairs = features["pairs"]
     rows: dict[str, list[dict]] = {kind: [] for kind in kinds}
     oof_tau: dict[str, list[float]] = {kind: [] for kind in kinds}
     seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
@@ -110,19 +132,7 @@ def repeated(
         for fold, held in enumerate(image_folds(pairs["image"].to_numpy(), n_folds, seed)):
             if only_folds is not None and fold not in only_folds:
                 continue  # a quick screen on some folds; tau-c is then out-of-fold over those folds only
-            train, eval_data, _ = build_datasets(
-                pairs,
-                features["captions"],
-                embedded.texts,
-                embedded.train_images,
-                0.2,
-                seed,
-                test_queries=features["test_queries"],
-                test_gallery=features["test_gallery"],
-                test_image_emb=embedded.test_images,
-                expert_pair_weight=4.0,
-                held_out_images=held,
-            )
+            train, eval_data = fold_datasets(features, held, seed)
             outcome = train_and_evaluate(train, eval_data, kinds, seed=seed, model_options=options, workers=workers)
             experts.append(eval_data.val_expert)
             for kind in kinds:

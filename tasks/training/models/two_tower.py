@@ -163,7 +163,7 @@ class CaptionMemory:
             ok = np.isfinite(best[:, 0])
             weights = np.exp(logits[ok] - best[ok])
             weights /= weights.sum(axis=1, keepdims=True)
-            out[start : start + chunk][ok] = _unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
+            out[start : start + chunk][ok] = unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
         return out
 
     def save(self, path: Path) -> None:
@@ -175,7 +175,8 @@ class CaptionMemory:
         return cls(stored["image"], stored["text"], stored["groups"])
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), as float32."""
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)).astype(np.float32)
 
 
@@ -267,8 +268,7 @@ class TwoTowerModel:
     # -- inputs ---------------------------------------------------------------------------------
     @staticmethod
     def _text_in(text: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(text, axis=1, keepdims=True)
-        return (text / np.maximum(norms, 1e-8)).astype(np.float32)
+        return unit(text)
 
     def _image_in(self, image: np.ndarray) -> np.ndarray:
         return self.image_scaler(image)
@@ -376,8 +376,8 @@ class TwoTowerModel:
         assert data.positives_image is not None
         groups = np.array([codes.get(g, -1 - k) for k, g in enumerate(data.positives_groups)], dtype=np.int64)
         return CaptionMemory(
-            image=_unit(self._image_in(data.positives_image)),
-            text=_unit(self.embed_texts(data.positives_text)),
+            image=unit(self._image_in(data.positives_image)),
+            text=unit(self.embed_texts(data.positives_text)),
             groups=groups,
         )
 
@@ -390,7 +390,7 @@ class TwoTowerModel:
         if self.memory is None or self.neighbours == 0 or self.neighbour_weight == 0:
             return vectors
         captions = self.memory.lookup(
-            _unit(image_in.detach().numpy()), self.neighbours, self.neighbour_temperature, exclude
+            unit(image_in.detach().numpy()), self.neighbours, self.neighbour_temperature, exclude
         )
         # over 1 + weight, so a score's cosine stays in [-1, 1] as without neighbours (its a and b fit as before)
         return (vectors + self.neighbour_weight * torch.from_numpy(captions)) / (1 + self.neighbour_weight)
