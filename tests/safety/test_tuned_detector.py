@@ -124,6 +124,33 @@ def test_maps_and_fits_side_by_side_in_worker_processes_equal_those_computed_in_
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_packed_maps_give_back_each_images_views_and_tensors_share_one_buffer():
+    """Fits in worker processes receive the maps as one flat array (joblib memory-maps it once for every fit);
+    indexing gives each image's views, of whatever shapes, unchanged."""
+    import pickle
+
+    from tasks.safety.tuned_detector import PackedMaps, _as_tensors
+
+    rng = np.random.default_rng(0)
+    shapes = [[(4, 2, 3), (4, 3, 2)], [(4, 2, 2), (4, 1, 3)], [(4, 3, 3), (4, 2, 3)]]
+    maps = [[rng.standard_normal(shape).astype(np.float16) for shape in views] for views in shapes]
+    packed = PackedMaps.pack(maps)
+    assert len(packed) == 3 and packed.flat.ndim == 1 and packed.flat.dtype == np.float16
+    again = pickle.loads(pickle.dumps(packed))
+    for i, views in enumerate(maps):
+        for a, b in zip(packed[i], views, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert [v.shape for v in again[i]] == [v.shape for v in views]
+    tensors = _as_tensors([packed[i] for i in (2, 0)])
+    assert [[tuple(t.shape) for t in views] for views in tensors] == [shapes[2], shapes[0]]
+    np.testing.assert_array_equal(tensors[1][1].numpy(), maps[0][1].astype(np.float32))
+    flat = [t for views in tensors for t in views]  # end to end in one float32 buffer, in order
+    for a, b in zip(flat, flat[1:], strict=False):
+        assert b.data_ptr() == a.data_ptr() + 4 * a.numel()
+    with pytest.raises(ValueError, match="same number of views"):
+        PackedMaps.pack([maps[0], maps[1][:1]])
+
+
 def test_a_fit_needs_both_classes(tmp_path):
     from tasks.safety.tuned_detector import fit_tail
 
