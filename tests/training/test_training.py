@@ -295,10 +295,11 @@ def test_two_tower_with_a_locked_text_tower_or_a_linear_image_tower_ranks_and_ro
     mrr = retrieval_metrics(model.score_matrix(vr.text, vr.image), vr.relevant)["mrr"]
     chance = retrieval_metrics(np.zeros((len(vr), len(vr.image))), vr.relevant)["mrr"]
     assert mrr > 2 * chance
-    if text_tower == "identity":  # the query vector is the text encoder's own, normalised
-        text = model.embed_texts(vr.text)
-        assert np.allclose(text, vr.text / np.linalg.norm(vr.text, axis=1, keepdims=True), atol=1e-6)
-        assert model.embed_images(vr.image).shape[1] == vr.text.shape[1]
+    if text_tower == "identity":  # the query vector is the text encoder's own, normalised, and the hubness 1
+        text, d = model.embed_texts(vr.text), vr.text.shape[1]
+        assert np.allclose(text[:, :d], vr.text / np.linalg.norm(vr.text, axis=1, keepdims=True), atol=1e-6)
+        assert np.array_equal(text[:, d:], np.ones((len(text), 1), dtype=np.float32))
+        assert model.embed_images(vr.image).shape[1] == d + 1 == model.out_dim
     model.save(tmp_path)
     again = load_model(tmp_path)
     assert (again.text_tower, again.image_tower) == (text_tower, image_tower)
@@ -322,12 +323,14 @@ def test_a_two_tower_saved_before_the_tower_options_loads_with_mlp_towers(tmp_pa
     model = TwoTowerModel(epochs=3, text_tower="mlp", image_tower="mlp", members=1, neighbours=0).fit(train, seed=0)
     model.save(tmp_path)
     meta = json.loads((tmp_path / "two_tower.json").read_text())
-    for key in ("text_tower", "image_tower", "members", "neighbours", "neighbour_weight", "neighbour_temperature"):
+    keys = ("text_tower", "image_tower", "members", "neighbours", "neighbour_weight", "neighbour_temperature")
+    for key in (*keys, "hub_penalty", "hub_neighbours"):
         del meta[key]  # the file as earlier versions wrote it
     (tmp_path / "two_tower.json").write_text(json.dumps(meta))
     vr = eval_data.val_retrieval
     again = load_model(tmp_path)
     assert (again.text_tower, again.image_tower, again.members, again.neighbours) == ("mlp", "mlp", 1, 0)
+    assert again.hub_penalty == 0.0
     assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
 
 
@@ -439,7 +442,9 @@ def test_caption_neighbours_add_the_nearest_training_captions_to_each_image_vect
     pairs, captions, text_table, image_table = synthetic()
     train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
     plain = TwoTowerModel(epochs=4, neighbours=0).fit(train, seed=0)
-    model = TwoTowerModel(epochs=4, neighbours=5, neighbour_weight=2.0, neighbour_temperature=0.2).fit(train, seed=0)
+    model = TwoTowerModel(epochs=4, neighbours=5, neighbour_weight=2.0, neighbour_temperature=0.2, hub_penalty=0.0).fit(
+        train, seed=0
+    )
     assert plain.memory is None and model.memory is not None
     assert len(model.memory.text) == len(train.positives_text)  # every training caption, nothing else
     vr = eval_data.val_retrieval
@@ -488,11 +493,73 @@ def test_a_training_image_is_calibrated_without_its_own_captions(monkeypatch):
     # with one neighbour a training image's nearest training image is itself; left out, it is another image
     features = model._image_in(train.positives_image)
     units = features / np.linalg.norm(features, axis=1, keepdims=True)
-    text = model.embed_texts(train.positives_text)
+    text = model._text_vectors(train.positives_text)
     own = lookup(model.memory, units, 1, 0.01)
     left_out = lookup(model.memory, units, 1, 0.01, exclude=model.memory.groups)
     assert np.mean(np.sum(own * text, axis=1) > 0.999) > 0.3
     assert np.mean(np.sum(left_out * text, axis=1) > 0.999) == 0.0
+
+
+def test_caption_memory_hubness_is_the_mean_of_the_highest_caption_similarities():
+    from tasks.training.models.two_tower import CaptionMemory
+
+    memory = CaptionMemory(
+        image=np.eye(3, dtype=np.float32),
+        text=np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32),
+        groups=np.array([7, 8, 9]),
+    )
+    vectors = np.array([[0.6, 0.8], [0.0, -1.0]], dtype=np.float32)
+    # similarities to the three captions: [0.6, 0.8, -0.6] and [0, -1, 0]
+    np.testing.assert_allclose(memory.hubness(vectors, 2), [0.7, 0.0], atol=1e-6)
+    np.testing.assert_allclose(memory.hubness(vectors, 1), [0.8, 0.0], atol=1e-6)
+    # the first row leaves out image 8's caption (its best match), the second image 7's
+    np.testing.assert_allclose(memory.hubness(vectors, 2, exclude=np.array([8, 7])), [0.0, -0.5], atol=1e-6)
+    np.testing.assert_allclose(memory.hubness(vectors, 5, chunk=1), memory.hubness(vectors, 5), atol=1e-7)
+    one = CaptionMemory(memory.image[:1], memory.text[:1], memory.groups[:1])
+    assert np.array_equal(one.hubness(vectors[:1], 3, exclude=np.array([7])), np.zeros(1, dtype=np.float32))
+
+
+def test_the_hubness_term_lowers_each_image_by_its_likeness_to_all_captions_in_one_product(tmp_path):
+    """The gallery vector's last entry is the image's offset and the query's is 1: the score is still one inner
+    product, and it equals the cosine without the term minus hub_penalty times the image's hubness."""
+    from tasks.training.models import two_tower
+    from tasks.training.models.two_tower import CaptionMemory, TwoTowerModel
+
+    pairs, captions, text_table, image_table = synthetic()
+    train, eval_data, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    plain = TwoTowerModel(epochs=4, neighbours=5, hub_penalty=0.0).fit(train, seed=0)
+    model = TwoTowerModel(epochs=4, neighbours=5, hub_penalty=0.5, hub_neighbours=3).fit(train, seed=0)
+    vr = eval_data.val_retrieval
+    before, vectors = plain.embed_texts(vr.text) @ plain.embed_images(vr.image).T, plain.embed_images(vr.image)
+    assert model.memory is not None and model.out_dim == vectors.shape[1] + 1
+    hub = model.memory.hubness(vectors, 3)
+    assert hub.std() > 0  # the images differ in it, so it can change a ranking
+    after = model.embed_texts(vr.text) @ model.embed_images(vr.image).T
+    np.testing.assert_allclose(after, before - 0.5 * hub[None, :], atol=1e-5)
+    # the score's a and b are fitted with the term, so the scores stay calibrated
+    assert not np.allclose(model.calibrate(after), plain.calibrate(after))
+
+    model.save(tmp_path)
+    again = load_model(tmp_path)
+    assert (again.hub_penalty, again.hub_neighbours) == (0.5, 3)
+    assert np.allclose(again.score_matrix(vr.text, vr.image), model.score_matrix(vr.text, vr.image), atol=1e-6)
+    without_memory = TwoTowerModel(epochs=2, neighbours=0, hub_penalty=0.5).fit(train, seed=0)
+    assert without_memory.embed_images(vr.image).shape[1] == without_memory.out_dim == vr.text.shape[1]
+    with pytest.raises(ValueError, match="hub_penalty must be at least 0"):
+        TwoTowerModel(hub_penalty=-1)
+
+    # when a and b are fitted, a training image's hubness leaves its own captions out, as its lookup does
+    calls = []
+    hubness = CaptionMemory.hubness
+
+    def recording(self, vectors, k, exclude=None, chunk=0):
+        calls.append(exclude)
+        return hubness(self, vectors, k, exclude, chunk)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(two_tower.CaptionMemory, "hubness", recording)
+        TwoTowerModel(epochs=2, neighbours=5, hub_penalty=0.5).fit(train, seed=0)
+    assert len(calls) == 1 and calls[0] is not None and len(calls[0]) == len(train.target)
 
 
 def test_training_parameters_reach_the_two_tower_constructor():
@@ -510,6 +577,9 @@ def test_training_parameters_reach_the_two_tower_constructor():
         "identity",
         7,
     )
+    defaults = TwoTowerModel(**TrainParams().model_options("two_tower"))
+    assert (defaults.neighbours, defaults.hub_penalty) == (TwoTowerModel().neighbours, TwoTowerModel().hub_penalty)
+    assert TwoTowerModel(**TrainParams(two_tower_hub_penalty=0).model_options("two_tower")).hub_penalty == 0
     with pytest.raises(ValueError):
         TrainParams(two_tower_members=0)
     with pytest.raises(ValueError):

@@ -18,6 +18,10 @@ vector per image and per query.
 An image's vector also gains what people wrote about the training photos most like it (`neighbours`,
 `CaptionMemory`): the similarity-weighted mean of the own captions of its nearest training images, in the same
 space. Still one vector per image, computed once with the gallery.
+
+An image that looks like captions in general (a hub) is lowered by `hub_penalty` times its mean cosine with its
+`hub_neighbours` nearest training captions (`CaptionMemory.hubness`). The term is one more entry of the gallery
+vector, met by a 1 at the end of every query vector, so a score is still one inner product.
 """
 
 from __future__ import annotations
@@ -166,6 +170,22 @@ class CaptionMemory:
             out[start : start + chunk][ok] = unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
         return out
 
+    def hubness(self, vectors: np.ndarray, k: int, exclude: np.ndarray | None = None, chunk: int = 0) -> np.ndarray:
+        """Per row of `vectors` (gallery vectors), the mean of its `k` highest similarities to the memory's
+        captions: how much the row looks like captions in general. Where `exclude` is given (an image code per row)
+        a row ignores the memory's captions of that image; a row with nothing left gets 0."""
+        out = np.zeros(len(vectors), dtype=np.float32)
+        k = min(k, len(self.text))
+        chunk = chunk or max(1, SIMILARITY_CELLS // len(self.text))
+        for start in range(0, len(vectors), chunk):
+            sim = vectors[start : start + chunk] @ self.text.T
+            if exclude is not None:
+                sim[exclude[start : start + chunk, None] == self.groups[None, :]] = -np.inf
+            top = -np.partition(-sim, k - 1, axis=1)[:, :k]
+            finite = np.isfinite(top)
+            out[start : start + chunk] = np.where(finite, top, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+        return out
+
     def save(self, path: Path) -> None:
         np.savez(path, image=self.image, text=self.text, groups=self.groups)
 
@@ -237,6 +257,12 @@ class TwoTowerModel:
         neighbours: int = 50,
         neighbour_weight: float = 2.0,
         neighbour_temperature: float = 0.2,
+        # Hubness: an image's score is lowered by `hub_penalty` times the mean of its `hub_neighbours` highest
+        # cosines with the training captions, so an image that looks like every caption stops coming first for
+        # all of them (the target side of CSLS). Needs the caption memory; chosen on practicum-dev's folds (README,
+        # "Hubness").
+        hub_penalty: float = 0.25,
+        hub_neighbours: int = 20,
     ):
         if text_tower not in TEXT_TOWERS or image_tower not in IMAGE_TOWERS:
             raise ValueError(
@@ -259,6 +285,11 @@ class TwoTowerModel:
             )
         self.neighbours, self.neighbour_weight = neighbours, neighbour_weight
         self.neighbour_temperature = neighbour_temperature
+        if hub_penalty < 0 or hub_neighbours < 1:
+            raise ValueError(
+                f"hub_penalty must be at least 0 and hub_neighbours at least 1, not {hub_penalty}, {hub_neighbours}"
+            )
+        self.hub_penalty, self.hub_neighbours = hub_penalty, hub_neighbours
         self.memory: CaptionMemory | None = None  # the training captions, after fit() or load()
         self.dims: tuple[int, int] = (0, 0)  # (text, image) input dimensions, set in fit() or load()
         self.net: Any = None  # the torch module, built in fit() or load()
@@ -377,7 +408,7 @@ class TwoTowerModel:
         groups = np.array([codes.get(g, -1 - k) for k, g in enumerate(data.positives_groups)], dtype=np.int64)
         return CaptionMemory(
             image=unit(self._image_in(data.positives_image)),
-            text=unit(self.embed_texts(data.positives_text)),
+            text=unit(self._text_vectors(data.positives_text)),
             groups=groups,
         )
 
@@ -460,7 +491,10 @@ class TwoTowerModel:
         import torch
 
         with torch.no_grad():
-            cosine = (self.net.embed_text(t) * self._image_vectors(i, groups)).sum(-1)
+            vectors = self._image_vectors(i, groups)
+            cosine = (self.net.embed_text(t) * vectors).sum(-1)
+            if self._hub_on:
+                cosine = cosine + torch.from_numpy(self._hub_offsets(vectors.numpy(), groups))
         # the line search keeps LBFGS from overshooting: without it a locked text tower's fit ran off to a = 20,
         # b = 91, which saturates every score to 1.0 in float32 and so ties every image
         optimizer = torch.optim.LBFGS([self.net.a, self.net.b], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
@@ -500,20 +534,42 @@ class TwoTowerModel:
     def out_dim(self) -> int:
         """The dimension of the shared space: the text encoder's own with a locked (identity) text tower; members
         side by side otherwise."""
-        return self.dims[0] if self.text_tower == "identity" else self.dim * self.members
+        return (self.dims[0] if self.text_tower == "identity" else self.dim * self.members) + int(self._hub_on)
+
+    @property
+    def _hub_on(self) -> bool:
+        return self.memory is not None and self.hub_penalty > 0
+
+    def _hub_offsets(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Each gallery vector's hubness term (<= 0 where it looks like captions), added to all its cosines."""
+        assert self.memory is not None
+        return (-self.hub_penalty * self.memory.hubness(vectors, self.hub_neighbours, exclude)).astype(np.float32)
 
     # -- scoring --------------------------------------------------------------------------------
-    def embed_texts(self, text: np.ndarray) -> np.ndarray:
+    def _text_vectors(self, text: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
             return self.net.embed_text(torch.from_numpy(self._text_in(text))).numpy()
 
+    def embed_texts(self, text: np.ndarray) -> np.ndarray:
+        """Query vectors. With the hubness term each ends in a 1, which meets the gallery vector's last entry (its
+        offset): a score stays one inner product."""
+        vectors = self._text_vectors(text)
+        if not self._hub_on:
+            return vectors
+        return np.hstack([vectors, np.ones((len(vectors), 1), dtype=vectors.dtype)])
+
     def embed_images(self, image: np.ndarray) -> np.ndarray:
+        """Gallery vectors: the network's plus the caption neighbours', and with the hubness term a last entry
+        holding the image's offset."""
         import torch
 
         with torch.no_grad():
-            return self._image_vectors(torch.from_numpy(self._image_in(image))).numpy()
+            vectors = self._image_vectors(torch.from_numpy(self._image_in(image))).numpy()
+        if not self._hub_on:
+            return vectors
+        return np.hstack([vectors, self._hub_offsets(vectors)[:, None]])
 
     def calibrate(self, cosine: np.ndarray) -> np.ndarray:
         from scipy.special import expit  # the logistic function without overflow warnings for steep maps
@@ -546,6 +602,8 @@ class TwoTowerModel:
             "neighbours",
             "neighbour_weight",
             "neighbour_temperature",
+            "hub_penalty",
+            "hub_neighbours",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -573,6 +631,7 @@ class TwoTowerModel:
         meta.setdefault("calibrate_on", "ratings")  # saved before the option: fitted to every rated pair
         meta.setdefault("members", 1)  # saved before the option (or its default of 3): one network
         meta.setdefault("neighbours", 0)  # saved before caption neighbours: the network's vectors alone
+        meta.setdefault("hub_penalty", 0.0)  # saved before the hubness term: cosines as they were
         model = cls(**meta)
         model.dims = dims
         model.net = model.build_network()
