@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,19 +155,14 @@ class CaptionMemory:
         per row) a row ignores the memory's captions of that image. A row with nothing left to look up gets zeros."""
         out = np.zeros((len(image), self.text.shape[1]), dtype=np.float32)
         k = min(k, len(self.text))
-        # images a step: the similarity matrix of a step stays near 64 MB however large the memory
-        chunk = chunk or max(1, SIMILARITY_CELLS // len(self.text))
-        for start in range(0, len(image), chunk):
-            sim = image[start : start + chunk] @ self.image.T
-            if exclude is not None:
-                sim[exclude[start : start + chunk, None] == self.groups[None, :]] = -np.inf
+        for start, sim in self._similarities(image, self.image, exclude, chunk):
             top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
             logits = np.take_along_axis(sim, top, axis=1) / temperature
             best = logits.max(axis=1, keepdims=True)
             ok = np.isfinite(best[:, 0])
             weights = np.exp(logits[ok] - best[ok])
             weights /= weights.sum(axis=1, keepdims=True)
-            out[start : start + chunk][ok] = unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
+            out[start : start + len(sim)][ok] = unit(np.einsum("gk,gkd->gd", weights, self.text[top[ok]]))
         return out
 
     def hubness(self, vectors: np.ndarray, k: int, exclude: np.ndarray | None = None, chunk: int = 0) -> np.ndarray:
@@ -176,15 +171,23 @@ class CaptionMemory:
         a row ignores the memory's captions of that image; a row with nothing left gets 0."""
         out = np.zeros(len(vectors), dtype=np.float32)
         k = min(k, len(self.text))
-        chunk = chunk or max(1, SIMILARITY_CELLS // len(self.text))
-        for start in range(0, len(vectors), chunk):
-            sim = vectors[start : start + chunk] @ self.text.T
-            if exclude is not None:
-                sim[exclude[start : start + chunk, None] == self.groups[None, :]] = -np.inf
+        for start, sim in self._similarities(vectors, self.text, exclude, chunk):
             top = -np.partition(-sim, k - 1, axis=1)[:, :k]
             finite = np.isfinite(top)
-            out[start : start + chunk] = np.where(finite, top, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+            out[start : start + len(sim)] = np.where(finite, top, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
         return out
+
+    def _similarities(
+        self, rows: np.ndarray, memory: np.ndarray, exclude: np.ndarray | None, chunk: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, similarities of a step of `rows` to every memory row) a step, with -inf where `exclude`
+        names the memory row's image. Rows a step: its matrix stays near 64 MB however large the memory."""
+        chunk = chunk or max(1, SIMILARITY_CELLS // len(memory))
+        for start in range(0, len(rows), chunk):
+            sim = rows[start : start + chunk] @ memory.T
+            if exclude is not None:
+                sim[exclude[start : start + chunk, None] == self.groups[None, :]] = -np.inf
+            yield start, sim
 
     def save(self, path: Path) -> None:
         np.savez(path, image=self.image, text=self.text, groups=self.groups)
