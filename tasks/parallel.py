@@ -50,7 +50,7 @@ def on_one_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def release_freed_memory() -> None:
     """Collect garbage and hand the C heap's free pages back to the OS (glibc's `malloc_trim`; elsewhere only the
-    collection). A job that builds and drops many mid-sized arrays (a fine-tune fit turns about 150 MB of maps
+    collection). A job that builds and drops many mid-sized arrays (a fine-tune fit turns about 200 MB of maps
     into float32 tensors) otherwise leaves them in the heap: the worker's resident size stays up, and loky restarts
     a worker that grew by more than 300 MB ("A worker stopped while some jobs were given to the executor")."""
     import ctypes

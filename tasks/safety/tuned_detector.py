@@ -191,7 +191,7 @@ class PackedMaps:
     """Trunk maps (`trunk_maps`: per image, its views' float16 maps, of varied shapes) as one flat array.
 
     A fit in a worker process receives this instead of the lists: joblib hands a large array to its workers as one
-    memory-mapped file, written once for every fit, where about 5,000 small arrays (150 MB on practicum-dev) were
+    memory-mapped file, written once for every fit, where about 5,000 small arrays (215 MB on practicum-dev) were
     pickled into each fit and left the worker's heap fragmented. Indexing gives an image's views as before."""
 
     flat: np.ndarray  # every view's map, raveled, end to end
