@@ -347,13 +347,12 @@ def _as_tensors(maps: Sequence[Sequence[np.ndarray]]) -> list[list[Any]]:
     allocations, one a view, would fragment the heap of a long-lived worker process)."""
     import torch
 
-    sizes = [int(np.prod(m.shape)) for views in maps for m in views]
-    buffer = np.empty(sum(sizes), dtype=np.float32)
+    buffer = np.empty(sum(m.size for views in maps for m in views), dtype=np.float32)
     out, start = [], 0
     for views in maps:
         tensors = []
         for m in views:
-            end = start + int(np.prod(m.shape))
+            end = start + m.size
             chunk = buffer[start:end].reshape(m.shape)
             chunk[...] = m
             tensors.append(torch.from_numpy(chunk))

@@ -494,10 +494,7 @@ class TwoTowerModel:
         import torch
 
         with torch.no_grad():
-            vectors = self._image_vectors(i, groups)
-            cosine = (self.net.embed_text(t) * vectors).sum(-1)
-            if self._hub_on:
-                cosine = cosine + torch.from_numpy(self._hub_offsets(vectors.numpy(), groups))
+            cosine = (self._queries(t) * self._gallery(i, groups)).sum(-1)
         # the line search keeps LBFGS from overshooting: without it a locked text tower's fit ran off to a = 20,
         # b = 91, which saturates every score to 1.0 in float32 and so ties every image
         optimizer = torch.optim.LBFGS([self.net.a, self.net.b], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
@@ -543,10 +540,29 @@ class TwoTowerModel:
     def _hub_on(self) -> bool:
         return self.memory is not None and self.hub_penalty > 0
 
-    def _hub_offsets(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-        """Each gallery vector's hubness term (<= 0 where it looks like captions), added to all its cosines."""
+    def _queries(self, text_in):
+        """Query vectors of normalised text features (a tensor). With the hubness term each ends in a 1, which
+        meets the gallery vector's last entry (its offset): a score stays one inner product."""
+        import torch
+
+        vectors = self.net.embed_text(text_in)
+        if not self._hub_on:
+            return vectors
+        return torch.cat([vectors, torch.ones(len(vectors), 1, dtype=vectors.dtype)], dim=1)
+
+    def _gallery(self, image_in, exclude: np.ndarray | None = None):
+        """Gallery vectors of standardised image features (a tensor): `_image_vectors`, and with the hubness term
+        a last entry holding the image's offset, -hub_penalty x its hubness (leaving out the memory's captions of the
+        images in `exclude`)."""
+        import torch
+
+        vectors = self._image_vectors(image_in, exclude)
+        if not self._hub_on:
+            return vectors
         assert self.memory is not None
-        return (-self.hub_penalty * self.memory.hubness(vectors, self.hub_neighbours, exclude)).astype(np.float32)
+        hub = self.memory.hubness(vectors.numpy(), self.hub_neighbours, exclude)
+        offsets = torch.from_numpy((-self.hub_penalty * hub).astype(np.float32))
+        return torch.cat([vectors, offsets[:, None]], dim=1)
 
     # -- scoring --------------------------------------------------------------------------------
     def _text_vectors(self, text: np.ndarray) -> np.ndarray:
@@ -556,23 +572,16 @@ class TwoTowerModel:
             return self.net.embed_text(torch.from_numpy(self._text_in(text))).numpy()
 
     def embed_texts(self, text: np.ndarray) -> np.ndarray:
-        """Query vectors. With the hubness term each ends in a 1, which meets the gallery vector's last entry (its
-        offset): a score stays one inner product."""
-        vectors = self._text_vectors(text)
-        if not self._hub_on:
-            return vectors
-        return np.hstack([vectors, np.ones((len(vectors), 1), dtype=vectors.dtype)])
-
-    def embed_images(self, image: np.ndarray) -> np.ndarray:
-        """Gallery vectors: the network's plus the caption neighbours', and with the hubness term a last entry
-        holding the image's offset."""
         import torch
 
         with torch.no_grad():
-            vectors = self._image_vectors(torch.from_numpy(self._image_in(image))).numpy()
-        if not self._hub_on:
-            return vectors
-        return np.hstack([vectors, self._hub_offsets(vectors)[:, None]])
+            return self._queries(torch.from_numpy(self._text_in(text))).numpy()
+
+    def embed_images(self, image: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._gallery(torch.from_numpy(self._image_in(image))).numpy()
 
     def calibrate(self, cosine: np.ndarray) -> np.ndarray:
         from scipy.special import expit  # the logistic function without overflow warnings for steep maps
