@@ -108,18 +108,21 @@ def summarise(scores: dict[tuple, list[list[float]]]) -> list[dict]:
             if off_seen:
                 continue  # the network alone (or without the term): one row, whatever the other values
             off_seen = True
-        mean = np.mean(values, axis=0)
-        rows.append(
-            {
-                **setting,
-                "test_r1": float(mean[0]),
-                "test_mrr": float(mean[1]),
-                "val_r1": float(mean[2]),
-                "val_mrr": float(mean[3]),
-                "folds": len(values),
-            }
-        )
+        rows.append(mean_row(setting, values))
     return sorted(rows, key=lambda r: -r["val_mrr"])
+
+
+def mean_row(setting: dict, values: list[list[float]]) -> dict:
+    """A setting with its means over the fold models of [test R@1, test MRR, fold R@1, fold MRR]."""
+    mean = np.mean(values, axis=0)
+    return {
+        **setting,
+        "test_r1": float(mean[0]),
+        "test_mrr": float(mean[1]),
+        "val_r1": float(mean[2]),
+        "val_mrr": float(mean[3]),
+        "folds": len(values),
+    }
 
 
 def is_off(setting: dict) -> bool:

@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (bench/quality.py: its loading of the pipeline's inputs and its fold protocol)
+from caption_neighbours import mean_row  # noqa: E402  (a setting's means over the fold models, as that grid's)
 
 REPO = quality.REPO
 GRIDS = {
@@ -164,23 +165,13 @@ def measure(features: dict, texts, seeds: list[int]) -> dict[str, dict[tuple, li
 
 
 def summarise(scores: dict[str, dict[tuple, list[list[float]]]]) -> dict[str, list[dict]]:
-    out = {}
-    for variant, by_setting in scores.items():
-        rows = []
-        for setting, values in by_setting.items():
-            mean = np.mean(values, axis=0)
-            rows.append(
-                {
-                    **dict(setting),
-                    "test_r1": float(mean[0]),
-                    "test_mrr": float(mean[1]),
-                    "val_r1": float(mean[2]),
-                    "val_mrr": float(mean[3]),
-                    "folds": len(values),
-                }
-            )
-        out[variant] = sorted(rows, key=lambda r: -r["val_mrr"])
-    return out
+    """Per variant, each setting's means over the fold models, best fold MRR first."""
+    return {
+        variant: sorted(
+            (mean_row(dict(setting), values) for setting, values in by_setting.items()), key=lambda r: -r["val_mrr"]
+        )
+        for variant, by_setting in scores.items()
+    }
 
 
 def table(summary: dict[str, list[dict]], seeds: str) -> str:
