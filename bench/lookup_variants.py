@@ -30,6 +30,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,39 +52,33 @@ def grid(variant: str) -> list[dict]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def softmax_top(sim: np.ndarray, k: int, temperature: float) -> np.ndarray:
-    """Rows of weights over the columns of `sim`: softmax(similarity / T) over each row's `k` largest, 0 elsewhere."""
-    k = min(k, sim.shape[1])
-    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    logits = np.take_along_axis(sim, top, axis=1) / temperature
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    out = np.zeros_like(sim)
-    np.put_along_axis(out, top, weights / weights.sum(axis=1, keepdims=True), axis=1)
-    return out
-
-
-def whitener(rows: np.ndarray, dims: int, shrink: float):
+def whiteners(rows: np.ndarray):
+    """Per (dims, shrink), the PCA whitening fitted on `rows` (one decomposition for every setting)."""
     from tasks.training.models.two_tower import unit
 
     mean = rows.mean(axis=0)
     _, s, vt = np.linalg.svd(rows - mean, full_matrices=False)
-    eig = s[:dims] ** 2 / len(rows)
-    projection = vt[:dims].T / np.sqrt(eig + shrink * eig.mean() + 1e-6)
-    return lambda x: unit((x - mean) @ projection)
+
+    def whitener(dims: int, shrink: float):
+        eig = s[:dims] ** 2 / len(rows)
+        projection = vt[:dims].T / np.sqrt(eig + shrink * eig.mean() + 1e-6)
+        return lambda x: unit((x - mean) @ projection)
+
+    return whitener
 
 
-def gallery_with_lookup(model, image: np.ndarray, image_similarity, memory_image: np.ndarray, temperature: float):
+def gallery_with_lookup(model, image: np.ndarray, image_similarity, temperature: float):
     """The default gallery vectors (network + caption lookup, then the hubness entry) with the lookup's image
-    similarities computed by `image_similarity` against `memory_image`."""
+    similarities computed in the space `image_similarity` maps the standardised features to."""
     import torch
 
     from tasks.training.models.two_tower import unit
 
+    memory = replace(model.memory, image=image_similarity(model.memory.image))
     image_in = model._image_in(image)
     with torch.no_grad():
         network = model.net.embed_image(torch.from_numpy(image_in)).numpy()
-    weights = softmax_top(image_similarity(unit(image_in)) @ memory_image.T, model.neighbours, temperature)
-    captions = unit(weights @ model.memory.text)
+    captions = memory.lookup(image_similarity(unit(image_in)), model.neighbours, temperature)
     vectors = (network + model.neighbour_weight * captions) / (1 + model.neighbour_weight)
     hub = model.memory.hubness(vectors, model.hub_neighbours)
     return np.hstack([vectors, -model.hub_penalty * hub[:, None]])
@@ -110,7 +105,7 @@ def measure(features: dict, texts, seeds: list[int]) -> dict[str, dict[tuple, li
 
     from tasks.training.data import image_folds
     from tasks.training.metrics import retrieval_metrics
-    from tasks.training.models.two_tower import TwoTowerModel, unit
+    from tasks.training.models.two_tower import CaptionMemory, TwoTowerModel, unit
 
     stem = SnowballStemmer("english").stem
 
@@ -125,10 +120,14 @@ def measure(features: dict, texts, seeds: list[int]) -> dict[str, dict[tuple, li
             assert eval_data.test_retrieval is not None
             model = TwoTowerModel().fit(train, seed)
             memory = model.memory
-            assert memory is not None and len(memory.text) == len(fold_query_ids(features, held)[0])
             memory_ids, val_ids, test_ids = fold_query_ids(features, held)
+            assert memory is not None and len(memory.text) == len(memory_ids)
             lexicon = TfidfVectorizer(analyzer=words, sublinear_tf=True).fit(texts[memory_ids])
-            memory_words = lexicon.transform(texts[memory_ids])
+            # the same lookup as the caption neighbours', from other sides: a query's captions to their images,
+            # and an image's neighbours to their captions' words
+            by_text = CaptionMemory(image=memory.text, text=memory.image, groups=memory.groups)
+            by_words = replace(memory, text=lexicon.transform(texts[memory_ids]).toarray().astype(np.float32))
+            whitener = whiteners(memory.image)
             sets = ((eval_data.test_retrieval, test_ids), (eval_data.val_retrieval, val_ids))
             rows: dict[str, dict[tuple, list[float]]] = {v: {} for v in scores}
             for rs, ids in sets:
@@ -138,20 +137,17 @@ def measure(features: dict, texts, seeds: list[int]) -> dict[str, dict[tuple, li
                 image = unit(model._image_in(rs.image))
                 query_text = unit(model._text_vectors(rs.text))
                 query_words = lexicon.transform(texts[ids])
-                same = gallery_with_lookup(model, rs.image, lambda x: x, memory.image, model.neighbour_temperature)
+                same = gallery_with_lookup(model, rs.image, lambda x: x, model.neighbour_temperature)
                 assert np.allclose(same, model.embed_images(rs.image), atol=1e-5)  # the default, recomputed here
                 results = {("default", ()): base}
                 for s in grid("visual"):
-                    weights = softmax_top(query_text @ memory.text.T, s["k"], s["T"])
-                    visual = unit(weights @ memory.image) @ image.T
+                    visual = by_text.lookup(query_text, s["k"], s["T"]) @ image.T
                     results["visual", tuple(s.items())] = base + s["beta"] * visual
                 for s in grid("whiten"):
-                    white = whitener(memory.image, s["dims"], s["shrink"])
-                    gallery = gallery_with_lookup(model, rs.image, white, white(memory.image), s["T"])
+                    gallery = gallery_with_lookup(model, rs.image, whitener(s["dims"], s["shrink"]), s["T"])
                     results["whiten", tuple(s.items())] = queries @ gallery.T
                 for s in grid("lexical"):
-                    weights = softmax_top(image @ memory.image.T, s["k"], s["T"])
-                    lexical = unit(np.asarray(weights @ memory_words))
+                    lexical = by_words.lookup(image, s["k"], s["T"])
                     results["lexical", tuple(s.items())] = base + s["gamma"] * np.asarray(query_words @ lexical.T)
                 for (variant, setting), matrix in results.items():
                     m = retrieval_metrics(matrix, rs.relevant)
