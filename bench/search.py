@@ -457,6 +457,117 @@ def measure_with_text(lookup, query_vecs: np.ndarray, timed: int) -> dict:
     }
 
 
+def listing_folder(data: Path, n: int) -> Path:
+    """A folder of `n` empty JPEG-named files, made once and reused (listing costs one directory entry and one
+    `stat` a file, whatever the file holds)."""
+    folder = data / f"listing-{n}"
+    done = data / f"listing-{n}.complete"
+    if not done.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            os.close(os.open(folder / f"photo_{i:08d}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+        done.touch()
+    return folder
+
+
+def run_listing(folder: Path, add: int, changed: int, passes: int) -> dict:
+    """Time what `imgsearch index DIR` does before it embeds anything on a re-run: list the folder
+    (`folder_images`) and diff the listing against the previous index (`unchanged_files`). The previous index is
+    the folder less `add` files, with 1% of the rest hidden and `changed` of the searchable ones re-stamped since."""
+    import pandas as pd
+
+    from tasks.search.index import folder_images, unchanged_files
+    from tasks.search.names import ImageNames
+
+    rss_start = rss_mib()
+    listed = []
+    rss_listed = 0.0
+    for k in range(passes):
+        start = time.perf_counter()
+        names, stamps = folder_images(folder)
+        listed.append(time.perf_counter() - start)
+        if k == 0:  # later passes hold two listings for a moment
+            rss_listed = rss_mib()
+    n = len(names)
+    order = np.random.default_rng(0).permutation(n)
+    n_hidden = n // 100
+    new, hidden, restamped = np.split(order[: add + n_hidden + changed], [add, add + n_hidden])
+    searchable = np.ones(n, dtype=bool)
+    searchable[new] = searchable[hidden] = False
+    old_stamps = stamps.copy()
+    old_stamps[restamped, 1] -= 1
+    hidden = np.sort(hidden)
+    previous = SimpleNamespace(
+        images=ImageNames([names[i] for i in np.flatnonzero(searchable)]),
+        stamps=old_stamps[searchable],
+        flagged=pd.DataFrame(
+            {"image": [names[i] for i in hidden], "size": stamps[hidden, 0], "mtime_ns": stamps[hidden, 1]}
+        ),
+    )
+    rss_setup = rss_mib()  # the previous index as the benchmark builds it
+    diffed = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        keep, kept, was_hidden, still = unchanged_files(previous, names, stamps)  # type: ignore[arg-type]
+        diffed.append(time.perf_counter() - start)
+    to_embed = int((~(kept | was_hidden)).sum())
+    assert to_embed == add + changed, (to_embed, add, changed)
+    assert int(keep.sum()) == len(previous.images) - changed and bool(still.all())
+    return {
+        "files": n,
+        "added": add,
+        "restamped": changed,
+        "hidden": n_hidden,
+        "to_embed": to_embed,
+        "list_s": listed,
+        "diff_s": diffed,
+        "rss_before_mib": rss_start,
+        "rss_after_listing_mib": rss_listed,
+        "rss_before_diff_mib": rss_setup,
+        "peak_rss_mib": rss_mib(),
+    }
+
+
+def main_listing(args) -> None:
+    """Per size, in a fresh process each (peak RSS is per size): list a folder of that many files and diff it."""
+    data = args.data or Path(tempfile.mkdtemp(prefix="imgsearch-bench-listing-"))
+    data.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for size in parse_sizes(args.sizes):
+            start = time.perf_counter()
+            folder = listing_folder(data, size)
+            made = time.perf_counter() - start
+            add = min(args.add, size // 10)
+            r = run_child(["--listing-run", f"{folder}:{add}:{add // 10}:{args.passes}"])
+            r["load_avg_1_5_15"] = os.getloadavg()
+            rows.append(r)
+            print(
+                f"{size:>9} files (made in {made:.0f} s): list {' / '.join(f'{s:.2f}' for s in r['list_s'])} s  "
+                f"diff {' / '.join(f'{s:.2f}' for s in r['diff_s'])} s  to embed {r['to_embed']}  "
+                f"RSS {r['rss_before_mib']:.0f} -> {r['rss_after_listing_mib']:.0f} (listed), "
+                f"{r['rss_before_diff_mib']:.0f} -> {r['peak_rss_mib']:.0f} MiB (diffed)",
+                flush=True,
+            )
+    finally:
+        if args.data is None:
+            shutil.rmtree(data, ignore_errors=True)
+    out = args.out if args.out != RESULTS else RESULTS.with_name("search_listing.json")
+    payload = {
+        "command": "python bench/search.py " + " ".join(sys.argv[1:]),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_avg_1_5_15": os.getloadavg(),
+        "what": "a re-run of `imgsearch index DIR` before any embedding: folder_images lists the folder (one stat "
+        "a file, page cache warm), unchanged_files diffs it against the previous index; seconds per pass",
+        "results": rows,
+    }
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
 def run_child(args: list[str]) -> dict:
     cmd = [sys.executable, __file__, *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -567,12 +678,27 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="exact,ivf-sq8", help="with --scale: index kinds to compare")
     parser.add_argument("--dim", type=int, default=128, help="with --scale: the vectors' dimension")
-    parser.add_argument("--add", type=int, default=10_000, help="with --scale: images added to the 1M+ indexes")
+    parser.add_argument(
+        "--add",
+        type=int,
+        default=10_000,
+        help="with --scale: images added to the 1M+ indexes; with --listing: new files (at most a tenth)",
+    )
     parser.add_argument("--scale-prep", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scale-build", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scale-serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--data", type=Path, default=None, help="with --scale: keep vectors and truth here (reused when present)"
+        "--listing",
+        action="store_true",
+        help="time listing a folder of --sizes files and diffing it against a previous index (a re-run of "
+        "`imgsearch index DIR`), with --add new files; writes bench/results/search_listing.json",
+    )
+    parser.add_argument("--listing-run", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="with --scale: keep vectors and truth here; with --listing: the folders (reused when present)",
     )
     parser.add_argument(
         "--nprobes",
@@ -592,7 +718,8 @@ def main() -> None:
         type=int,
         default=1,
         help="with --scale: run the queries this many times at the default settings and report the last pass "
-        "(each pass is kept under 'passes'); the first reads re-scored rows from a cold page cache",
+        "(each pass is kept under 'passes'); the first reads re-scored rows from a cold page cache; with --listing: "
+        "list and diff this many times",
     )
     parser.add_argument("--workspace", type=Path, default=None, help="use this workspace's two-tower champion if any")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one size, JSON to stdout
@@ -623,8 +750,15 @@ def main() -> None:
         )
         print(json.dumps(served))
         return
+    if args.listing_run is not None:
+        folder, add, changed, passes = args.listing_run.rsplit(":", 3)
+        print(json.dumps(run_listing(Path(folder), int(add), int(changed), int(passes))))
+        return
     if args.scale:
         main_scale(args)
+        return
+    if args.listing:
+        main_listing(args)
         return
     main_latency(args)
 

@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from tasks.search.index import (
     GalleryIndex,
     SearchUnavailableError,
     build_gallery_index,
     folder_images,
+    unchanged_files,
     update_gallery_index,
 )
 from tasks.workspace import Workspace
@@ -150,13 +153,8 @@ def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder:
         or previous.stamps is None
     ):
         return [folder / n for n in names]
-    known = {(n, int(a), int(b)) for n, (a, b) in zip(previous.images, previous.stamps, strict=True)}
-    hidden = previous.flagged
-    if "mtime_ns" in hidden:
-        known |= {
-            (n, int(a), int(b)) for n, a, b in zip(hidden["image"], hidden["size"], hidden["mtime_ns"], strict=True)
-        }
-    return [folder / n for n, (a, b) in zip(names, stamps, strict=True) if (n, int(a), int(b)) not in known]
+    _, kept, hidden, _ = unchanged_files(previous, names, stamps)
+    return [folder / names[i] for i in np.flatnonzero(~(kept | hidden))]
 
 
 def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -180,3 +181,52 @@ def test_new_safety_flags_hide_an_indexed_image_without_a_rebuild(search_setup, 
     after = GalleryIndex.load(ws.index_dir("photos-flags"))
     assert target not in after.images and target in set(after.flagged["image"])
     assert after.safety_version == "new-flags"
+
+
+def test_a_folder_lists_its_jpeg_files_sorted_with_their_stamps(tmp_path):
+    from tasks.search.index import folder_images
+
+    for name in ["b.jpg", "a.JPEG", "c.jpeg", "notes.txt", "d.png", "photo.jpg.bak"]:
+        (tmp_path / name).write_bytes(b"x" * len(name))
+    (tmp_path / "dir.jpg").mkdir()  # a folder with a JPEG's name is not an image
+    (tmp_path / "e.jpg").symlink_to(tmp_path / "b.jpg")  # a link to an image is one, stamped as its target
+    os.utime(tmp_path / "c.jpeg", ns=(1_000_000_000, 1_700_000_000_123_456_789))
+
+    names, stamps = folder_images(tmp_path)
+
+    assert names == ["a.JPEG", "b.jpg", "c.jpeg", "e.jpg"]
+    assert stamps.dtype == np.int64 and stamps.shape == (4, 2)
+    for name, (size, mtime_ns) in zip(names, stamps, strict=True):
+        stat = (tmp_path / name).stat()
+        assert (size, mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert stamps[2, 1] == 1_700_000_000_123_456_789
+
+
+def test_an_empty_folder_lists_nothing(tmp_path):
+    from tasks.search.index import folder_images
+
+    names, stamps = folder_images(tmp_path)
+    assert names == [] and stamps.shape == (0, 2)
+
+
+def test_a_listing_is_diffed_against_the_previous_index_by_name_size_and_mtime():
+    from types import SimpleNamespace
+
+    from tasks.search.index import unchanged_files
+    from tasks.search.names import ImageNames
+
+    previous = SimpleNamespace(
+        images=ImageNames(["a.jpg", "b.jpg", "c.jpg"]),
+        stamps=np.array([[1, 10], [2, 20], [3, 30]], dtype=np.int64),
+        flagged=pd.DataFrame({"image": ["h.jpg", "g.jpg"], "size": [5, 6], "mtime_ns": [50, 60]}),
+    )
+    # a same, b touched, c gone, g re-written under its name, h still hidden, n new
+    names = ["a.jpg", "b.jpg", "g.jpg", "h.jpg", "n.jpg"]
+    stamps = np.array([[1, 10], [2, 21], [6, 61], [5, 50], [7, 70]], dtype=np.int64)
+
+    keep, kept, hidden, still = unchanged_files(previous, names, stamps)  # type: ignore[arg-type]
+
+    assert keep.tolist() == [True, False, False]
+    assert kept.tolist() == [True, False, False, False, False]
+    assert hidden.tolist() == [False, False, False, True, False]
+    assert still.tolist() == [True, False]
