@@ -568,9 +568,9 @@ def main_listing(args) -> None:
     print(f"wrote {out}")
 
 
-def run_child(args: list[str]) -> dict:
+def run_child(args: list[str], threads: int = 1) -> dict:
     cmd = [sys.executable, __file__, *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -598,7 +598,8 @@ def main_scale(args) -> None:
             prep = run_child(["--scale-prep", f"{size}:{args.queries}:{data}", *dim])
             for kind in args.kinds.split(","):
                 add = args.add if size >= 1_000_000 else 0
-                built = run_child(["--scale-build", f"{size}:{kind}:{args.queries}:{data}", *dim])
+                built = run_child(["--scale-build", f"{size}:{kind}:{args.queries}:{data}", *dim], args.build_threads)
+                built["build_threads"] = args.build_threads
                 served = run_child(
                     [
                         "--scale-serve",
@@ -652,7 +653,7 @@ def main_scale(args) -> None:
         "command": command,
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
-        "threads": 1,
+        "threads": 1,  # lookups and adds; builds: each row's build_threads (1 where a row has none)
         "load_avg_1_5_15": os.getloadavg(),
         "vectors": "clustered synthetic unit vectors of `dim` dimensions (128 where a row has none: the MLP "
         "towers' space; 384: MiniLM's, the locked text tower's); see clustered_chunks",
@@ -705,6 +706,13 @@ def main() -> None:
         default="",
         help="with --scale: also measure the IVF indexes at these nprobe values (1,2,...), each optionally with "
         "its candidates a result (800/50)",
+    )
+    parser.add_argument(
+        "--build-threads",
+        type=int,
+        default=1,
+        help="with --scale: BLAS and faiss threads of the process that builds the index (lookups and adds stay on "
+        "one); `imgsearch index` builds on every core, rows measured before 2026-12-07 on one",
     )
     parser.add_argument("--queries", type=int, default=200, help="timed queries per size (distinct texts)")
     parser.add_argument(
