@@ -568,9 +568,12 @@ def main_listing(args) -> None:
     print(f"wrote {out}")
 
 
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # read at import: set per child
+
+
 def run_child(args: list[str], threads: int = 1) -> dict:
     cmd = [sys.executable, __file__, *args]
-    env = dict(os.environ, **{v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    env = dict(os.environ, **dict.fromkeys(BLAS_THREAD_VARS, str(threads)))
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -798,12 +801,7 @@ def main_latency(args) -> None:
             cmd += ["--workspace", str(args.workspace)]
         env = dict(os.environ)
         if args.threads > 0:  # BLAS reads these at import, so they are set for the child process
-            env.update(
-                {
-                    v: str(args.threads)
-                    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "IMGSEARCH_TORCH_THREADS")
-                }
-            )
+            env.update(dict.fromkeys((*BLAS_THREAD_VARS, "IMGSEARCH_TORCH_THREADS"), str(args.threads)))
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
