@@ -1,14 +1,15 @@
 """Bench: does fine-tuning the end of Lite0 make the child-image detector keep more adult photos?
 
 Run by hand: `python bench/child_detector_finetune.py [DATA_DIR] [--epochs 4] [--seeds 0 1] [--trained-from 16]
-[--lr-body 1e-3] [--ensemble 1] [--folds 5] [--no-bf16] [--threads 1] [--out NAME]`; writes
+[--lr-body 1e-3] [--ensemble 1] [--folds 5] [--views tiles] [--no-bf16] [--threads 1] [--out NAME]`; writes
 bench/results/NAME.json (default child_detector_finetune.json). The defaults are the pipeline's recipe
 (`FinetuneParams`): the 1x1 head convolution and the linear layer trained (`--trained-from 16`), 4 epochs. With
 `--threads 2` on this 2-core machine: about 2.5 minutes (10 fits of 11-15 s in bfloat16), plus about 1.5 minutes
 the first time for the trunk's activations, which are cached under .bench-workspace/finetune-trunk-<from>.npz.
 `--trained-from 15` also trains Lite0's last MBConv block (fits of about 36 s), `--trained-from 13` its last
 three (about 2.5 times that); `--ensemble N` averages N fits per fold (training seeds); `--folds` sets the folds of
-the out-of-fold scores. Every fit is the pipeline's own `fit_tail`.
+the out-of-fold scores; `--views grid` trains on ten views instead of five (the whole frame, its quadrants and
+five half-size tiles between them, as in bench/detector_views.py). Every fit is the pipeline's own `fit_tail`.
 
 The pipeline's own fine-tuned detector (`tasks/safety/tuned_detector.py`) is this recipe with the defaults.
 
@@ -42,7 +43,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-VIEWS = 5
+# The views each image is seen as: the pipeline's five, or ten (bench/detector_views.py's 3x3 grid of halves).
+VIEW_SETS = ("tiles", "grid")
+
+
+def boxes_of(views: str) -> list[tuple[float, float, float, float]]:
+    from detector_views import HALVES
+
+    from tasks.embed.encoders.models import TILE_BOXES
+
+    return list(TILE_BOXES) + (list(HALVES) if views == "grid" else [])
 
 
 def finetuned_scores(maps, y, train, held_out, args, fold: int) -> tuple[list[np.ndarray], np.ndarray, float]:
@@ -91,7 +101,7 @@ def main(args) -> dict:
     folder = dict(zip(dataset.image_files["image"], dataset.image_files["folder"], strict=True))
     maps, trunk_s = cached_trunk(args, [args.data_dir / folder[name] / name for name in table["image"]])
     frozen = tail_features(_tail_module(frozen_network(), args.trained_from, torch.zeros(1), torch.ones(1)), maps)
-    frozen = frozen.reshape(len(maps), VIEWS, -1).max(axis=1)
+    frozen = frozen.reshape(len(maps), len(boxes_of(args.views)), -1).max(axis=1)
 
     per_seed, fit_seconds = [], []
     for seed in args.seeds:
@@ -151,17 +161,23 @@ def write_scores(path: Path, seed: int, table, judged: np.ndarray, scores: dict[
 def cached_trunk(args, paths: list[Path]) -> tuple[list[list[np.ndarray]], float]:
     """The trunk's activations, from `--cache` when it holds these images (a rerun then embeds nothing)."""
     names = [p.name for p in paths]
+    per_image = len(boxes_of(args.views))
     if args.cache.exists():
         with np.load(args.cache, allow_pickle=False) as z:
             if list(z["names"]) == names:
                 shapes = z["shapes"]
                 flat, offsets = z["flat"], np.concatenate([[0], np.cumsum(np.prod(shapes, axis=1))])
                 maps = [flat[offsets[k] : offsets[k + 1]].reshape(shapes[k]) for k in range(len(shapes))]
-                return [maps[i * VIEWS : (i + 1) * VIEWS] for i in range(len(names))], float(z["seconds"])
+                return [maps[i * per_image : (i + 1) * per_image] for i in range(len(names))], float(z["seconds"])
     from tasks.safety.tuned_detector import trunk_maps
 
     start = time.perf_counter()
-    maps = trunk_maps(paths, args.trained_from, progress=lambda i: i % 200 or print(f"trunk: {i}/{len(paths)} images"))
+    maps = trunk_maps(
+        paths,
+        args.trained_from,
+        progress=lambda i: i % 200 or print(f"trunk: {i}/{len(paths)} images"),
+        boxes=boxes_of(args.views),
+    )
     seconds = time.perf_counter() - start
     views = [m for per_image in maps for m in per_image]
     args.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +222,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=True, help="train with bfloat16 (the default)"
     )
+    parser.add_argument("--views", choices=VIEW_SETS, default="tiles", help="five views (the pipeline's) or ten (grid)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many labelled images (a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
     parser.add_argument("--out", default="child_detector_finetune", help="results file stem under bench/results/")
@@ -214,7 +231,8 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.cache is None:
-        args.cache = REPO / ".bench-workspace" / f"finetune-trunk-{args.trained_from}.npz"
+        suffix = "" if args.views == "tiles" else f"-{args.views}"
+        args.cache = REPO / ".bench-workspace" / f"finetune-trunk-{args.trained_from}{suffix}.npz"
     result = main(args)
     out = REPO / "bench" / "results" / (args.out + ("-limit" if args.limit else "") + ".json")
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -140,22 +140,27 @@ def tuned_network(encoder_id: str) -> Any:
 
 
 def trunk_maps(
-    paths: Sequence[Path], trained_from: int, base_id: str = BASE_ENCODER, progress: Callable[[int], None] | None = None
+    paths: Sequence[Path],
+    trained_from: int,
+    base_id: str = BASE_ENCODER,
+    progress: Callable[[int], None] | None = None,
+    boxes: Sequence[tuple[float, float, float, float]] | None = None,
 ) -> list[list[np.ndarray]]:
-    """Each image's five tile views through the frozen stem and blocks [0, trained_from): float16 maps."""
+    """Each image's tile views (`TILE_BOXES`, or `boxes` for a bench) through the frozen stem and blocks
+    [0, trained_from): float16 maps."""
     import torch
     from PIL import Image
     from torch.nn import functional as F
 
     from tasks.embed.encoders.efficientnet_lite import VARIANTS
-    from tasks.embed.encoders.models import _tile_views
+    from tasks.embed.encoders.models import TILE_BOXES, _tile_views
 
     net, size = frozen_network(base_id), VARIANTS[base_id].image_size
     out = []
     with torch.inference_mode():
         for i, path in enumerate(paths):
             with Image.open(path) as image:
-                views = _tile_views(image.convert("RGB"), size)
+                views = _tile_views(image.convert("RGB"), size, TILE_BOXES if boxes is None else boxes)
             maps = []
             for view in views:
                 x = F.relu6(net._bn0(net._conv_stem(view[None])))

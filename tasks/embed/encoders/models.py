@@ -341,15 +341,18 @@ class TiledLiteImageEncoder(_LiteMultiViewEncoder):
         return self.encode_preprocessed([_tile_views(img.convert("RGB"), self.image_size) for img in images])
 
 
-def _tile_views(image: Image.Image, size: int) -> list[Any]:
-    """The views of TILE_BOXES, each resized (aspect kept, shorter side `size`, longer side a multiple of 32)."""
+def _tile_views(
+    image: Image.Image, size: int, boxes: Sequence[tuple[float, float, float, float]] = TILE_BOXES
+) -> list[Any]:
+    """The views of `boxes` (TILE_BOXES unless a bench tries others), each resized (aspect kept, shorter side `size`,
+    longer side a multiple of 32)."""
     from torchvision.transforms import functional as TF
 
     from tasks.embed.encoders.efficientnet_lite import INPUT_MEAN, INPUT_STD
 
     width, height = image.size
     views = []
-    for left, top, right, bottom in TILE_BOXES:
+    for left, top, right, bottom in boxes:
         view = image.crop((round(left * width), round(top * height), round(right * width), round(bottom * height)))
         w, h = view.size
         longer = max(32, round(max(w, h) * size / min(w, h) / 32) * 32)
