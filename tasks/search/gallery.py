@@ -154,7 +154,7 @@ def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder:
     ):
         return [folder / n for n in names]
     _, kept, hidden, _ = unchanged_files(previous, names, stamps)
-    return [folder / names[i] for i in np.flatnonzero(~(kept | hidden))]
+    return [folder / name for name in names.take(np.flatnonzero(~(kept | hidden)))]
 
 
 def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:

@@ -202,6 +202,29 @@ def test_a_folder_lists_its_jpeg_files_sorted_with_their_stamps(tmp_path):
     assert stamps[2, 1] == 1_700_000_000_123_456_789
 
 
+def test_a_listing_sorts_names_of_any_script_as_python_does(tmp_path):
+    from tasks.search.index import folder_images
+
+    names = ["été.jpg", "Zebra.jpg", "ärger.jpg", "a.jpg", "фото.jpg", "日本.jpg", "ab.jpg", "b.jpg"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"x" * (i + 1))
+
+    listed, stamps = folder_images(tmp_path)
+
+    assert listed == sorted(names)
+    assert [int(size) for size in stamps[:, 0]] == [(tmp_path / n).stat().st_size for n in sorted(names)]
+
+
+def test_a_file_name_that_is_not_utf8_is_named_in_the_error(tmp_path):
+    from tasks.search.index import folder_images
+
+    (tmp_path / "fine.jpg").write_bytes(b"x")
+    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg"), os.O_CREAT | os.O_WRONLY))
+
+    with pytest.raises(ValueError, match=r"caf.*\.jpg.*not valid UTF-8"):
+        folder_images(tmp_path)
+
+
 def test_an_empty_folder_lists_nothing(tmp_path):
     from tasks.search.index import folder_images
 
