@@ -373,8 +373,13 @@ def serve_scale(
     dim: int = 128,
     passes: int = 1,
     with_text: bool = False,
+    rerun_listing: Path | None = None,
 ) -> dict:
-    """Load the saved index (vectors memory-mapped), query it, optionally at other nprobe values, add `add` images."""
+    """Load the saved index (vectors memory-mapped), query it, optionally at other nprobe values, add `add` images.
+
+    With `rerun_listing`, the process also does what a re-run of `imgsearch index DIR` holds in memory before it
+    adds: it lists that folder and diffs the listing against the loaded index, and keeps both through the add and
+    the save (embedding excluded), so the peak RSS is the re-run's."""
     from dataclasses import replace
 
     from tasks.search.ann import AnnParams, ResolvedAnn, lookup_for
@@ -403,6 +408,7 @@ def serve_scale(
             measured = measure_lookup(other, query_vecs, truth, loaded.row_ids, n_queries)
             sweep.append({"nprobe": nprobe, "candidates": other_ann.candidates, **measured})
         row["nprobe_sweep"] = sweep
+    held = list_and_diff(rerun_listing, loaded, row) if rerun_listing is not None else None
     if add:
         new = clustered_vectors(add, dim, seed=2)
         added = AddedImages(synthetic_names(add, "new_"), None, new, np.zeros((add, 2), dtype=np.int64))
@@ -417,9 +423,26 @@ def serve_scale(
         check = lookup_for(grown.projected, grown.row_ids, ResolvedAnn.from_dict(grown.ann), grown.ivf)
         assert grown.images[int(check.search(new[0], 1)[0][0])] == "new_00000000.jpg"
     row["peak_rss_mib"] = rss_mib()
+    del held  # the listing and the diff, held until here as update_gallery_index holds them through the add and save
     if with_text:  # after every RSS reading above: the encoder's ~0.5 GiB is a served process's, not the index's
         row |= measure_with_text(lookup, query_vecs, min(timed, n_queries))
     return row
+
+
+def list_and_diff(folder: Path, loaded, row: dict) -> tuple:
+    """List `folder` and diff it against the loaded index, as a re-run of `imgsearch index` does before it embeds;
+    records the times and the peak RSS after in `row`, and returns what the re-run holds from then on."""
+    from tasks.search.index import folder_images, unchanged_files
+
+    t0 = time.perf_counter()
+    listing = folder_images(folder)
+    row["rerun_list_s"] = time.perf_counter() - t0
+    row["rerun_listed"] = len(listing[0])
+    t0 = time.perf_counter()
+    diff = unchanged_files(loaded, *listing)
+    row["rerun_diff_s"] = time.perf_counter() - t0
+    row["rerun_rss_after_diff_mib"] = rss_mib()
+    return listing, diff
 
 
 def measure_with_text(lookup, query_vecs: np.ndarray, timed: int) -> dict:
@@ -477,7 +500,6 @@ def run_listing(folder: Path, add: int, changed: int, passes: int) -> dict:
     import pandas as pd
 
     from tasks.search.index import folder_images, unchanged_files
-    from tasks.search.names import ImageNames
 
     rss_start = rss_mib()
     listed = []
@@ -498,7 +520,7 @@ def run_listing(folder: Path, add: int, changed: int, passes: int) -> dict:
     old_stamps[restamped, 1] -= 1
     hidden = np.sort(hidden)
     previous = SimpleNamespace(
-        images=ImageNames([names[i] for i in np.flatnonzero(searchable)]),
+        images=names.take(np.flatnonzero(searchable)),  # as a loaded index holds them: one Arrow array
         stamps=old_stamps[searchable],
         flagged=pd.DataFrame(
             {"image": [names[i] for i in hidden], "size": stamps[hidden, 0], "mtime_ns": stamps[hidden, 1]}
@@ -608,6 +630,7 @@ def main_scale(args) -> None:
                         "--scale-serve",
                         f"{size}:{kind}:{args.queries}:{data}:{add}:{args.nprobes}:{args.passes}:{int(args.with_text)}",
                         *dim,
+                        *(["--rerun-listing", str(args.rerun_listing)] if args.rerun_listing else []),
                     ]
                 )
                 files = scale_files(data, size, args.queries, args.dim)
@@ -627,6 +650,11 @@ def main_scale(args) -> None:
                     print(
                         f"{'':>19} with the text screen and MiniLM: p50 {r['with_text_p50_ms']:7.2f} ms  "
                         f"p99 {r['with_text_p99_ms']:7.2f} ms (screen + encode p50 {r['screen_and_encode_p50_ms']:.2f})"
+                    )
+                if "rerun_list_s" in r:
+                    print(
+                        f"{'':>19} re-run: listed {r['rerun_listed']} files in {r['rerun_list_s']:.1f} s, diffed in "
+                        f"{r['rerun_diff_s']:.1f} s, RSS {r['rerun_rss_after_diff_mib']:.0f} MiB after the diff"
                     )
                 for k, p in enumerate(r.get("passes", []), 1):
                     print(f"{'':>19} pass {k}: p50 {p['p50_ms']:7.2f} ms  p99 {p['p99_ms']:7.2f} ms")
@@ -699,6 +727,13 @@ def main() -> None:
     )
     parser.add_argument("--listing-run", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--rerun-listing",
+        type=Path,
+        default=None,
+        help="with --scale: the process that loads the index also lists this folder and diffs it against the "
+        "index before adding, holding both through the add and the save (the memory of an `imgsearch index` re-run)",
+    )
+    parser.add_argument(
         "--data",
         type=Path,
         default=None,
@@ -757,7 +792,16 @@ def main() -> None:
         size, kind, n_queries, data, add, nprobes, passes, with_text = args.scale_serve.split(":")
         probes = [(int(p.split("/")[0]), int(p.split("/")[1]) if "/" in p else None) for p in nprobes.split(",") if p]
         served = serve_scale(
-            int(size), kind, Path(data), int(n_queries), int(add), probes, args.dim, int(passes), with_text == "1"
+            int(size),
+            kind,
+            Path(data),
+            int(n_queries),
+            int(add),
+            probes,
+            args.dim,
+            int(passes),
+            with_text == "1",
+            args.rerun_listing,
         )
         print(json.dumps(served))
         return
