@@ -10,6 +10,7 @@ its vectors are recomputed on the next call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -37,10 +38,13 @@ META_ENCODER = b"imgsearch.encoder_id"
 # sha256 of the part's content (see `content_digest`): a flipped bit anywhere in the keys or the vectors
 # changes it, where Parquet alone would decode the flipped float as a valid vector.
 META_SHA256 = b"imgsearch.content_sha256"
-# Parts are compacted into one when a cache folder holds more than this many: keeps cold reads fast.
+# Small parts are merged when a cache folder holds more than this many of them: keeps cold reads fast.
 MAX_PARTS = 16
 # Misses are embedded and written in chunks of this many, so an interrupted cold run keeps its progress.
 WRITE_CHUNK = 1024
+# Compaction merges parts up to this size (and leaves larger ones): a lookup reads only the parts that hold its
+# keys, so parts stay small enough to read one for a single vector (64 MiB: 13,107 rows of 1280 floats).
+PART_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -137,17 +141,27 @@ def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray, bool
 
 
 class EmbeddingCache:
-    """One encoder's cache folder, read once on first use and kept in memory as new parts are added."""
+    """One encoder's cache folder: every part's keys are read on first use, a part's vectors only when one of its
+    keys is asked for (then checked against the part's checksum and kept while this object lives).
+
+    Holding every vector of a folder in memory cost the whole cache for any lookup: with a gallery of a million
+    images, a 10,000-image update or one uploaded file scored by path read about 30 GB (Lite2's 1280 floats and the
+    detector's 5 x 1280 an image). Now such a lookup costs the keys (about 200 bytes each) and the few parts that
+    hold the vectors asked for. Parts stay at most `PART_BYTES` each: compaction merges only small parts."""
 
     def __init__(self, directory: Path, encoder_id: str, quarantine: Path | None = None):
         self.directory = Path(directory)
         self.encoder_id = encoder_id
         self.quarantine = quarantine
         self.corrupt_parts = 0
-        self._blocks: list[np.ndarray] = []
+        # key -> part number << 32 | row in that part; the part numbers index `_parts`
         self._rows: dict[str, int] | None = None
         self._dim: int | None = None
-        self._parts: list[Path] = []  # the parts whose vectors are in memory: the only ones compaction may delete
+        self._parts: list[Path | None] = []  # parts this object indexed (None once gone): compaction deletes only these
+        self._sizes: list[int] = []  # rows of each part
+        self._unverified: set[int] = set()  # parts written before checksums
+        self._vectors: dict[int, np.ndarray] = {}  # the checked vectors of the parts read so far
+        self._stale = False  # a part indexed here was gone when its vectors were wanted
 
     @classmethod
     def for_workspace(cls, workspace: Workspace, encoder_id: str) -> EmbeddingCache:
@@ -161,45 +175,88 @@ class EmbeddingCache:
     def _quarantine(self, path: Path, why: str) -> None:
         self.corrupt_parts += 1
         log.warning("embedding cache part %s is corrupt (%s); quarantined, its vectors will be recomputed", path, why)
-        if self.quarantine is not None:
-            self.quarantine.mkdir(parents=True, exist_ok=True)
-            path.replace(self.quarantine / f"{path.name}.{uuid.uuid4().hex[:6]}.corrupt")
-        else:
-            path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            if self.quarantine is not None:
+                self.quarantine.mkdir(parents=True, exist_ok=True)
+                path.replace(self.quarantine / f"{path.name}.{uuid.uuid4().hex[:6]}.corrupt")
+            else:
+                path.unlink(missing_ok=True)
 
     def _load(self) -> dict[str, int]:
         if self._rows is not None:
             return self._rows
         self._rows = {}
-        unverified = 0
         for path in self.parts():
             try:
-                keys, matrix, verified = _read_part(path, self.encoder_id)
-                if self._dim is not None and matrix.shape[1] != self._dim:
-                    raise CorruptPartError(f"dimension {matrix.shape[1]}, other parts have {self._dim}")
+                keys, dim, verified = _read_part_keys(path, self.encoder_id)
+                if self._dim is not None and dim != self._dim:
+                    raise CorruptPartError(f"dimension {dim}, other parts have {self._dim}")
             except CorruptPartError as err:
                 self._quarantine(path, str(err))
                 continue
-            unverified += not verified
-            self._append(keys, matrix)
-            self._parts.append(path)
-        if len(self._parts) > MAX_PARTS or unverified:
+            self._dim = dim
+            number = self._index(path, keys)
+            if not verified:
+                self._unverified.add(number)
+        if self._unverified or len(self._small_parts()) > MAX_PARTS:
             # Parts from before checksums are trusted once and rewritten with one (new part first, then the old go).
-            self.compact(rewrite_single=bool(unverified))
+            self.compact(rewrite_single=bool(self._unverified))
         return self._rows
 
-    def _append(self, keys: list[str], matrix: np.ndarray) -> None:
+    def _index(self, path: Path, keys: Sequence[str]) -> int:
         assert self._rows is not None
-        self._dim = matrix.shape[1]
-        offset = sum(len(b) for b in self._blocks)
-        self._blocks.append(matrix)
-        for i, key in enumerate(keys):
-            self._rows[key] = offset + i
+        number = len(self._parts)
+        self._parts.append(path)
+        self._sizes.append(len(keys))
+        base = number << 32
+        for row, key in enumerate(keys):
+            self._rows[key] = base | row
+        return number
 
-    def _matrix(self) -> np.ndarray:
-        if len(self._blocks) > 1:
-            self._blocks = [np.concatenate(self._blocks)]
-        return self._blocks[0] if self._blocks else np.zeros((0, self._dim or 0), dtype=np.float32)
+    def _forget(self, numbers: set[int]) -> None:
+        """Drop parts from the index: their keys become misses (unless a later part holds them too)."""
+        assert self._rows is not None
+        for number in numbers:
+            self._parts[number] = None
+            self._vectors.pop(number, None)
+            self._unverified.discard(number)
+        for key in [k for k, v in self._rows.items() if (v >> 32) in numbers]:
+            del self._rows[key]
+
+    def _reset(self) -> None:
+        """Forget everything read, so the next use reads the folder again."""
+        self._rows, self._dim = None, None
+        self._parts, self._sizes, self._unverified, self._vectors = [], [], set(), {}
+
+    def _part_vectors(self, number: int) -> np.ndarray | None:
+        """The part's vectors, read and checked on first use; None when it is corrupt (then quarantined and
+        forgotten) or gone (another process merged it: `missing` then reads the folder again)."""
+        if number in self._vectors:
+            return self._vectors[number]
+        path = self._parts[number]
+        if path is None:
+            return None
+        if not path.exists():
+            self._forget({number})
+            self._stale = True
+            return None
+        try:
+            _, matrix, _ = _read_part(path, self.encoder_id)
+            if len(matrix) != self._sizes[number] or matrix.shape[1] != self._dim:
+                raise CorruptPartError(f"{matrix.shape} vectors where its keys said {self._sizes[number]}")
+        except CorruptPartError as err:
+            self._quarantine(path, str(err))
+            self._forget({number})
+            return None
+        self._vectors[number] = matrix
+        return matrix
+
+    def _small_parts(self) -> list[int]:
+        limit = self._part_rows() // 2
+        return [n for n, path in enumerate(self._parts) if path is not None and self._sizes[n] <= limit]
+
+    def _part_rows(self) -> int:
+        return max(WRITE_CHUNK, PART_BYTES // (4 * (self._dim or 1)))
 
     def __len__(self) -> int:
         return len(self._load())
@@ -211,13 +268,34 @@ class EmbeddingCache:
         return self._dim
 
     def missing(self, keys: Sequence[str]) -> list[str]:
-        """Keys without a cached vector, each once, in first-seen order."""
+        """Keys without a cached vector, each once, in first-seen order. The parts holding the others are read
+        and checked now, so a corrupt one's keys are reported missing (and recomputed) rather than failing `get`."""
+        wanted = list(dict.fromkeys(keys))
+        for _ in range(3):  # a part merged away by another process meanwhile: read the folder again
+            self._stale = False
+            rows = self._load()
+            for number in sorted({rows[k] >> 32 for k in wanted if k in rows}):
+                self._part_vectors(number)
+            if not self._stale:
+                break
+            self._reset()
         rows = self._load()
-        return list(dict.fromkeys(k for k in keys if k not in rows))
+        return [k for k in wanted if k not in rows]
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
+        """Rows for `keys` (a KeyError for one not cached: ask `missing` first)."""
         rows = self._load()
-        return self._matrix()[[rows[k] for k in keys]]
+        packed = np.fromiter((rows[k] for k in keys), dtype=np.int64, count=len(keys))
+        out = np.empty((len(keys), self._dim or 0), dtype=np.float32)
+        numbers = packed >> 32
+        for number in np.unique(numbers).tolist():
+            matrix = self._part_vectors(number)
+            if matrix is None:
+                lost = next(k for k, n in zip(keys, numbers.tolist(), strict=True) if n == number)
+                raise KeyError(f"{self.encoder_id}: the part holding {lost!r} was corrupt and is quarantined")
+            at = numbers == number
+            out[at] = matrix[packed[at] & 0xFFFFFFFF]
+        return out
 
     def add(self, keys: Sequence[str], matrix: np.ndarray) -> Path | None:
         """Write the vectors as a new part (atomically) and make them visible to `get`."""
@@ -237,8 +315,8 @@ class EmbeddingCache:
                 f"{self.encoder_id} produced {int(bad.sum())} non-finite vector(s), e.g. for keys {examples}"
             )
         path = self._write(list(keys), matrix)
-        self._append(list(keys), matrix)
-        self._parts.append(path)
+        self._dim = matrix.shape[1]
+        self._vectors[self._index(path, list(keys))] = matrix
         return path
 
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
@@ -254,19 +332,74 @@ class EmbeddingCache:
         return path
 
     def compact(self, rewrite_single: bool = False) -> Path | None:
-        """Rewrite the parts this cache has read as one (a single part only when `rewrite_single`). The new
-        part lands before the old ones go, so a crash loses nothing; parts another process wrote meanwhile
-        are left alone."""
+        """Merge the small parts this cache has indexed (at most half of `PART_BYTES` each) into parts of up to
+        `PART_BYTES`, and rewrite parts from before checksums (also alone when `rewrite_single`). Each new part
+        lands before the old ones go, so a crash loses nothing; parts another process wrote meanwhile, and large
+        parts, are left alone. Returns the last part written."""
         rows = self._load()
-        old = list(self._parts)
-        if len(old) < (1 if rewrite_single else 2):
+        todo = sorted(set(self._small_parts()) | self._unverified)
+        if len(todo) < (1 if rewrite_single or self._unverified else 2):
             return None
-        keys = list(rows)
-        path = self._write(keys, self.get(keys))
+        last, group, size = None, list[int](), 0
+        for number in todo + [-1]:
+            if number >= 0 and (not group or size + self._sizes[number] <= self._part_rows()):
+                group.append(number)
+                size += self._sizes[number]
+                continue
+            written = self._merge(group, rows)
+            last = written or last
+            rows = self._load()
+            group, size = ([number], self._sizes[number]) if number >= 0 else ([], 0)
+        return last
+
+    def _merge(self, group: list[int], rows: dict[str, int]) -> Path | None:
+        """One part in place of the parts `group` (the keys whose latest vector they hold, once each)."""
+        matrices = {n: self._part_vectors(n) for n in group}
+        group = [n for n in group if matrices[n] is not None]
+        if not group:
+            return None
+        members = set(group)
+        keys = [k for k, v in rows.items() if (v >> 32) in members]
+        packed = np.fromiter((rows[k] for k in keys), dtype=np.int64, count=len(keys))
+        matrix = np.empty((len(keys), self._dim or 0), dtype=np.float32)
+        for number in group:
+            at = (packed >> 32) == number
+            matrix[at] = matrices[number][packed[at] & 0xFFFFFFFF]  # type: ignore[index]
+        path = self._write(keys, matrix) if keys else None
+        old = [self._parts[n] for n in group]
+        for number in group:  # every key pointing into the group moves to the new part
+            self._parts[number] = None
+            self._vectors.pop(number, None)
+            self._unverified.discard(number)
+        if path is not None:
+            self._vectors[self._index(path, keys)] = matrix
         for part in old:
-            part.unlink(missing_ok=True)
-        self._parts = [path]
+            if part is not None:
+                part.unlink(missing_ok=True)
         return path
+
+
+def _read_part_keys(path: Path, encoder_id: str) -> tuple[list[str], int, bool]:
+    """A part's keys, its vectors' length, and whether it carries a checksum; reads the key column only (the
+    checksum is checked when its vectors are read, `_read_part`)."""
+    try:
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+        meta = schema.metadata or {}
+        if meta.get(META_ENCODER, b"").decode() != encoder_id:
+            raise CorruptPartError(f"written for encoder {meta.get(META_ENCODER, b'?').decode()!r}, not {encoder_id!r}")
+        if schema.names != ["key", "vector"] or not pa.types.is_fixed_size_list(schema.field("vector").type):
+            raise CorruptPartError(f"unexpected schema {schema}")
+        if META_SHA256 not in meta and set(meta) != {META_ENCODER}:
+            raise CorruptPartError(f"no checksum, and unexpected metadata keys {sorted(meta)}")
+        keys = parquet.read(columns=["key"]).column("key")
+    except CorruptPartError:
+        raise
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ... for truncated or garbled files
+        raise CorruptPartError(f"unreadable: {type(err).__name__}: {err}") from err
+    if keys.null_count:
+        raise CorruptPartError("null keys")
+    return keys.to_pylist(), int(schema.field("vector").type.list_size), META_SHA256 in meta
 
 
 def hash_files(paths: Sequence[Path], workers: int = 4) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -247,3 +248,77 @@ def test_part_whose_checksum_key_was_damaged_is_not_taken_for_an_old_one(workspa
     _write_part(folder / "part-00000000000000000001-x.parquet", ["a"], matrix, damaged_key)
     cache = EmbeddingCache.for_workspace(workspace, "fake-text")
     assert cache.missing(["a"]) == ["a"] and cache.corrupt_parts == 1
+
+
+# Lookups read only the parts that hold their keys: with a large gallery, an update of a few images or one file
+# scored by path must not read every vector ever cached.
+
+
+def _cache_with_parts(folder, sizes, dim=4):
+    cache = EmbeddingCache(folder, "fake-image")
+    keys, start = [], 0
+    for size in sizes:
+        part_keys = [f"{i:064x}" for i in range(start, start + size)]
+        cache.add(part_keys, np.arange(start * dim, (start + size) * dim, dtype=np.float32).reshape(size, dim))
+        keys.append(part_keys)
+        start += size
+    return keys
+
+
+def test_a_lookup_reads_only_the_parts_that_hold_its_keys(tmp_path, monkeypatch):
+    keys = _cache_with_parts(tmp_path / "c", [3, 3, 3])
+    read = []
+    real = embedding_cache._read_part
+    monkeypatch.setattr(embedding_cache, "_read_part", lambda path, enc: read.append(path) or real(path, enc))
+
+    cache = EmbeddingCache(tmp_path / "c", "fake-image")
+    wanted = [keys[1][2], keys[1][0]]
+    assert cache.missing(wanted + ["absent"]) == ["absent"]
+    np.testing.assert_array_equal(cache.get(wanted), [[20, 21, 22, 23], [12, 13, 14, 15]])
+    assert len(cache) == 9 and cache.dim == 4
+    assert [p.name for p in read] == [sorted((tmp_path / "c").glob("part-*"))[1].name]  # one part, read once
+
+
+def test_compaction_merges_small_parts_and_leaves_large_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedding_cache, "WRITE_CHUNK", 4)
+    monkeypatch.setattr(embedding_cache, "PART_BYTES", 10 * 4 * 4)  # 10 rows of 4 floats a part
+    keys = _cache_with_parts(tmp_path / "c", [9, 2, 2, 2, 2, 2, 2])
+    large = sorted((tmp_path / "c").glob("part-*"))[0]
+
+    cache = EmbeddingCache(tmp_path / "c", "fake-image")
+    cache.compact()
+
+    parts = sorted((tmp_path / "c").glob("part-*"))
+    assert large in parts and len(parts) == 3  # the large part, then 12 small rows as 10 + 2 at most
+    sizes = sorted(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    assert sizes == [2, 9, 10]
+    flat = [k for part in keys for k in part]
+    fresh = EmbeddingCache(tmp_path / "c", "fake-image")
+    assert fresh.missing(flat) == []
+    np.testing.assert_array_equal(fresh.get(flat), np.arange(21 * 4, dtype=np.float32).reshape(21, 4))
+
+
+def test_a_part_merged_away_by_another_process_is_found_in_the_merged_part(tmp_path):
+    keys = _cache_with_parts(tmp_path / "c", [2, 2, 2])
+    ours = EmbeddingCache(tmp_path / "c", "fake-image")
+    assert len(ours) == 6  # indexed the three parts, read no vectors
+    EmbeddingCache(tmp_path / "c", "fake-image").compact()  # another process merges them into one
+    assert len(list((tmp_path / "c").glob("part-*"))) == 1
+
+    flat = [k for part in keys for k in part]
+    assert ours.missing(flat) == [] and ours.corrupt_parts == 0
+    np.testing.assert_array_equal(ours.get(flat), np.arange(24, dtype=np.float32).reshape(6, 4))
+
+
+def test_a_corrupt_part_costs_only_its_own_keys(tmp_path):
+    keys = _cache_with_parts(tmp_path / "c", [3, 3])
+    second = sorted((tmp_path / "c").glob("part-*"))[1]
+    data = bytearray(second.read_bytes())
+    at = data.find(np.float32(13.0).tobytes())
+    data[at + 1] ^= 0x10
+    second.write_bytes(bytes(data))
+
+    cache = EmbeddingCache(tmp_path / "c", "fake-image", quarantine=tmp_path / "q")
+    assert cache.missing(keys[0]) == [] and cache.corrupt_parts == 0 and second.exists()
+    assert cache.missing(keys[0] + keys[1]) == keys[1] and cache.corrupt_parts == 1 and not second.exists()
+    np.testing.assert_array_equal(cache.get(keys[0]), np.arange(12, dtype=np.float32).reshape(3, 4))
