@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ WRITE_CHUNK = 1024
 # Compaction merges parts up to this size (and leaves larger ones): a lookup reads only the parts that hold its
 # keys, so parts stay small enough to read one for a single vector (64 MiB: 13,107 rows of 1280 floats).
 PART_BYTES = 64 * 2**20
+# Vectors of parts already read are kept for the next lookup up to about this much, least recently used first out:
+# a gallery decided in chunks through one cache object holds a chunk's parts, not every part it has read.
+KEEP_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,8 @@ class EmbeddingCache:
         self._parts: list[Path | None] = []  # parts this object indexed (None once gone): compaction deletes only these
         self._sizes: list[int] = []  # rows of each part
         self._unverified: set[int] = set()  # parts written before checksums
-        self._vectors: dict[int, np.ndarray] = {}  # the checked vectors of the parts read so far
+        # the checked vectors of parts read, least recently used first (at most about KEEP_BYTES of them)
+        self._vectors: OrderedDict[int, np.ndarray] = OrderedDict()
         self._stale = False  # a part indexed here was gone when its vectors were wanted
 
     @classmethod
@@ -226,12 +231,13 @@ class EmbeddingCache:
     def _reset(self) -> None:
         """Forget everything read, so the next use reads the folder again."""
         self._rows, self._dim = None, None
-        self._parts, self._sizes, self._unverified, self._vectors = [], [], set(), {}
+        self._parts, self._sizes, self._unverified, self._vectors = [], [], set(), OrderedDict()
 
     def _part_vectors(self, number: int) -> np.ndarray | None:
         """The part's vectors, read and checked on first use; None when it is corrupt (then quarantined and
         forgotten) or gone (another process merged it: `missing` then reads the folder again)."""
         if number in self._vectors:
+            self._vectors.move_to_end(number)
             return self._vectors[number]
         path = self._parts[number]
         if path is None:
@@ -248,8 +254,15 @@ class EmbeddingCache:
             self._quarantine(path, str(err))
             self._forget({number})
             return None
-        self._vectors[number] = matrix
+        self._keep(number, matrix)
         return matrix
+
+    def _keep(self, number: int, matrix: np.ndarray) -> None:
+        self._vectors[number] = matrix
+        held = sum(m.nbytes for m in self._vectors.values())
+        while held > KEEP_BYTES and len(self._vectors) > 1:
+            _, dropped = self._vectors.popitem(last=False)
+            held -= dropped.nbytes
 
     def _small_parts(self) -> list[int]:
         limit = self._part_rows() // 2
@@ -316,7 +329,7 @@ class EmbeddingCache:
             )
         path = self._write(list(keys), matrix)
         self._dim = matrix.shape[1]
-        self._vectors[self._index(path, list(keys))] = matrix
+        self._keep(self._index(path, list(keys)), matrix)
         return path
 
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
@@ -372,7 +385,7 @@ class EmbeddingCache:
             self._vectors.pop(number, None)
             self._unverified.discard(number)
         if path is not None:
-            self._vectors[self._index(path, keys)] = matrix
+            self._keep(self._index(path, keys), matrix)
         for part in old:
             if part is not None:
                 part.unlink(missing_ok=True)
@@ -482,11 +495,14 @@ def embed_image_files(
     batch_size: int = IMAGE_BATCH_SIZE,
     num_workers: int = 2,
     progress: bool | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> CachedVectors:
     """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded.
-    Progress as in `embed_texts`."""
+    Progress as in `embed_texts`. `cache`: the encoder's cache object to use (one that has read the folder's keys
+    already, for a caller that embeds in chunks)."""
     paths = [Path(p) for p in paths]
-    cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
+    if cache is None:
+        cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
     return CachedVectors(
         *cached_embed(
             hash_files(paths),

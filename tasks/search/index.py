@@ -275,21 +275,44 @@ def folder_images(folder: Path) -> tuple[ImageNames, np.ndarray]:
 _MAX_NAME_BYTES = 2**31 - 1
 
 
+DECIDE_CHUNK = 20_000  # files whose detector features are held at once while a folder is decided
+
+
 def _decide(
     paths: list[Path], workspace: Workspace, image_encoder_id: str, policy: SafetyPolicy
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """(image-encoder vectors, safety decisions) of files, embedding only what the cache has not seen."""
-    from tasks.embed.cache import embed_image_files
+    """(image-encoder vectors of the files not hidden, in order; the safety decision of every file), embedding
+    only what the cache has not seen.
+
+    In chunks of `DECIDE_CHUNK` files: the detector's features (5 x 1280 floats a file with the fine-tuned
+    detector) of a chunk are dropped once it is decided, and so are the vectors of hidden files, so a folder of a
+    million images holds its shown files' vectors (5 GB at 1280 floats) rather than 30 GB."""
+    from tasks.embed.cache import EmbeddingCache, embed_image_files
     from tasks.embed.encoders.registry import get_image_encoder
 
-    embeddings = embed_image_files(paths, get_image_encoder(image_encoder_id), workspace).matrix
-    detector_id = policy.detector.encoder_id
-    features = (
-        embeddings
-        if detector_id == image_encoder_id
-        else embed_image_files(paths, get_image_encoder(detector_id), workspace).matrix
-    )
-    return embeddings, policy.decide_files(paths, features)
+    encoder, detector_id = get_image_encoder(image_encoder_id), policy.detector.encoder_id
+    detector = None if detector_id == image_encoder_id else get_image_encoder(detector_id)
+    caches = {e: EmbeddingCache.for_workspace(workspace, e) for e in {image_encoder_id, detector_id}}
+    shown: np.ndarray | None = None
+    filled, decisions = 0, []
+    for start in range(0, max(len(paths), 1), DECIDE_CHUNK):  # no files: one empty chunk, decided as such
+        chunk = paths[start : start + DECIDE_CHUNK]
+        embeddings = embed_image_files(chunk, encoder, workspace, cache=caches[image_encoder_id]).matrix
+        features = (
+            embeddings
+            if detector is None
+            else embed_image_files(chunk, detector, workspace, cache=caches[detector_id]).matrix
+        )
+        decided = policy.decide_files(chunk, features)
+        del features
+        kept = embeddings[~decided["hidden"].to_numpy(dtype=bool)]
+        if shown is None:
+            shown = np.empty((len(paths), embeddings.shape[1]), dtype=np.float32)
+        shown[filled : filled + len(kept)] = kept
+        filled += len(kept)
+        decisions.append(decided)
+    assert shown is not None
+    return shown[:filled], pd.concat(decisions, ignore_index=True)
 
 
 def _flagged_rows(decisions: pd.DataFrame, stamps: np.ndarray) -> pd.DataFrame:
@@ -328,15 +351,13 @@ def build_gallery_index(
         raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
     embeddings, decisions = _decide([folder / n for n in names], workspace, image_encoder_id, policy)
     keep = ~decisions["hidden"].to_numpy(dtype=bool)
-    projected = (
-        project_gallery(model, embeddings[keep]) if model is not None and hasattr(model, "embed_images") else None
-    )
+    projected = project_gallery(model, embeddings) if model is not None and hasattr(model, "embed_images") else None
     images = names.take(np.flatnonzero(keep))
     built, version = _new_version(folder, images, model_version, image_encoder_id)
     index = GalleryIndex(
         folder=str(folder),
         images=images,
-        embeddings=embeddings[keep],
+        embeddings=embeddings,
         flagged=_flagged_rows(decisions, stamps),
         image_encoder=image_encoder_id,
         projected=projected,
@@ -580,7 +601,7 @@ def update_gallery_index(
         gone = _rows_in(todo_names.take(np.flatnonzero(hidden)), previous.images)
         keep[gone[gone >= 0]] = False
         fresh = ~hidden & ~kept[todo]
-        vectors = embeddings[fresh]
+        vectors = embeddings[~kept[todo][~hidden]]  # `embeddings` are the shown files' rows
         projected = project_gallery(model, vectors) if model is not None and hasattr(model, "embed_images") else None
         added = AddedImages(todo_names.take(np.flatnonzero(fresh)), vectors, projected, stamps[todo][fresh])
         still_hidden = pd.concat([still_hidden, _flagged_rows(decisions, stamps[todo])], ignore_index=True)

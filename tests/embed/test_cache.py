@@ -322,3 +322,14 @@ def test_a_corrupt_part_costs_only_its_own_keys(tmp_path):
     assert cache.missing(keys[0]) == [] and cache.corrupt_parts == 0 and second.exists()
     assert cache.missing(keys[0] + keys[1]) == keys[1] and cache.corrupt_parts == 1 and not second.exists()
     np.testing.assert_array_equal(cache.get(keys[0]), np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def test_parts_read_are_kept_up_to_a_budget_and_read_again_when_needed(tmp_path, monkeypatch):
+    keys = _cache_with_parts(tmp_path / "c", [3, 3, 3])
+    monkeypatch.setattr(embedding_cache, "KEEP_BYTES", 3 * 4 * 4)  # one part's vectors
+    cache = EmbeddingCache(tmp_path / "c", "fake-image")
+    flat = [k for part in keys for k in part]
+
+    assert cache.missing(flat) == []
+    np.testing.assert_array_equal(cache.get(flat[::-1]), np.arange(36, dtype=np.float32).reshape(9, 4)[::-1])
+    assert len(cache._vectors) == 1  # the budget held: the other parts were dropped and read again for get

@@ -183,6 +183,39 @@ def test_new_safety_flags_hide_an_indexed_image_without_a_rebuild(search_setup, 
     assert after.safety_version == "new-flags"
 
 
+def test_a_folder_decided_in_chunks_is_indexed_as_in_one_piece(search_setup, photos, monkeypatch):
+    """A large folder is decided a chunk at a time (the detector's features of one chunk held at once); the index
+    must be the same, hidden files and all, for a build and for an update."""
+    import tasks.search.index as index_module
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+
+    ws = search_setup.workspace
+    whole = index_folder(search_setup.gallery, "whole", ws)
+    monkeypatch.setattr(index_module, "DECIDE_CHUNK", 3)
+    chunked = index_folder(search_setup.gallery, "chunked", ws)
+    a, b = GalleryIndex.load(ws.index_dir("whole")), GalleryIndex.load(ws.index_dir("chunked"))
+    assert (chunked.searchable, chunked.flagged) == (whole.searchable, whole.flagged) and whole.flagged > 0
+    assert list(a.images) == list(b.images)
+    assert list(a.flagged["image"]) == list(b.flagged["image"])
+    np.testing.assert_array_equal(np.asarray(a.embeddings), np.asarray(b.embeddings))
+    np.testing.assert_allclose(np.asarray(a.projected), np.asarray(b.projected), rtol=1e-5, atol=1e-6)
+
+    # an update in chunks of 2: two shown files and a child image arrive
+    index_folder(photos, "photos", ws)
+    monkeypatch.setattr(index_module, "DECIDE_CHUNK", 2)
+    child = search_setup.flagged_by("detector")[0]
+    shutil.copy2(search_setup.gallery / child, photos / "upload_child.jpg")
+    for new in search_setup.searchable[6:8]:
+        shutil.copy2(search_setup.gallery / new, photos / new)
+    updated = index_folder(photos, "photos", ws)
+    after = GalleryIndex.load(ws.index_dir("photos"))
+    assert updated.incremental and updated.changes["added"] == 2 and updated.searchable == 8
+    assert "upload_child.jpg" in set(after.flagged["image"]) and "upload_child.jpg" not in after.images
+    rows = [list(a.images).index(n) for n in search_setup.searchable[6:8]]
+    np.testing.assert_array_equal(np.asarray(after.embeddings)[-2:], np.asarray(a.embeddings)[rows])
+
+
 def test_a_folder_lists_its_jpeg_files_sorted_with_their_stamps(tmp_path):
     from tasks.search.index import folder_images
 
