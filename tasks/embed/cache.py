@@ -167,6 +167,7 @@ class EmbeddingCache:
         # the checked vectors of parts read, least recently used first (at most about KEEP_BYTES of them)
         self._vectors: OrderedDict[int, np.ndarray] = OrderedDict()
         self._stale = False  # a part indexed here was gone when its vectors were wanted
+        self.keep_bytes = KEEP_BYTES  # vectors of parts read that this object keeps (least recently used out)
 
     @classmethod
     def for_workspace(cls, workspace: Workspace, encoder_id: str) -> EmbeddingCache:
@@ -260,7 +261,7 @@ class EmbeddingCache:
     def _keep(self, number: int, matrix: np.ndarray) -> None:
         self._vectors[number] = matrix
         held = sum(m.nbytes for m in self._vectors.values())
-        while held > KEEP_BYTES and len(self._vectors) > 1:
+        while held > self.keep_bytes and len(self._vectors) > 1:
             _, dropped = self._vectors.popitem(last=False)
             held -= dropped.nbytes
 
@@ -305,7 +306,7 @@ class EmbeddingCache:
             matrix = self._part_vectors(number)
             if matrix is None:
                 lost = next(k for k, n in zip(keys, numbers.tolist(), strict=True) if n == number)
-                raise KeyError(f"{self.encoder_id}: the part holding {lost!r} was corrupt and is quarantined")
+                raise KeyError(f"{self.encoder_id}: the part holding {lost!r} is corrupt or gone; ask `missing` again")
             at = numbers == number
             out[at] = matrix[packed[at] & 0xFFFFFFFF]
         return out

@@ -11,7 +11,7 @@ import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cachetools import LRUCache
@@ -28,6 +28,7 @@ MAX_QUERY_CHARS = 500
 MAX_K = 100
 QUERY_CACHE_SIZE = 4096  # query text vectors kept in memory; popular queries skip the text encoder
 SERVED_IMAGE_CACHE_SIZE = 1024  # detector features of images scored by the web app, kept in memory
+SERVED_CACHE_PART_BYTES = 256 * 2**20  # embedding-cache parts a served searcher keeps after reading them
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,11 @@ class Searcher:
         self._query_cache: LRUCache[str, np.ndarray] = LRUCache(maxsize=QUERY_CACHE_SIZE)
         self._query_lock = threading.Lock()  # LRUCache is not thread-safe; web requests share the searcher
         self._served_vectors: LRUCache[tuple[str, str], np.ndarray] = LRUCache(maxsize=SERVED_IMAGE_CACHE_SIZE)
+        # one embedding cache object per encoder, opened on the first scored file: it reads every part's keys once,
+        # not on each request (a second a request at 50,000 cached images). Parts written after that are not seen:
+        # their files are embedded again, as any miss is. Not thread-safe, so used under its own lock.
+        self._caches: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
         self._captions: GalleryCaptions | None = None  # read on first use (the CLI never needs them)
 
     @classmethod
@@ -360,11 +366,16 @@ class Searcher:
             found = {k: self._served_vectors[k] for k in keys if k in self._served_vectors}
         todo = [k for k in keys if k not in found]
         if todo:
-            cache = EmbeddingCache.for_workspace(self.workspace, encoder.encoder_id)
-            missing = set(cache.missing([digest for _, digest in todo]))
-            from_cache = [k for k in todo if k[1] not in missing]
-            if from_cache:
-                found.update(zip(from_cache, cache.get([digest for _, digest in from_cache]), strict=True))
+            with self._cache_lock:
+                cache = self._caches.get(encoder.encoder_id)
+                if cache is None:
+                    cache = EmbeddingCache.for_workspace(self.workspace, encoder.encoder_id)
+                    cache.keep_bytes = SERVED_CACHE_PART_BYTES
+                    self._caches[encoder.encoder_id] = cache
+                missing = set(cache.missing([digest for _, digest in todo]))
+                from_cache = [k for k in todo if k[1] not in missing]
+                if from_cache:
+                    found.update(zip(from_cache, cache.get([digest for _, digest in from_cache]), strict=True))
             computed = [k for k in todo if k[1] in missing]
             if computed:
                 where = {k: p for k, p in zip(keys, paths, strict=True)}

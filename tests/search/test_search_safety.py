@@ -230,3 +230,22 @@ def test_scoring_refuses_copies_of_flagged_images_and_caption_flagged_dataset_im
     shutil.copy2(search_setup.gallery / name, elsewhere / name)
     assert searcher.score("a dog on the grass", elsewhere / name).refused
     assert not searcher.score("a dog on the grass", search_setup.gallery / search_setup.searchable[0]).refused
+
+
+def test_scoring_uploads_reads_the_embedding_cache_keys_once(search_setup, tmp_path, monkeypatch):
+    """A served searcher opens each encoder's cache once: a later upload costs a lookup, not a read of every key."""
+    from tasks.embed import cache as embedding_cache
+    from tasks.search.searcher import Searcher
+
+    reads: list[str] = []
+    real = embedding_cache._read_part_keys
+    monkeypatch.setattr(embedding_cache, "_read_part_keys", lambda path, enc: reads.append(enc) or real(path, enc))
+    searcher = Searcher.from_workspace(search_setup.workspace)
+    first, second = (tmp_path / "a.jpg", tmp_path / "b.jpg")
+    shutil.copy2(search_setup.gallery / search_setup.searchable[0], first)
+    shutil.copy2(search_setup.gallery / search_setup.searchable[1], second)
+
+    assert searcher.score_uploaded_file("a dog", first).score is not None
+    after_first = len(reads)
+    assert searcher.score_uploaded_file("a dog", second).score is not None
+    assert after_first > 0 and len(reads) == after_first
