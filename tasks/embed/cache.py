@@ -2,10 +2,11 @@
 
 A vector is stored under the sha256 of the text or of the image file's bytes, so a rerun embeds only
 texts and files that are new or changed, whatever they are called. Each write adds a new Parquet part
-atomically (parts have unique names, so parallel shards never collide); many parts are compacted into
-one. Each part carries a sha256 of its keys and vectors in its metadata, checked on every read: a part
-that cannot be read, fails that checksum or any other check is reported, moved to the quarantine and
-its vectors are recomputed on the next call.
+atomically (parts have unique names, so parallel shards never collide); many small parts are merged into
+parts of at most `PART_BYTES`. Opening a cache reads the keys of every part; a part's vectors are read only when
+one of its keys is asked for. Each part carries a sha256 of its keys and vectors in its metadata, checked
+whenever its vectors are read: a part that cannot be read, fails that checksum or any other check is reported,
+moved to the quarantine and its vectors are recomputed on the next call.
 """
 
 from __future__ import annotations
