@@ -286,3 +286,26 @@ def test_a_listing_is_diffed_against_the_previous_index_by_name_size_and_mtime()
     assert kept.tolist() == [True, False, False, False, False]
     assert hidden.tolist() == [False, False, False, True, False]
     assert still.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("among_sorted", [True, False])
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_names_are_joined_by_row_whichever_side_is_hashed(among_sorted, chunk, monkeypatch):
+    """`_rows_in` hashes the smaller side, and a sorted listing a slice at a time; the rows must not change."""
+    import tasks.search.index as index_module
+    from tasks.search.names import ImageNames
+
+    monkeypatch.setattr(index_module, "_JOIN_CHUNK", chunk)
+    rng = np.random.default_rng(0)
+    among = [f"img_{i:04d}.jpg" for i in rng.choice(5000, 40, replace=False)]
+    among = sorted(among) if among_sorted else among
+    row = {name: k for k, name in enumerate(among)}
+    for names in (
+        [among[5], "absent.jpg", among[0], among[-1], "zzz.jpg", "a.jpg"],  # fewer than among: hashed instead
+        [*rng.permutation(among).tolist(), *[f"new_{i}.jpg" for i in range(50)]],  # more than among
+        [],
+    ):
+        expected = [row.get(n, -1) for n in names]
+        assert index_module._rows_in(names, ImageNames(among).arrow).tolist() == expected
+    duplicates = [among[1], among[1], "absent.jpg"]
+    assert index_module._rows_in(duplicates, ImageNames(among).arrow).tolist() == [1, 1, -1]
