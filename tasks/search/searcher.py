@@ -11,7 +11,7 @@ import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from cachetools import LRUCache
@@ -22,6 +22,7 @@ from tasks.search.names import NameRows
 from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
+    from tasks.embed.cache import EmbeddingCache
     from tasks.search.captions import GalleryCaptions
 
 MAX_QUERY_CHARS = 500
@@ -149,7 +150,7 @@ class Searcher:
         # one embedding cache object per encoder, opened on the first scored file: it reads every part's keys once,
         # not on each request (a second a request at 50,000 cached images). Parts written after that are not seen:
         # their files are embedded again, as any miss is. Not thread-safe, so used under its own lock.
-        self._caches: dict[str, Any] = {}
+        self._caches: dict[str, EmbeddingCache] = {}
         self._cache_lock = threading.Lock()
         self._captions: GalleryCaptions | None = None  # read on first use (the CLI never needs them)
 
