@@ -68,6 +68,7 @@ class Workspace:
     inbox_archive = _Folder("inbox", "archive")
     ratings_batches = _Folder("ratings", "batches")  # the append-only ratings store: one Parquet file per batch
     samples = _Folder("samples")
+    index_root = _Folder("index")  # the gallery indexes, one folder each (`index_dir`)
 
     def eda_dir(self, version: str) -> Path:
         """EDA report (PNGs + report.html) of one dataset version."""
@@ -87,7 +88,7 @@ class Workspace:
 
     def index_dir(self, name: str) -> Path:
         """A gallery index; the folder itself appears only when the index is written (atomically)."""
-        return self._dir("index") / name
+        return self.index_root / name
 
     @property
     def caption_flags_path(self) -> Path:

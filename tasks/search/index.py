@@ -226,10 +226,121 @@ def write_rows(path: Path, vectors: np.ndarray) -> None:
             f.write(np.ascontiguousarray(block, dtype="<f4").data)
 
 
-def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000) -> np.ndarray:
-    """A two-tower model's image vectors for a gallery, in chunks so memory stays bounded."""
-    parts = [model.embed_images(np.asarray(embeddings[i : i + chunk])) for i in range(0, len(embeddings), chunk)]
-    return np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 0), dtype=np.float32)
+SPILL_BYTES = 2**30  # vectors a build, an update or a projection holds in memory; more go to a file on disk
+_NPY_HEADER_BYTES = 128  # a fixed .npy header size, so the final row count can be written over the first
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 .npy header of float32 rows in `_NPY_HEADER_BYTES` bytes, whatever the shape's digits."""
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": tuple(int(n) for n in shape)}).encode("latin1")
+    size = _NPY_HEADER_BYTES - 10  # after the magic string, the version and the header's own length
+    if len(text) + 1 > size:
+        raise ValueError(f"shape {shape} does not fit a {_NPY_HEADER_BYTES}-byte .npy header")
+    return b"\x93NUMPY\x01\x00" + size.to_bytes(2, "little") + text + b" " * (size - len(text) - 1) + b"\n"
+
+
+def spill_dir(vectors: np.ndarray) -> Path | None:
+    """Where vectors derived from `vectors` go when they spill to disk: beside the index folder whose file
+    `vectors` maps, on its file system, so that saving the next index hard-links the file (`write_rows`) instead
+    of writing it again; None (the system's temporary folder) when `vectors` are in memory or that is read-only."""
+    from tasks.search.ann import _mapped_file
+
+    mapped = _mapped_file(vectors)
+    near = Path(mapped[0]).parent.parent if mapped is not None else None
+    return near if near is not None and os.access(near, os.W_OK) else None
+
+
+class RowSink:
+    """Float32 rows appended a block at a time, up to `capacity` of them: in memory while they fit in
+    `spill_bytes` (`SPILL_BYTES` unless given), else in a temporary .npy file in `directory`, written with plain
+    writes (pages in the page cache, not in this process) and memory-mapped read-only by `finish`. The file is
+    deleted when that array is garbage-collected (or at exit), or at once if the sink is left with an error;
+    saving an index hard-links it. A row's shape comes from the first block, or from `shape`.
+
+    So a first build of ten million images never holds its shown images' encoder vectors (51 GB at Lite2's 1280
+    floats) nor their projections (15 GiB at 384-d)."""
+
+    def __init__(
+        self,
+        capacity: int,
+        directory: Path | None = None,
+        spill_bytes: int | None = None,
+        shape: tuple[int, ...] | None = None,
+    ):
+        self.capacity, self.directory, self.rows = capacity, directory, 0
+        self.spill_bytes = SPILL_BYTES if spill_bytes is None else spill_bytes
+        self.shape: tuple[int, ...] | None = None
+        self._memory: np.ndarray | None = None
+        self._file: Any = None
+        self._name = ""
+        if shape is not None:
+            self._open(shape)
+
+    def _open(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        if self.capacity * 4 * int(np.prod(self.shape, dtype=np.int64)) <= self.spill_bytes:
+            self._memory = np.empty((self.capacity, *self.shape), dtype=np.float32)
+            return
+        fd, self._name = tempfile.mkstemp(prefix=".imgsearch-vectors-", suffix=".npy", dir=self.directory)
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(_npy_header((0, *self.shape)))  # rewritten by `finish` with the row count
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if self.shape is None:
+            self._open(block.shape[1:])
+        assert self.shape is not None
+        block = np.ascontiguousarray(block, dtype="<f4").reshape(-1, *self.shape)
+        if self.rows + len(block) > self.capacity:
+            raise ValueError(f"{self.rows + len(block)} rows appended to a sink for {self.capacity}")
+        if self._file is not None:
+            self._file.write(block.data)
+        else:
+            assert self._memory is not None
+            self._memory[self.rows : self.rows + len(block)] = block
+        self.rows += len(block)
+
+    def finish(self) -> np.ndarray:
+        """The rows appended, as one array (read-only and memory-mapped when they went to disk)."""
+        if self.shape is None:
+            raise ValueError("no rows were appended and no shape was given")
+        if self._file is None:
+            assert self._memory is not None
+            return self._memory[: self.rows]
+        self._file.seek(0)
+        self._file.write(_npy_header((self.rows, *self.shape)))
+        self._file.close()
+        self._file = None
+        out = np.load(self._name, mmap_mode="r")
+        weakref.finalize(out, os.unlink, self._name)
+        self._name = ""  # the array owns the file now
+        return out
+
+    def __enter__(self) -> RowSink:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._name:  # left before `finish`: nothing will map the file
+            os.unlink(self._name)
+            self._name = ""
+
+
+def project_gallery(model, embeddings: np.ndarray, chunk: int = 50_000, directory: Path | None = None) -> np.ndarray:
+    """A two-tower model's image vectors for a gallery, in chunks so memory stays bounded; to a file on disk
+    (`RowSink`, in `directory` or beside the file `embeddings` map) when they would take more than `SPILL_BYTES`."""
+    parts = (
+        np.asarray(model.embed_images(np.asarray(embeddings[start : start + chunk])), dtype=np.float32)
+        for start in range(0, len(embeddings), chunk)
+    )
+    if not len(embeddings):
+        return np.zeros((0, 0), dtype=np.float32)
+    with RowSink(len(embeddings), directory or spill_dir(embeddings)) as sink:
+        for part in parts:
+            sink.append(part)
+        return sink.finish()
 
 
 _LISTING_BATCH = 65_536  # names turned into Python strings at a time when the names of a listing are hashed
@@ -279,40 +390,40 @@ DECIDE_CHUNK = 20_000  # files whose detector features are held at once while a 
 
 
 def _decide(
-    paths: list[Path], workspace: Workspace, image_encoder_id: str, policy: SafetyPolicy
+    paths: list[Path],
+    workspace: Workspace,
+    image_encoder_id: str,
+    policy: SafetyPolicy,
+    directory: Path | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """(image-encoder vectors of the files not hidden, in order; the safety decision of every file), embedding
     only what the cache has not seen.
 
     In chunks of `DECIDE_CHUNK` files: the detector's features (5 x 1280 floats a file with the fine-tuned
-    detector) of a chunk are dropped once it is decided, and so are the vectors of hidden files, so a folder of a
-    million images holds its shown files' vectors (5 GB at 1280 floats) rather than 30 GB."""
+    detector) of a chunk are dropped once it is decided, and so are the vectors of hidden files. The shown files'
+    vectors go to a `RowSink`: in memory up to `SPILL_BYTES`, else to a file in `directory` (the workspace's index
+    folder, so that saving the index links it), so ten million files never hold 51 GB of Lite2 vectors."""
     from tasks.embed.cache import EmbeddingCache, embed_image_files
     from tasks.embed.encoders.registry import get_image_encoder
 
     encoder, detector_id = get_image_encoder(image_encoder_id), policy.detector.encoder_id
     detector = None if detector_id == image_encoder_id else get_image_encoder(detector_id)
     caches = {e: EmbeddingCache.for_workspace(workspace, e) for e in {image_encoder_id, detector_id}}
-    shown: np.ndarray | None = None
-    filled, decisions = 0, []
-    for start in range(0, max(len(paths), 1), DECIDE_CHUNK):  # no files: one empty chunk, decided as such
-        chunk = paths[start : start + DECIDE_CHUNK]
-        embeddings = embed_image_files(chunk, encoder, workspace, cache=caches[image_encoder_id]).matrix
-        features = (
-            embeddings
-            if detector is None
-            else embed_image_files(chunk, detector, workspace, cache=caches[detector_id]).matrix
-        )
-        decided = policy.decide_files(chunk, features)
-        del features
-        kept = embeddings[~decided["hidden"].to_numpy(dtype=bool)]
-        if shown is None:
-            shown = np.empty((len(paths), embeddings.shape[1]), dtype=np.float32)
-        shown[filled : filled + len(kept)] = kept
-        filled += len(kept)
-        decisions.append(decided)
-    assert shown is not None
-    return shown[:filled], pd.concat(decisions, ignore_index=True)
+    decisions = []
+    with RowSink(len(paths), directory) as shown:
+        for start in range(0, max(len(paths), 1), DECIDE_CHUNK):  # no files: one empty chunk, decided as such
+            chunk = paths[start : start + DECIDE_CHUNK]
+            embeddings = embed_image_files(chunk, encoder, workspace, cache=caches[image_encoder_id]).matrix
+            features = (
+                embeddings
+                if detector is None
+                else embed_image_files(chunk, detector, workspace, cache=caches[detector_id]).matrix
+            )
+            decided = policy.decide_files(chunk, features)
+            del features
+            shown.append(embeddings[~decided["hidden"].to_numpy(dtype=bool)])
+            decisions.append(decided)
+        return shown.finish(), pd.concat(decisions, ignore_index=True)
 
 
 def _flagged_rows(decisions: pd.DataFrame, stamps: np.ndarray) -> pd.DataFrame:
@@ -349,9 +460,11 @@ def build_gallery_index(
     names, stamps = folder_images(folder)
     if not names:
         raise ValueError(f"{folder}: no .jpg/.jpeg images to index")
-    embeddings, decisions = _decide([folder / n for n in names], workspace, image_encoder_id, policy)
+    spill = workspace.index_root  # where the index is saved: large vectors spill there, and saving links them
+    embeddings, decisions = _decide([folder / n for n in names], workspace, image_encoder_id, policy, spill)
     keep = ~decisions["hidden"].to_numpy(dtype=bool)
-    projected = project_gallery(model, embeddings) if model is not None and hasattr(model, "embed_images") else None
+    two_tower = model is not None and hasattr(model, "embed_images")
+    projected = project_gallery(model, embeddings, directory=spill) if two_tower else None
     images = names.take(np.flatnonzero(keep))
     built, version = _new_version(folder, images, model_version, image_encoder_id)
     index = GalleryIndex(
@@ -415,33 +528,17 @@ def _concat(old: np.ndarray | None, keep: np.ndarray, new: np.ndarray | None, ad
 
 
 def _concat_on_disk(old: np.ndarray, keep: np.ndarray, new: np.ndarray | None) -> np.ndarray:
-    """`_concat` into a temporary .npy file, memory-mapped: a 10M-image gallery (5 GiB at 128-d) is never held in
-    memory. The file is deleted when the array is garbage-collected (or at exit); saving the index links it
-    (`write_rows`; a copy only across file systems)."""
-    from tasks.search.ann import _mapped_file, iter_rows
+    """`_concat` into a temporary .npy file beside the old index's folder (`RowSink`), memory-mapped: a 10M-image
+    gallery (5 GiB at 128-d) is never held in memory."""
+    from tasks.search.ann import iter_rows
 
     dim = old.shape[1:]
     extra = np.zeros((0, *dim), np.float32) if new is None else np.asarray(new, dtype=np.float32).reshape(-1, *dim)
-    n = int(np.count_nonzero(keep)) + len(extra)
-    # beside the old index's folder, on its file system, so that saving the next index can hard-link the file
-    # (`write_rows`) instead of writing it again
-    mapped = _mapped_file(old)
-    near = Path(mapped[0]).parent.parent if mapped is not None else None
-    if near is not None and not os.access(near, os.W_OK):
-        near = None
-    fd, name = tempfile.mkstemp(prefix=".imgsearch-vectors-", suffix=".npy", dir=near)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, *dim)})
-            for start, block in iter_rows(old):
-                f.write(np.ascontiguousarray(block[keep[start : start + len(block)]], dtype="<f4").data)
-            f.write(np.ascontiguousarray(extra, dtype="<f4").data)
-        out = np.load(name, mmap_mode="r")
-    except BaseException:
-        os.unlink(name)
-        raise
-    weakref.finalize(out, os.unlink, name)
-    return out
+    with RowSink(int(np.count_nonzero(keep)) + len(extra), spill_dir(old), spill_bytes=0, shape=dim) as out:
+        for start, block in iter_rows(old):
+            out.append(block[keep[start : start + len(block)]])
+        out.append(extra)
+        return out.finish()
 
 
 def apply_changes(
@@ -633,7 +730,7 @@ def update_gallery_index(
     if len(todo):
         todo_names = names.take(todo)
         paths = [folder / name for name in todo_names]
-        embeddings, decisions = _decide(paths, workspace, previous.image_encoder, policy)
+        embeddings, decisions = _decide(paths, workspace, previous.image_encoder, policy, workspace.index_root)
         hidden = decisions["hidden"].to_numpy(dtype=bool)
         newly_hidden = int(kept[todo[hidden]].sum())
         gone = _rows_in(todo_names.take(np.flatnonzero(hidden)), previous.images)

@@ -216,6 +216,37 @@ def test_a_folder_decided_in_chunks_is_indexed_as_in_one_piece(search_setup, pho
     np.testing.assert_array_equal(np.asarray(after.embeddings)[-2:], np.asarray(a.embeddings)[rows])
 
 
+def test_a_build_whose_vectors_spill_to_disk_equals_one_in_memory(search_setup, monkeypatch):
+    """Over `SPILL_BYTES`, a build's shown vectors and their projections go to temporary files beside the indexes
+    (never all in memory), saving links them into the index folder, and they are deleted afterwards."""
+    import gc
+
+    import tasks.search.index as index_module
+    from tasks.search.gallery import index_folder
+    from tasks.search.index import GalleryIndex
+
+    ws = search_setup.workspace
+    index_folder(search_setup.gallery, "in-memory", ws)
+    made: list[str] = []
+    real = index_module.tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(index_module.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(index_module, "SPILL_BYTES", 0)
+    index_folder(search_setup.gallery, "spilled", ws)
+    assert len(made) == 2 and all(os.path.dirname(n) == str(ws.index_root) for n in made)
+    gc.collect()
+    assert not any(os.path.exists(n) for n in made)
+    a, b = GalleryIndex.load(ws.index_dir("in-memory")), GalleryIndex.load(ws.index_dir("spilled"))
+    assert list(a.images) == list(b.images) and list(a.flagged["image"]) == list(b.flagged["image"])
+    np.testing.assert_array_equal(np.asarray(a.embeddings), np.asarray(b.embeddings))
+    np.testing.assert_array_equal(np.asarray(a.projected), np.asarray(b.projected))
+
+
 def test_a_folder_lists_its_jpeg_files_sorted_with_their_stamps(tmp_path):
     from tasks.search.index import folder_images
 

@@ -234,3 +234,51 @@ def test_an_update_that_only_adds_keeps_every_row_and_appends(tmp_path, clustere
     assert grown.row_ids.tolist() == list(range(0, 2000, 2)) + list(range(2000, 2200))
     assert np.array_equal(grown.stamps, np.vstack([index.stamps, np.full((200, 2), 7)]))
     assert np.array_equal(np.asarray(grown.projected), vectors) and grown.ivf.ntotal == 1200
+
+
+def test_a_row_sink_holds_small_arrays_in_memory_and_spills_large_ones_to_a_mapped_file(tmp_path):
+    """Rows appended block by block: in memory under the limit; over it, written to a temporary .npy file whose
+    header gets the final count, mapped read-only, and deleted when the array goes (or at once on an error)."""
+    import gc
+
+    from tasks.search.index import RowSink
+
+    rows = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    with RowSink(10, tmp_path, spill_bytes=10 * 3 * 4) as sink:
+        sink.append(rows[:4])
+        sink.append(rows[4:])
+        small = sink.finish()
+    assert not isinstance(small, np.memmap) and np.array_equal(small, rows) and not list(tmp_path.iterdir())
+
+    with RowSink(10, tmp_path, spill_bytes=10 * 3 * 4 - 1) as sink:
+        sink.append(rows[:0])  # an empty block first: the shape still comes from it
+        sink.append(rows[:4])
+        sink.append(rows[4:].astype(np.float64))
+        big = sink.finish()
+    (spilled,) = list(tmp_path.iterdir())
+    assert isinstance(big, np.memmap) and big.shape == (7, 3) and np.array_equal(big, rows)
+    assert spilled.name.startswith(".imgsearch-vectors-") and not big.flags.writeable
+    assert np.array_equal(np.load(spilled), rows)  # a plain .npy file to any reader
+    del big
+    gc.collect()
+    assert not list(tmp_path.iterdir())
+
+    with pytest.raises(ValueError, match="11 rows appended to a sink for 10"):
+        with RowSink(10, tmp_path, spill_bytes=0) as sink:
+            sink.append(np.zeros((11, 3), np.float32))
+    assert not list(tmp_path.iterdir())  # the half-written file is gone
+    with RowSink(0, tmp_path, spill_bytes=0, shape=(3,)) as sink:
+        assert sink.finish().shape == (0, 3)
+
+
+def test_a_spilled_header_holds_a_row_count_of_any_size():
+    import io
+
+    from tasks.search.index import _NPY_HEADER_BYTES, _npy_header
+
+    for shape in [(0, 1280), (10**7, 1280), (10**15, 4096, 3)]:
+        header = _npy_header(shape)
+        assert len(header) == _NPY_HEADER_BYTES
+        f = io.BytesIO(header)
+        assert np.lib.format.read_magic(f) == (1, 0)
+        assert np.lib.format.read_array_header_1_0(f) == (shape, False, np.dtype("<f4"))
