@@ -8,6 +8,11 @@ fine-tuned detector's five views of 1280) in parts of 1024 rows, as `cached_embe
 - 10,000 keys at random (a re-decision of a scattered tenth of the gallery),
 - the 10,000 newest keys (an index update: the flow's embedding step has just written them),
 with `missing` then `get`, as `cached_embed` does; it reports the seconds and the growth of peak RSS.
+
+`python bench/embedding_cache.py --key-index 10000000 [--runs 2]` measures the key index alone (no files): in fresh
+processes, the keys of that many images (sha256 hex, as the cache stores them) are indexed part by part (13,107 a
+part, a 64 MiB part of Lite2 vectors), then 20,000 of them and 100 unknown ones are looked up twice. `KeyRows`
+against the dict of key strings the cache held before; writes bench/results/embedding_cache_keys.json.
 """
 
 from __future__ import annotations
@@ -76,6 +81,47 @@ def lookup(folder: Path, images: int, count: int, which: str) -> dict:
     return {"keys": count, "which": which, "seconds": seconds, "rss_growth_mib": grown, "rows": len(matrix)}
 
 
+def key_index(kind: str, count: int) -> dict:
+    """In this (fresh) process: index `count` sha256 hex keys part by part, as a dict or as `KeyRows`, then look up
+    20,000 of them and 100 unknown keys twice (the first lookup sorts what was added)."""
+    import hashlib
+
+    from tasks.embed.cache import KeyRows
+
+    def keys_of(start: int, stop: int) -> list[str]:
+        return [hashlib.sha256(i.to_bytes(8, "little")).hexdigest() for i in range(start, stop)]
+
+    before = peak_rss_mib()
+    start = time.perf_counter()
+    rows: dict[str, int] | KeyRows = {} if kind == "dict" else KeyRows()
+    for number, first in enumerate(range(0, count, 13_107)):
+        keys = keys_of(first, min(count, first + 13_107))
+        where = number << 32 | np.arange(len(keys), dtype=np.int64)
+        if isinstance(rows, dict):
+            rows.update(zip(keys, where.tolist(), strict=True))
+        else:
+            rows.add(keys, where)
+    indexed = time.perf_counter() - start
+    probe = keys_of(count - 20_000, count) + keys_of(count, count + 100)
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        found = [rows.get(k, -1) for k in probe] if isinstance(rows, dict) else rows.find(probe).tolist()
+        seconds.append(time.perf_counter() - start)
+    if sum(f >= 0 for f in found) != 20_000:
+        raise RuntimeError("the key index lost keys")
+    status = Path("/proc/self/status").read_text()
+    resident = next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+    return {
+        "kind": kind,
+        "keys": count,
+        "index_seconds": indexed,
+        "lookup_seconds": seconds,
+        "peak_rss_growth_mib": peak_rss_mib() - before,
+        "rss_after_mib": resident,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000)
@@ -83,9 +129,37 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--data", type=Path, default=REPO / ".bench-workspace" / "embedding-cache")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--key-index", type=int, default=0, help="measure the key index alone over this many keys")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one lookup, JSON to stdout
     args = parser.parse_args()
     folder = args.data / f"cache-{args.images}x{args.dim}"
+    if args.child and args.key_index:
+        print(json.dumps(key_index(args.child, args.key_index)))
+        return
+    if args.key_index:
+        runs = []
+        for run in range(args.runs):
+            for kind in ("dict", "KeyRows"):
+                child = [sys.executable, __file__, "--key-index", str(args.key_index), "--child", kind]
+                row = json.loads(subprocess.run(child, capture_output=True, text=True, check=True).stdout)
+                runs.append({"run": run, **row})
+                print(json.dumps(runs[-1]), flush=True)
+        out = args.out if args.out != OUT else OUT.with_name("embedding_cache_keys.json")
+        out.write_text(
+            json.dumps(
+                {
+                    "command": "python bench/embedding_cache.py " + " ".join(sys.argv[1:]),
+                    "machine": platform.platform(),
+                    "load_avg_1_5_15": os.getloadavg(),
+                    "what": "keys indexed part by part in a fresh process, then 20,000 known and 100 unknown looked "
+                    "up twice; growth of peak RSS (VmHWM), and the resident set at the end",
+                    "results": runs,
+                },
+                indent=2,
+            )
+        )
+        print(f"wrote {out}")
+        return
     if args.child:
         count, which = args.child.split(":")
         print(json.dumps(lookup(folder, args.images, int(count), which)))

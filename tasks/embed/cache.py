@@ -50,6 +50,7 @@ PART_BYTES = 64 * 2**20
 # Vectors of parts already read are kept for the next lookup up to about this much, least recently used first out:
 # a gallery decided in chunks through one cache object holds a chunk's parts, not every part it has read.
 KEEP_BYTES = 2**30
+ROW_MASK = 0xFFFFFFFF  # where a key's vector is: part number << 32 | row in that part
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,147 @@ def _read_part(path: Path, encoder_id: str) -> tuple[list[str], np.ndarray, bool
     return keys, matrix, True
 
 
+_HEX_VALUE = np.full(256, 255, dtype=np.uint8)  # ASCII byte -> its value as a lower-case hex digit (255: not one)
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def key_digests(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A 128-bit digest of each key as two uint64 halves: for a sha256 hex key (every key the cache writes), its
+    32 bytes folded in two by XOR, decoded for all keys at once; for any other key, its blake2b. Two keys with one
+    digest are told apart where it matters: `EmbeddingCache` checks the stored key of every row it finds."""
+    n = len(keys)
+    raw = np.zeros((0, 64), dtype=np.uint8)
+    try:
+        joined = "".join(keys).encode("ascii")
+        if len(joined) == 64 * n and all(len(k) == 64 for k in keys):
+            raw = np.frombuffer(joined, dtype=np.uint8).reshape(n, 64)
+    except UnicodeEncodeError:
+        pass
+    if len(raw) == n and not (_HEX_VALUE[raw] == 255).any():
+        nibbles = _HEX_VALUE[raw]
+        octets = np.ascontiguousarray(nibbles[:, 0::2] << 4 | nibbles[:, 1::2])
+    else:
+        octets = np.frombuffer(b"".join(map(_key_bytes, keys)), dtype=np.uint8).reshape(n, 32)
+    words = octets.view(">u8").astype(np.uint64)
+    return words[:, 0] ^ words[:, 2], words[:, 1] ^ words[:, 3]
+
+
+def _key_bytes(key: str) -> bytes:
+    """32 bytes standing for a key: a lower-case hex key's own bytes, else its blake2b."""
+    if len(key) == 64 and key.isascii() and not (_HEX_VALUE[np.frombuffer(key.encode(), np.uint8)] == 255).any():
+        return bytes.fromhex(key)
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=32).digest()
+
+
+class KeyRows:
+    """Where each key's vector is (part number << 32 | row), for millions of keys in about 24 bytes a key: the
+    keys' 128-bit digests (`key_digests`) sorted in arrays, plus a dict of the ones added since the arrays were
+    last rebuilt (folded in once they are an eighth of them). A key added again points at its latest row.
+
+    A dict of the key strings cost about 200 bytes a key: 1.8 GB for a ten-million-image gallery, per encoder
+    (`python bench/embedding_cache.py --key-index 10000000`)."""
+
+    def __init__(self) -> None:
+        self._hi = np.zeros(0, dtype=np.uint64)
+        self._lo = np.zeros(0, dtype=np.uint64)
+        self._at = np.zeros(0, dtype=np.int64)
+        self._staged: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # added, not yet in `_recent`
+        self._recent: dict[int, int] = {}  # digest (hi << 64 | lo) -> where, newer than the arrays
+
+    def add(self, keys: Sequence[str], where: np.ndarray) -> None:
+        hi, lo = key_digests(keys)
+        self._staged.append((hi, lo, np.asarray(where, dtype=np.int64)))
+
+    def _settle(self) -> None:
+        staged = sum(len(hi) for hi, _, _ in self._staged) + len(self._recent)
+        if staged > max(2**16, len(self._at) // 8):
+            self._fold()
+        for hi, lo, at in self._staged:
+            digests = (high << 64 | low for high, low in zip(hi.tolist(), lo.tolist(), strict=True))
+            self._recent.update(zip(digests, at.tolist(), strict=True))
+        self._staged = []
+
+    def _fold(self) -> None:
+        """Everything added into the sorted arrays; of equal digests the last added wins. One column at a time,
+        each source released as it is copied."""
+        recent = list(self._recent)
+        parts = [(self._hi, self._lo, self._at), *self._staged]
+        if recent:
+            parts.insert(
+                1,
+                (
+                    np.array([d >> 64 for d in recent], dtype=np.uint64),
+                    np.array([d & 0xFFFFFFFFFFFFFFFF for d in recent], dtype=np.uint64),
+                    np.fromiter(self._recent.values(), dtype=np.int64, count=len(recent)),
+                ),
+            )
+        del recent
+        self._staged, self._recent = [], {}
+        columns = [[part[i] for part in parts] for i in range(3)]
+        del parts
+        self._hi = self._lo = np.zeros(0, dtype=np.uint64)
+        self._at = np.zeros(0, dtype=np.int64)
+        hi = np.concatenate(columns[0])
+        columns[0] = []
+        order = np.argsort(hi, kind="stable")  # one 64-bit key: much faster than sorting on both halves
+        hi = hi[order]
+        lo = np.concatenate(columns[1])[order]
+        columns[1] = []
+        at = np.concatenate(columns[2])[order]
+        del columns, order
+        # Runs of equal first halves (a key added again; two keys only by chance) are ordered by the second half,
+        # stably, so that equal digests sit together in the order they were added.
+        tied = np.flatnonzero(hi[1:] == hi[:-1])
+        if len(tied):
+            rows = np.union1d(tied, tied + 1)
+            by_digest = np.lexsort((lo[rows], hi[rows]))
+            lo[rows], at[rows] = lo[rows][by_digest], at[rows][by_digest]
+        last = np.ones(len(hi), dtype=bool)
+        last[:-1] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        self._hi, self._lo, self._at = hi[last], lo[last], at[last]
+
+    def find(self, keys: Sequence[str]) -> np.ndarray:
+        """Where each key's vector is, -1 for a key never added (or one whose part was dropped)."""
+        self._settle()
+        hi, lo = key_digests(keys)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if len(self._hi):
+            at = np.searchsorted(self._hi, hi)
+            while True:  # equal first halves sit next to each other: a second pass is almost never needed
+                live = at < len(self._hi)
+                live[live] = self._hi[at[live]] == hi[live]
+                live &= out < 0
+                if not live.any():
+                    break
+                same = live.copy()
+                same[live] = self._lo[at[live]] == lo[live]
+                out[same] = self._at[at[same]]
+                at = np.where(live & ~same, at + 1, len(self._hi))
+        if self._recent:
+            for i, (high, low) in enumerate(zip(hi.tolist(), lo.tolist(), strict=True)):
+                where = self._recent.get(high << 64 | low)
+                if where is not None:
+                    out[i] = where
+        return out
+
+    def drop_parts(self, numbers: set[int]) -> None:
+        """Forget every key whose vector is in one of these parts."""
+        self._fold()
+        keep = ~np.isin(self._at >> 32, np.fromiter(numbers, dtype=np.int64, count=len(numbers)))
+        self._hi, self._lo, self._at = self._hi[keep], self._lo[keep], self._at[keep]
+
+    def __len__(self) -> int:
+        self._fold()
+        return len(self._at)
+
+
 class EmbeddingCache:
     """One encoder's cache folder: every part's keys are read on first use, a part's vectors only when one of its
     keys is asked for (then checked against the part's checksum and kept while this object lives).
 
     Holding every vector of a folder in memory cost the whole cache for any lookup: with a gallery of a million
     images, a 10,000-image update or one uploaded file scored by path read about 30 GB (Lite2's 1280 floats and the
-    detector's 5 x 1280 an image). Now such a lookup costs the keys (about 200 bytes each) and the few parts that
+    detector's 5 x 1280 an image). Now such a lookup costs the keys (`KeyRows`, 24 bytes each) and the few parts that
     hold the vectors asked for. Parts stay at most `PART_BYTES` each: compaction merges only small parts."""
 
     def __init__(self, directory: Path, encoder_id: str, quarantine: Path | None = None):
@@ -160,13 +295,13 @@ class EmbeddingCache:
         self.quarantine = quarantine
         self.corrupt_parts = 0
         # key -> part number << 32 | row in that part; the part numbers index `_parts`
-        self._rows: dict[str, int] | None = None
+        self._rows: KeyRows | None = None
         self._dim: int | None = None
         self._parts: list[Path | None] = []  # parts this object indexed (None once gone): compaction deletes only these
         self._sizes: list[int] = []  # rows of each part
         self._unverified: set[int] = set()  # parts written before checksums
-        # the checked vectors of parts read, least recently used first (at most about KEEP_BYTES of them)
-        self._vectors: OrderedDict[int, np.ndarray] = OrderedDict()
+        # the keys and checked vectors of parts read, least recently used first (at most about KEEP_BYTES of them)
+        self._vectors: OrderedDict[int, tuple[list[str], np.ndarray]] = OrderedDict()
         self._stale = False  # a part indexed here was gone when its vectors were wanted
         self.keep_bytes = KEEP_BYTES  # vectors of parts read that this object keeps (least recently used out)
 
@@ -189,10 +324,10 @@ class EmbeddingCache:
             else:
                 path.unlink(missing_ok=True)
 
-    def _load(self) -> dict[str, int]:
+    def _load(self) -> KeyRows:
         if self._rows is not None:
             return self._rows
-        self._rows = {}
+        self._rows = KeyRows()
         for path in self.parts():
             try:
                 keys, dim, verified = _read_part_keys(path, self.encoder_id)
@@ -215,9 +350,7 @@ class EmbeddingCache:
         number = len(self._parts)
         self._parts.append(path)
         self._sizes.append(len(keys))
-        base = number << 32
-        for row, key in enumerate(keys):
-            self._rows[key] = base | row
+        self._rows.add(keys, number << 32 | np.arange(len(keys), dtype=np.int64))
         return number
 
     def _forget(self, numbers: set[int]) -> None:
@@ -227,17 +360,16 @@ class EmbeddingCache:
             self._parts[number] = None
             self._vectors.pop(number, None)
             self._unverified.discard(number)
-        for key in [k for k, v in self._rows.items() if (v >> 32) in numbers]:
-            del self._rows[key]
+        self._rows.drop_parts(numbers)
 
     def _reset(self) -> None:
         """Forget everything read, so the next use reads the folder again."""
         self._rows, self._dim = None, None
         self._parts, self._sizes, self._unverified, self._vectors = [], [], set(), OrderedDict()
 
-    def _part_vectors(self, number: int) -> np.ndarray | None:
-        """The part's vectors, read and checked on first use; None when it is corrupt (then quarantined and
-        forgotten) or gone (another process merged it: `missing` then reads the folder again)."""
+    def _part(self, number: int) -> tuple[list[str], np.ndarray] | None:
+        """The part's keys and vectors, read and checked on first use; None when it is corrupt (then quarantined
+        and forgotten) or gone (another process merged it: `missing` then reads the folder again)."""
         if number in self._vectors:
             self._vectors.move_to_end(number)
             return self._vectors[number]
@@ -249,21 +381,21 @@ class EmbeddingCache:
             self._stale = True
             return None
         try:
-            _, matrix, _ = _read_part(path, self.encoder_id)
+            keys, matrix, _ = _read_part(path, self.encoder_id)
             if len(matrix) != self._sizes[number] or matrix.shape[1] != self._dim:
                 raise CorruptPartError(f"{matrix.shape} vectors where its keys said {self._sizes[number]}")
         except CorruptPartError as err:
             self._quarantine(path, str(err))
             self._forget({number})
             return None
-        self._keep(number, matrix)
-        return matrix
+        self._keep(number, (keys, matrix))
+        return keys, matrix
 
-    def _keep(self, number: int, matrix: np.ndarray) -> None:
-        self._vectors[number] = matrix
-        held = sum(m.nbytes for m in self._vectors.values())
+    def _keep(self, number: int, part: tuple[list[str], np.ndarray]) -> None:
+        self._vectors[number] = part
+        held = sum(matrix.nbytes for _, matrix in self._vectors.values())
         while held > self.keep_bytes and len(self._vectors) > 1:
-            _, dropped = self._vectors.popitem(last=False)
+            _, (_, dropped) = self._vectors.popitem(last=False)
             held -= dropped.nbytes
 
     def _small_parts(self) -> list[int]:
@@ -288,28 +420,37 @@ class EmbeddingCache:
         wanted = list(dict.fromkeys(keys))
         for _ in range(3):  # a part merged away by another process meanwhile: read the folder again
             self._stale = False
-            rows = self._load()
-            for number in sorted({rows[k] >> 32 for k in wanted if k in rows}):
-                self._part_vectors(number)
+            where = self._load().find(wanted)
+            for number, at in _by_part(where):
+                part = self._part(number)
+                if part is None:  # corrupt (forgotten now) or gone
+                    where[at] = -1
+                    continue
+                part_keys = part[0]
+                for i, row in zip(at.tolist(), (where[at] & ROW_MASK).tolist(), strict=True):
+                    if part_keys[row] != wanted[i]:  # another key with the same digest: not this one's vector
+                        where[i] = -1
             if not self._stale:
                 break
             self._reset()
-        rows = self._load()
-        return [k for k in wanted if k not in rows]
+        return [key for key, found in zip(wanted, (where >= 0).tolist(), strict=True) if not found]
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
         """Rows for `keys` (a KeyError for one not cached: ask `missing` first)."""
-        rows = self._load()
-        packed = np.fromiter((rows[k] for k in keys), dtype=np.int64, count=len(keys))
+        keys = list(keys)
+        where = self._load().find(keys)
+        if (where < 0).any():
+            raise KeyError(f"{self.encoder_id}: {keys[int(np.argmax(where < 0))]!r} is not cached")
         out = np.empty((len(keys), self._dim or 0), dtype=np.float32)
-        numbers = packed >> 32
-        for number in np.unique(numbers).tolist():
-            matrix = self._part_vectors(number)
-            if matrix is None:
-                lost = next(k for k, n in zip(keys, numbers.tolist(), strict=True) if n == number)
-                raise KeyError(f"{self.encoder_id}: the part holding {lost!r} is corrupt or gone; ask `missing` again")
-            at = numbers == number
-            out[at] = matrix[packed[at] & 0xFFFFFFFF]
+        for number, at in _by_part(where):
+            part = self._part(number)
+            rows = where[at] & ROW_MASK
+            if part is None or any(part[0][r] != keys[i] for i, r in zip(at.tolist(), rows.tolist(), strict=True)):
+                raise KeyError(
+                    f"{self.encoder_id}: the part holding {keys[int(at[0])]!r} is corrupt or gone, or holds another "
+                    "key of the same digest; ask `missing` again"
+                )
+            out[at] = part[1][rows]
         return out
 
     def add(self, keys: Sequence[str], matrix: np.ndarray) -> Path | None:
@@ -331,7 +472,7 @@ class EmbeddingCache:
             )
         path = self._write(list(keys), matrix)
         self._dim = matrix.shape[1]
-        self._keep(self._index(path, list(keys)), matrix)
+        self._keep(self._index(path, list(keys)), (list(keys), matrix))
         return path
 
     def _write(self, keys: list[str], matrix: np.ndarray) -> Path:
@@ -351,7 +492,7 @@ class EmbeddingCache:
         `PART_BYTES`, and rewrite parts from before checksums (also alone when `rewrite_single`). Each new part
         lands before the old ones go, so a crash loses nothing; parts another process wrote meanwhile, and large
         parts, are left alone. Returns the last part written."""
-        rows = self._load()
+        self._load()
         todo = sorted(set(self._small_parts()) | self._unverified)
         if len(todo) < (1 if rewrite_single or self._unverified else 2):
             return None
@@ -361,25 +502,28 @@ class EmbeddingCache:
                 group.append(number)
                 size += self._sizes[number]
                 continue
-            written = self._merge(group, rows)
+            written = self._merge(group)
             last = written or last
-            rows = self._load()
             group, size = ([number], self._sizes[number]) if number >= 0 else ([], 0)
         return last
 
-    def _merge(self, group: list[int], rows: dict[str, int]) -> Path | None:
+    def _merge(self, group: list[int]) -> Path | None:
         """One part in place of the parts `group` (the keys whose latest vector they hold, once each)."""
-        matrices = {n: self._part_vectors(n) for n in group}
-        group = [n for n in group if matrices[n] is not None]
+        rows = self._load()
+        parts = {n: self._part(n) for n in group}
+        keys: list[str] = []
+        blocks = []
+        for number, part in parts.items():
+            if part is None:
+                continue
+            part_keys, matrix = part
+            latest = rows.find(part_keys) == (number << 32 | np.arange(len(part_keys), dtype=np.int64))
+            keys += [k for k, is_latest in zip(part_keys, latest.tolist(), strict=True) if is_latest]
+            blocks.append(matrix[latest])
+        group = [n for n, part in parts.items() if part is not None]
         if not group:
             return None
-        members = set(group)
-        keys = [k for k, v in rows.items() if (v >> 32) in members]
-        packed = np.fromiter((rows[k] for k in keys), dtype=np.int64, count=len(keys))
-        matrix = np.empty((len(keys), self._dim or 0), dtype=np.float32)
-        for number in group:
-            at = (packed >> 32) == number
-            matrix[at] = matrices[number][packed[at] & 0xFFFFFFFF]  # type: ignore[index]
+        matrix = np.concatenate(blocks) if blocks else np.zeros((0, self._dim or 0), dtype=np.float32)
         path = self._write(keys, matrix) if keys else None
         old = [self._parts[n] for n in group]
         for number in group:  # every key pointing into the group moves to the new part
@@ -387,11 +531,24 @@ class EmbeddingCache:
             self._vectors.pop(number, None)
             self._unverified.discard(number)
         if path is not None:
-            self._keep(self._index(path, keys), matrix)
-        for part in old:
-            if part is not None:
-                part.unlink(missing_ok=True)
+            self._keep(self._index(path, keys), (keys, matrix))
+        for part_path in old:
+            if part_path is not None:
+                part_path.unlink(missing_ok=True)
         return path
+
+
+def _by_part(where: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(part number, positions in `where` of the keys found in it) for every part that `where` points into."""
+    found = np.flatnonzero(where >= 0)
+    numbers = where[found] >> 32
+    order = np.argsort(numbers, kind="stable")
+    found, numbers = found[order], numbers[order]
+    if not len(numbers):
+        return []
+    starts = np.flatnonzero(np.r_[True, numbers[1:] != numbers[:-1]])
+    ends = np.r_[starts[1:], len(numbers)]
+    return [(int(numbers[a]), found[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def _read_part_keys(path: Path, encoder_id: str) -> tuple[list[str], int, bool]:
@@ -498,16 +655,18 @@ def embed_image_files(
     num_workers: int = 2,
     progress: bool | None = None,
     cache: EmbeddingCache | None = None,
+    digests: Sequence[str] | None = None,
 ) -> CachedVectors:
     """One row per image file, aligned with the input; only files whose bytes the cache has not seen are embedded.
     Progress as in `embed_texts`. `cache`: the encoder's cache object to use (one that has read the folder's keys
-    already, for a caller that embeds in chunks)."""
+    already, for a caller that embeds in chunks). `digests`: the files' `hash_files`, when the caller has them (so
+    a file embedded by two encoders is read for hashing once)."""
     paths = [Path(p) for p in paths]
     if cache is None:
         cache = EmbeddingCache.for_workspace(workspace, encoder.encoder_id)
     return CachedVectors(
         *cached_embed(
-            hash_files(paths),
+            hash_files(paths) if digests is None else list(digests),
             cache,
             lambda pos, lines: encode_image_files(
                 encoder, [paths[p] for p in pos], batch_size, num_workers, progress, lines

@@ -333,3 +333,62 @@ def test_parts_read_are_kept_up_to_a_budget_and_read_again_when_needed(tmp_path,
     assert cache.missing(flat) == []
     np.testing.assert_array_equal(cache.get(flat[::-1]), np.arange(36, dtype=np.float32).reshape(9, 4)[::-1])
     assert len(cache._vectors) == 1  # the budget held: the other parts were dropped and read again for get
+
+
+def test_key_rows_find_the_latest_row_of_every_key_as_a_dict_would(monkeypatch):
+    """The compact key index (sorted digests, then a dict of recent adds folded in) agrees with a dict of the keys,
+    across folds, re-added keys, dropped parts, and keys that are not sha256 hex."""
+    import hashlib
+
+    from tasks.embed.cache import KeyRows
+
+    rng = np.random.default_rng(0)
+    hex_keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(90_000)]
+    other = ["plain", "", "ünïcödé", "A" * 64, "g" * 64, hex_keys[0].upper()]
+    rows, expected = KeyRows(), {}
+    for number, start in enumerate(range(0, 90_000, 9_000)):
+        part = hex_keys[start : start + 9_000] + (other if number == 3 else [])
+        if number % 2:  # some keys come back in a later part: they point there now
+            part += list(rng.choice(hex_keys[:start], 500, replace=False)) if start else []
+        where = number << 32 | np.arange(len(part), dtype=np.int64)
+        rows.add(part, where)
+        expected.update(zip(part, where.tolist(), strict=True))
+        probe = list(rng.choice(hex_keys, 2_000)) + other + ["never added", "0" * 64]
+        assert rows.find(probe).tolist() == [expected.get(k, -1) for k in probe]
+    assert len(rows) == len(expected)
+
+    # keys whose digests share the first half: sorted by the second, and the latest of each still wins
+    twins = [f"{1:016x}{n:016x}{0:032x}" for n in (5, 3, 9)]
+    for number, part in ((20, twins), (21, twins[1:2]), (22, twins[::-1])):
+        where = number << 32 | np.arange(len(part), dtype=np.int64)
+        rows.add(part, where)
+        expected.update(zip(part, where.tolist(), strict=True))
+    rows._fold()
+    assert rows.find(twins).tolist() == [expected[k] for k in twins]
+
+    rows.drop_parts({1, 3})
+    expected = {k: v for k, v in expected.items() if v >> 32 not in {1, 3}}
+    everything = hex_keys + other + twins
+    assert rows.find(everything).tolist() == [expected.get(k, -1) for k in everything]
+    assert len(rows) == len(expected)
+
+
+def test_two_keys_with_one_digest_never_get_each_others_vector(tmp_path):
+    """The index keeps 128 bits of a key; the stored key of every row found is checked, so a key whose digest
+    another key took is reported missing (and recomputed), never served the other's vector."""
+    from tasks.embed.cache import key_digests
+
+    a = "0123456789abcdef" * 2 + "fedcba9876543210" * 2
+    b = "fedcba9876543210" * 2 + "0123456789abcdef" * 2  # the halves swapped: the same XOR-folded digest
+    assert [h.tolist() for h in key_digests([a])] == [h.tolist() for h in key_digests([b])]
+    cache = EmbeddingCache(tmp_path / "c", "fake-image")
+    cache.add([a], np.full((1, 4), 1.0, np.float32))
+    cache.add([b], np.full((1, 4), 2.0, np.float32))
+    fresh = EmbeddingCache(tmp_path / "c", "fake-image")
+    assert fresh.missing([a, b]) == [a]
+    np.testing.assert_array_equal(fresh.get([b]), np.full((1, 4), 2.0, np.float32))
+    with pytest.raises(KeyError):
+        fresh.get([a])
+    fresh.add([a], np.full((1, 4), 1.0, np.float32))  # recomputed: now `b` is the one to recompute
+    np.testing.assert_array_equal(fresh.get([a]), np.full((1, 4), 1.0, np.float32))
+    assert fresh.missing([a, b]) == [b]
