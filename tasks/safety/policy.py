@@ -125,8 +125,9 @@ class SafetyPolicy:
         evidence["flagged"] = evidence["flagged"].to_numpy(dtype=bool) | copies
         return evidence
 
-    def decide_files(self, paths: list[Path], features: np.ndarray) -> pd.DataFrame:
-        """The decision for image files whose detector features are given (row-aligned).
+    def decide_files(self, paths: list[Path], features: np.ndarray, digests: list[str] | None = None) -> pd.DataFrame:
+        """The decision for image files whose detector features are given (row-aligned); `digests` (sha256 of
+        each file) are computed when not given.
 
         A file whose bytes are a labelled training image is scored by its out-of-fold score, as the training
         set was: the final detector was fitted on that image's label, so a child no caption mentions (labelled
@@ -139,7 +140,7 @@ class SafetyPolicy:
         flags = self.human_flags
         if flags is None or flags.empty or "sha256" not in flags or not len(paths):
             return decide(self.evidence_for_files(paths), scores, self.detector.thresholds, self.min_captions)
-        digests = hash_files([Path(p) for p in paths])
+        digests = hash_files([Path(p) for p in paths]) if digests is None else digests
         evidence = self.evidence_for_files(paths, digests)
         scores = training_scores(flags, digests, scores)
         decisions = decide(evidence, scores, self.detector.thresholds, self.min_captions)

@@ -403,7 +403,7 @@ def _decide(
     detector) of a chunk are dropped once it is decided, and so are the vectors of hidden files. The shown files'
     vectors go to a `RowSink`: in memory up to `SPILL_BYTES`, else to a file in `directory` (the workspace's index
     folder, so that saving the index links it), so ten million files never hold 51 GB of Lite2 vectors."""
-    from tasks.embed.cache import EmbeddingCache, embed_image_files
+    from tasks.embed.cache import EmbeddingCache, embed_image_files, hash_files
     from tasks.embed.encoders.registry import get_image_encoder
 
     encoder, detector_id = get_image_encoder(image_encoder_id), policy.detector.encoder_id
@@ -413,13 +413,16 @@ def _decide(
     with RowSink(len(paths), directory) as shown:
         for start in range(0, max(len(paths), 1), DECIDE_CHUNK):  # no files: one empty chunk, decided as such
             chunk = paths[start : start + DECIDE_CHUNK]
-            embeddings = embed_image_files(chunk, encoder, workspace, cache=caches[image_encoder_id]).matrix
+            digests = hash_files(chunk)  # once for both encoders and the decision
+            embeddings = embed_image_files(
+                chunk, encoder, workspace, cache=caches[image_encoder_id], digests=digests
+            ).matrix
             features = (
                 embeddings
                 if detector is None
-                else embed_image_files(chunk, detector, workspace, cache=caches[detector_id]).matrix
+                else embed_image_files(chunk, detector, workspace, cache=caches[detector_id], digests=digests).matrix
             )
-            decided = policy.decide_files(chunk, features)
+            decided = policy.decide_files(chunk, features, digests)
             del features
             shown.append(embeddings[~decided["hidden"].to_numpy(dtype=bool)])
             decisions.append(decided)

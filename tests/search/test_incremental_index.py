@@ -169,8 +169,8 @@ def test_new_safety_flags_hide_an_indexed_image_without_a_rebuild(search_setup, 
 
     decide = SafetyPolicy.decide_files
 
-    def decide_with_a_new_flag(self, paths, features):
-        out = decide(self, paths, features)
+    def decide_with_a_new_flag(self, paths, features, digests=None):
+        out = decide(self, paths, features, digests)
         out.loc[out["image"] == target, ["hidden", "source", "detail"]] = [True, "captions", "new human flag"]
         return out
 
@@ -214,6 +214,27 @@ def test_a_folder_decided_in_chunks_is_indexed_as_in_one_piece(search_setup, pho
     assert "upload_child.jpg" in set(after.flagged["image"]) and "upload_child.jpg" not in after.images
     rows = [list(a.images).index(n) for n in search_setup.searchable[6:8]]
     np.testing.assert_array_equal(np.asarray(after.embeddings)[-2:], np.asarray(a.embeddings)[rows])
+
+
+def test_deciding_a_folder_reads_each_file_once_to_hash_it(search_setup, monkeypatch):
+    """The image encoder's cache, the detector's and the decision (which matches bytes to labelled training
+    images) share one hash of each file; each used to hash it again."""
+    from collections import Counter
+
+    from tasks.embed import cache
+    from tasks.search.gallery import index_folder
+
+    hashed: Counter[str] = Counter()
+    real = cache.file_sha256
+
+    def spy(path, *args, **kwargs):
+        hashed[os.path.basename(path)] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "file_sha256", spy)
+    summary = index_folder(search_setup.gallery, "hashed-once", search_setup.workspace)
+    assert summary.searchable and summary.flagged
+    assert set(hashed.values()) == {1} and len(hashed) == summary.searchable + summary.flagged
 
 
 def test_a_build_whose_vectors_spill_to_disk_equals_one_in_memory(search_setup, monkeypatch):
