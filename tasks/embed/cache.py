@@ -208,7 +208,9 @@ class KeyRows:
 
     def _fold(self) -> None:
         """Everything added into the sorted arrays; of equal digests the last added wins. One column at a time,
-        each source released as it is copied."""
+        each source released as it is copied. Nothing added since the last fold: nothing to sort again."""
+        if not self._staged and not self._recent:
+            return
         recent = list(self._recent)
         parts = [(self._hi, self._lo, self._at), *self._staged]
         if recent:
