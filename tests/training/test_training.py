@@ -483,12 +483,13 @@ def test_a_training_image_is_calibrated_without_its_own_captions(monkeypatch):
     train, _, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
     model = TwoTowerModel(epochs=2, neighbours=1, neighbour_temperature=0.01).fit(train, seed=0)
     assert model.memory is not None and len(calls) == 1 and calls[0] is not None
-    excluded = calls[0]  # one image code per calibration row: every rated training pair
-    assert len(excluded) == len(train.target)
+    excluded = calls[0]  # one image code per rated training image (its pairs share its vector)
+    names = np.unique(train.groups)
+    assert excluded.tolist() == list(range(len(names)))
     code_of = dict(zip(train.positives_groups, model.memory.groups, strict=True))
-    with_captions = [r for r, name in enumerate(train.groups) if name in code_of]
-    assert len(with_captions) > len(train.target) / 2
-    assert all(excluded[r] == code_of[train.groups[r]] for r in with_captions)
+    with_captions = [code for code, name in enumerate(names) if name in code_of]
+    assert len(with_captions) > len(names) / 2
+    assert all(code_of[names[code]] == excluded[code] for code in with_captions)
 
     # with one neighbour a training image's nearest training image is itself; left out, it is another image
     features = model._image_in(train.positives_image)
@@ -498,6 +499,28 @@ def test_a_training_image_is_calibrated_without_its_own_captions(monkeypatch):
     left_out = lookup(model.memory, units, 1, 0.01, exclude=model.memory.groups)
     assert np.mean(np.sum(own * text, axis=1) > 0.999) > 0.3
     assert np.mean(np.sum(left_out * text, axis=1) > 0.999) == 0.0
+
+
+def test_calibration_computes_an_images_vector_once_for_all_its_pairs():
+    """Rated pairs repeat their image: its gallery vector is computed once and repeated, which gives what computing
+    it for every pair gives (to round-off: the similarity products are batched differently, which can swap the
+    50th and 51st caption neighbour of an image); a group whose rows differ is computed row by row."""
+    import torch
+
+    from tasks.training.models.two_tower import TwoTowerModel
+
+    pairs, captions, text_table, image_table = synthetic()
+    train, _, _ = build_datasets(pairs, captions, text_table, image_table, 0.25, seed=0)
+    model = TwoTowerModel(epochs=2, members=2).fit(train, seed=0)
+    codes = np.unique(train.groups, return_inverse=True)[1].reshape(-1)
+    images = torch.from_numpy(model._image_in(train.image))
+    assert len(np.unique(codes)) < len(codes) / 3
+    changed = images.clone()
+    changed[np.flatnonzero(codes == codes[0])[-1]] += 1.0  # one pair of the first image differs
+    with torch.no_grad():
+        np.testing.assert_allclose(model._pair_gallery(images, codes), model._gallery(images, codes), atol=1e-3)
+        assert model._pair_gallery(images, None).shape == model._gallery(images, None).shape
+        np.testing.assert_allclose(model._pair_gallery(changed, codes), model._gallery(changed, codes), atol=1e-3)
 
 
 def test_caption_memory_hubness_is_the_mean_of_the_highest_caption_similarities():
@@ -559,7 +582,9 @@ def test_the_hubness_term_lowers_each_image_by_its_likeness_to_all_captions_in_o
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(two_tower.CaptionMemory, "hubness", recording)
         TwoTowerModel(epochs=2, neighbours=5, hub_penalty=0.5).fit(train, seed=0)
-    assert len(calls) == 1 and calls[0] is not None and len(calls[0]) == len(train.target)
+    # one code per rated training image, each that image's (its pairs share one vector)
+    assert len(calls) == 1 and calls[0] is not None
+    assert calls[0].tolist() == list(range(len(np.unique(train.groups))))
 
 
 def test_training_parameters_reach_the_two_tower_constructor():
