@@ -110,3 +110,33 @@ def test_parameter_errors_are_one_line_and_exit_2(args, message, workspace):
     assert result.exit_code == 2, (args, result.output)
     assert len(lines) == 1 and message in lines[0], (args, result.output)
     assert "errors.pydantic.dev" not in result.output and "Traceback" not in result.output
+
+
+def test_prefect_api_starts_beside_the_imports_only_when_none_is_configured(monkeypatch):
+    """Without a configured API the temporary server is started in a thread and waited for; a failed start is left
+    to the flow run; with an API configured nothing is started."""
+    import threading
+
+    from prefect.server.api import server
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+
+    from imgsearch_cli.main import _prefect_api_starting
+
+    started, release = [], threading.Event()
+
+    class FakeServer:
+        def start(self):
+            started.append(threading.current_thread().name)
+            release.wait(5)
+            raise RuntimeError("port in use")  # left to the flow run's own start
+
+    monkeypatch.setattr(server, "SubprocessASGIServer", FakeServer)
+    with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_SERVER_EPHEMERAL_ENABLED: True}):
+        wait = _prefect_api_starting()
+        release.set()
+        wait()
+    assert started == ["prefect-api-start"]
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        _prefect_api_starting()()
+    assert started == ["prefect-api-start"]
