@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -87,21 +86,23 @@ def _main(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-def _prefect_api_starting() -> Callable[[], None]:
-    """Start Prefect's temporary local server now, in a thread, when no API is configured; return a function that
-    waits until it answers (at once when an API is configured or the temporary server is turned off).
+def _start_prefect_api_beside_imports() -> None:
+    """When no Prefect API is configured, start Prefect's temporary local server in a thread and import the run's
+    libraries while it comes up; return once it answers. With an API configured (or the temporary server turned
+    off) nothing happens here.
 
     A flow run without a configured API starts that server itself and waits for its health check before its first
-    task: 7 s here with a used workspace, 16 s with a new one. Started once the parameters are valid, it comes up
-    while this process imports the libraries the run needs anyway (`_import_run_libraries`, about 5 s). A failed
-    start is left to the flow run, which starts the server again and reports what went wrong."""
+    task: 7 s here with a used workspace, 16 s with a new one. Called once the parameters are valid, the wait
+    overlaps the imports of torch and sentence-transformers (about 5 s), which the run needs anyway and its stages
+    would import later. A failed start is left to the flow run, which starts the server again and reports what went
+    wrong."""
     import threading
 
     import prefect.main  # noqa: F401 -- sets up Prefect's logging, so the server's start is logged as before
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return lambda: None
+        return
     from prefect.server.api.server import SubprocessASGIServer
 
     def start() -> None:
@@ -112,16 +113,10 @@ def _prefect_api_starting() -> Callable[[], None]:
 
     thread = threading.Thread(target=start, name="prefect-api-start", daemon=True)
     thread.start()
-    return thread.join
-
-
-def _import_run_libraries() -> None:
-    """Import what a run imports on its way anyway (its stages import lazily), while Prefect's server starts."""
     import sentence_transformers  # noqa: F401 -- the text encoder
-    import torch
     import torch._dynamo  # noqa: F401 -- torch's optimizers import it on their first use (1-7 s here)
 
-    del torch
+    thread.join()
 
 
 @app.command()
@@ -204,9 +199,7 @@ def run(
     except ValidationError as err:
         _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
     started = time.perf_counter()
-    api_ready = _prefect_api_starting()
-    _import_run_libraries()
-    api_ready()
+    _start_prefect_api_beside_imports()
     try:
         result = run_pipeline(params)
     except (TableReadError, ContractError, FileNotFoundError) as err:
@@ -340,9 +333,7 @@ def backfill(
     except ValidationError as err:
         _fail(f"bad parameters: {describe_validation_error(err)}", code=2)
     started = time.perf_counter()
-    api_ready = _prefect_api_starting()
-    _import_run_libraries()
-    api_ready()
+    _start_prefect_api_beside_imports()
     try:
         result = backfill_flow(**chosen, force_reembed=force_reembed, training=params.training)
     except (TableReadError, ContractError, FileNotFoundError, ModelNotAvailableError, ValueError) as err:

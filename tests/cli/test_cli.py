@@ -120,23 +120,22 @@ def test_prefect_api_starts_beside_the_imports_only_when_none_is_configured(monk
     from prefect.server.api import server
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
-    from imgsearch_cli.main import _prefect_api_starting
+    from imgsearch_cli.main import _start_prefect_api_beside_imports
 
-    started, release = [], threading.Event()
+    started, finished = [], threading.Event()
 
     class FakeServer:
         def start(self):
             started.append(threading.current_thread().name)
-            release.wait(5)
+            finished.wait(0.2)
+            finished.set()
             raise RuntimeError("port in use")  # left to the flow run's own start
 
     monkeypatch.setattr(server, "SubprocessASGIServer", FakeServer)
     with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_SERVER_EPHEMERAL_ENABLED: True}):
-        wait = _prefect_api_starting()
-        release.set()
-        wait()
-    assert started == ["prefect-api-start"]
+        _start_prefect_api_beside_imports()
+    assert started == ["prefect-api-start"] and finished.is_set()  # returned after the start had ended
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        _prefect_api_starting()()
+        _start_prefect_api_beside_imports()
     assert started == ["prefect-api-start"]
