@@ -41,9 +41,16 @@ class IndexParams(ShardingParams):
         return Workspace(self.workspace.resolve()) if self.workspace else Workspace.from_env()
 
 
-def embed_new_images(params: IndexParams, workspace: Workspace) -> int:
+# New files hashed and planned at a time: the paths, keys and shards held stay this many, however large the folder
+# (ten million new files as one list of paths, keys and shard items would hold several GB before any embedding).
+EMBED_CHUNK = 50_000
+
+
+def embed_new_images(params: IndexParams, workspace: Workspace, chunk: int | None = None) -> int:
     """Put the vectors of the folder's new or changed images into the cache, for the champion's image encoder
-    and the detector's; returns how many images were embedded. Nothing is embedded for files the cache has."""
+    and the detector's; returns how many images were embedded. Nothing is embedded for files the cache has.
+    The new files are taken `chunk` (default `EMBED_CHUNK`) at a time: hashed, planned into shards, embedded, added
+    to the caches."""
     from tasks.embed.cache import EmbeddingCache, hash_files
     from tasks.embed.stage import plan_shards
     from tasks.safety.image_detector import ChildImageDetector
@@ -54,34 +61,49 @@ def embed_new_images(params: IndexParams, workspace: Workspace) -> int:
     encoders = [champion.image_encoder]
     detector = ChildImageDetector.load(workspace.detector_path).encoder_id
     encoders += [detector] if detector != champion.image_encoder else []
-    paths = files_to_embed(workspace, params.name, params.folder, champion.image_encoder)
-    if not paths:
+    names = files_to_embed(workspace, params.name, params.folder, champion.image_encoder)
+    if not len(names):
         logger.info("no new or changed images in %s", params.folder)
         return 0
-    keys = hash_files(paths)
-    items = [str(p) for p in paths]
-    caches = {encoder: EmbeddingCache.for_workspace(workspace, encoder) for encoder in encoders}
-    shards = [
-        shard
-        for encoder in encoders
-        for shard in plan_shards("image", encoder, keys, items, caches[encoder], params.shard_size)
-    ]
-    total = sum(len(s.keys) for s in shards)
+    chunk = chunk or EMBED_CHUNK
+    chunks = (len(names) + chunk - 1) // chunk
     where = f"on the Dask cluster {params.dask_address}" if params.dask_address else "here"
-    logger.info(
-        "%d new or changed images; %d embeddings to compute (%s) in %d shard(s) %s",
-        len(paths), total, " and ".join(encoders), len(shards), where,
-    )  # fmt: skip
+    if chunks > 1:
+        logger.info("%d new or changed images, %d at a time (%s) %s", len(names), chunk, " and ".join(encoders), where)
+    caches = {encoder: EmbeddingCache.for_workspace(workspace, encoder) for encoder in encoders}
     done, started = 0, time.perf_counter()
     with shard_runner(params) as run_shards:
-        for i, result in enumerate(run_shards(shards), start=1):
-            caches[result.encoder_id].add(list(result.keys), result.matrix)
-            done += len(result.keys)
-            logger.info(
-                "shard %d/%d: %d images with %s in %.1f s on %s; %d of %d embedded (%.0f%%), %.0f s so far",
-                i, len(shards), len(result.keys), result.encoder_id, result.seconds, result.worker,
-                done, total, 100 * done / total, time.perf_counter() - started,
-            )  # fmt: skip
+        for c, start in enumerate(range(0, len(names), chunk), start=1):
+            paths = [params.folder / n for n in names[start : start + chunk]]
+            keys, items = hash_files(paths), [str(p) for p in paths]
+            del paths
+            shards = [
+                shard
+                for encoder in encoders
+                for shard in plan_shards("image", encoder, keys, items, caches[encoder], params.shard_size)
+            ]
+            del keys, items
+            total, part_done = sum(len(s.keys) for s in shards), 0
+            if chunks == 1:
+                logger.info(
+                    "%d new or changed images; %d embeddings to compute (%s) in %d shard(s) %s",
+                    len(names), total, " and ".join(encoders), len(shards), where,
+                )  # fmt: skip
+            else:
+                logger.info(
+                    "part %d/%d (files %d-%d): %d embeddings to compute in %d shard(s)",
+                    c, chunks, start + 1, min(start + chunk, len(names)), total, len(shards),
+                )  # fmt: skip
+            for i, result in enumerate(run_shards(shards), start=1):
+                caches[result.encoder_id].add(list(result.keys), result.matrix)
+                part_done += len(result.keys)
+                done += len(result.keys)
+                logger.info(
+                    "shard %d/%d%s: %d images with %s in %.1f s on %s; %d of %d embedded (%.0f%%)%s, %.0f s so far",
+                    i, len(shards), f" of part {c}/{chunks}" if chunks > 1 else "", len(result.keys),
+                    result.encoder_id, result.seconds, result.worker, part_done, total, 100 * part_done / total,
+                    f" ({done} in all)" if chunks > 1 else "", time.perf_counter() - started,
+                )  # fmt: skip
     return done
 
 

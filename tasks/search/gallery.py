@@ -20,6 +20,7 @@ from tasks.workspace import Workspace
 
 if TYPE_CHECKING:
     from tasks.search.ann import AnnParams
+    from tasks.search.names import ImageNames
     from tasks.training.registry import ModelRecord
 
 
@@ -136,10 +137,11 @@ def _updatable(
     return previous if same else None
 
 
-def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder: str) -> list[Path]:
-    """The images of `folder` that an index run may have to embed: those the index `name` does not hold (as
-    searchable or hidden) with the same size and mtime, or all of them when it holds another folder or encoder.
-    An upper bound: the content-addressed cache still skips any file whose bytes it has seen."""
+def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder: str) -> ImageNames:
+    """The names (in `folder`) of the images an index run may have to embed: those the index `name` does not hold
+    (as searchable or hidden) with the same size and mtime, or all of them when it holds another folder or encoder.
+    An upper bound: the content-addressed cache still skips any file whose bytes it has seen. Names, not paths:
+    ten million `Path` objects would take gigabytes."""
     folder = Path(folder).resolve()
     names, stamps = folder_images(folder)
     try:
@@ -152,9 +154,9 @@ def files_to_embed(workspace: Workspace, name: str, folder: Path, image_encoder:
         or previous.image_encoder != image_encoder
         or previous.stamps is None
     ):
-        return [folder / n for n in names]
+        return names
     _, kept, hidden, _ = unchanged_files(previous, names, stamps)
-    return [folder / name for name in names.take(np.flatnonzero(~(kept | hidden)))]
+    return names.take(np.flatnonzero(~(kept | hidden)))
 
 
 def read_index_meta(workspace: Workspace, name: str = "gallery") -> dict | None:

@@ -56,6 +56,43 @@ def test_index_flow_embeds_only_new_images_in_shards_then_updates(search_setup, 
     assert not progress(caplog) and any("no new or changed images" in r.getMessage() for r in caplog.records)
 
 
+def test_a_folder_is_embedded_a_part_at_a_time(search_setup, tmp_path, caplog, monkeypatch):
+    """Its new files are hashed, planned and embedded `EMBED_CHUNK` at a time, so a folder of ten million never
+    holds ten million paths and keys at once; the index is the one a single part gives."""
+    import re
+
+    import numpy as np
+
+    from flows import index as index_module
+    from flows.index import IndexParams, index_flow
+    from tasks.search.index import GalleryIndex
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in search_setup.searchable[:2]:
+        shutil.copy2(search_setup.gallery / name, folder / name)
+    for i, name in enumerate(search_setup.searchable[2:5]):
+        with Image.open(search_setup.gallery / name) as image:  # bytes no other test of this module wrote
+            image.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(folder / f"part_{i}.jpg", quality=87)
+    ws = search_setup.workspace
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(index_module, "EMBED_CHUNK", 2)
+    parted = index_flow(IndexParams(folder=folder, name="flow-parts", workspace=ws.root, shard_size=1))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("5 new or changed images, 2 at a time" in m for m in messages)
+    assert [m.split(" (")[0] for m in messages if m.startswith("part ")] == ["part 1/3", "part 2/3", "part 3/3"]
+    embedded = [int(re.search(r": (\d+) images with", line).group(1)) for line in progress(caplog)]
+    assert sum(embedded) == 3 and "(3 in all)" in progress(caplog)[-1]
+
+    monkeypatch.setattr(index_module, "EMBED_CHUNK", 1000)  # the same folder as one part (all cached now)
+    whole = index_flow(IndexParams(folder=folder, name="flow-whole", workspace=ws.root, rebuild=True))
+    assert (parted.searchable, parted.flagged) == (whole.searchable, whole.flagged)
+    a, b = GalleryIndex.load(ws.index_dir("flow-parts")), GalleryIndex.load(ws.index_dir("flow-whole"))
+    assert list(a.images) == list(b.images)
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    np.testing.assert_array_equal(a.projected, b.projected)
+
+
 def test_index_flow_shards_on_a_dask_cluster(search_setup, tmp_path, caplog):
     distributed = pytest.importorskip("distributed")
     from flows.index import IndexParams, index_flow
